@@ -1,0 +1,217 @@
+"""The one facade that both interfaces (the ``pairs`` CLI and the Textual app) call.
+
+Importing it does not import torch: training code loads lazily, in the processes that train.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from core.config import DEFAULT_REPS, ConfigError, RunConfig, parse_grid, preset
+from core.data import DataError
+from core.report import (
+    FORMATS,
+    Table,
+    best_table,
+    paper_tables,
+    render,
+    setup_records,
+    to_csv,
+    to_json,
+    to_latex,
+    to_markdown,
+)
+from core.scheduler import StopRequest, WorkSummary
+from core.stats import BestComparison, SetupRow, best_setups, setup_rows
+from core.store import Store, StoreError
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist here."""
+
+
+#: Errors caused by what the user typed or pointed at: shown as one line, exit code 2.
+USER_ERRORS = (ConfigError, StoreError, DataError, DeviceError)
+
+__all__ = [
+    "USER_ERRORS", "DEFAULT_REPS", "FORMATS", "Table", "paper_tables", "best_table",
+    "base_config", "plan", "plan_preset", "open_store", "queue", "work", "table_rows",
+    "render_rows", "render_best", "best", "model_catalog", "check_format", "check_device",
+    "check_run_inputs", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
+]
+
+
+def base_config(**fields) -> RunConfig:
+    """A configuration from the paper's defaults and the given fields (validated)."""
+    return RunConfig().replace(**fields)
+
+
+def check_reps(reps: int) -> int:
+    if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
+        raise ConfigError(f"--reps must be an integer >= 1, got {reps!r}")
+    return reps
+
+
+def plan(options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_REPS) -> list[RunConfig]:
+    """The configurations of a product of option values (see ``config.parse_grid``)."""
+    check_reps(reps)
+    return parse_grid(options, base)
+
+
+def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
+                reps: int = DEFAULT_REPS) -> list[RunConfig]:
+    """A named grid (``paper``) with the given scalar options applied to every setup."""
+    check_reps(reps)
+    spec = preset(name)
+    configs = []
+    for scalar_config in parse_grid(options, base):
+        configs.extend(spec.expand(scalar_config))
+    return list(dict.fromkeys(configs))
+
+
+def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
+    """Open (``create=False``: only open an existing) pairs database."""
+    return Store(db, create=create)
+
+
+def queue(store: Store, configs: list[RunConfig], reps: int) -> int:
+    """Queue ``reps`` repetitions of each configuration; returns how many runs were new."""
+    return store.queue(configs, check_reps(reps))
+
+
+def check_device(device: str) -> str:
+    from core.train import DeviceError as TrainDeviceError
+    from core.train import resolve_device
+
+    try:
+        return resolve_device(device)
+    except TrainDeviceError as exc:
+        raise DeviceError(str(exc)) from None
+
+
+def check_run_inputs(configs: list[RunConfig], device: str,
+                     data_dir: str | os.PathLike | None = None) -> str:
+    """Fail early (before the database changes) on a bad device or unavailable digits."""
+    from core.data import digit_pools
+
+    resolved = check_device(device)
+    for source in sorted({c.data for c in configs}):
+        digit_pools(source, data_dir)
+    return resolved
+
+
+def work(store: Store, *, workers: int | None = None, device: str = "cpu",
+         data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
+         on_event: Callable[[tuple], None] | None = None,
+         stop: StopRequest | None = None) -> WorkSummary:
+    """Train queued runs (of ``configs`` only, if given) until none is left."""
+    from core.scheduler import work as drive
+
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return drive(
+        store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
+        config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
+    )
+
+
+def pending_runs(store: Store, configs: list[RunConfig] | None) -> int:
+    rows = store.config_progress()
+    ids = {c.id for c in configs} if configs else None
+    return sum((r["queued"] or 0) + (r["running"] or 0) for r in rows if ids is None or r["id"] in ids)
+
+
+def pending_epochs(store: Store, configs: list[RunConfig] | None) -> int:
+    """Epochs still to train in the queued and running runs (of ``configs``, if given)."""
+    ids = [c.id for c in configs] if configs else None
+    where = "r.status IN ('queued', 'running')"
+    params: list = []
+    if ids:
+        where += f" AND r.config_id IN ({','.join('?' * len(ids))})"
+        params = ids
+    row = store.db.execute(
+        f"SELECT sum(c.epochs - coalesce(k.epoch, 0)) FROM runs r JOIN configs c "
+        f"ON c.id = r.config_id LEFT JOIN checkpoints k ON k.run_id = r.id WHERE {where}",
+        params,
+    ).fetchone()
+    return row[0] or 0
+
+
+def table_rows(store: Store, structures: list[str] | None = None) -> list[SetupRow]:
+    from core.config import split_values
+
+    wanted = [s.lower() for s in split_values(structures)] or None
+    if wanted:
+        parse_grid({"structure": wanted})  # validates the names
+    return setup_rows(store, wanted)
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def render_rows(rows: list[SetupRow], fmt: str) -> str:
+    return render(rows, fmt)
+
+
+def best(store: Store) -> BestComparison:
+    return best_setups(store)
+
+
+def render_best(comparison: BestComparison, fmt: str) -> str:
+    if fmt in ("csv", "json"):
+        records = []
+        for b in comparison.best:
+            record = setup_records([b.row])[0]
+            for name, value in b.test.items():
+                record[f"{name}_mean"] = value.mean if value.n else None
+                record[f"{name}_std"] = value.std
+            records.append(record)
+        return to_csv(records) if fmt == "csv" else to_json(
+            {"best": records,
+             "welch_p_test_acc": {f"{a} vs {b}": p for (a, b), p in comparison.p_values.items()}}
+        )
+    table = best_table(comparison)
+    return to_markdown([table]) if fmt == "markdown" else to_latex([table])
+
+
+def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
+    """One line per configuration: mean ± std validation and test accuracy of its done runs."""
+    from core.report import format_mean_std
+    from core.stats import MeanStd
+
+    lines = []
+    for config in configs:
+        runs = store.run_rows(config.id, "done")
+        finals = {
+            row["run_id"]: row
+            for row in store.db.query(
+                "SELECT e.run_id, e.val_acc FROM epochs e JOIN runs r ON r.id = e.run_id "
+                "WHERE r.config_id = ? AND r.status = 'done' AND e.epoch = ?",
+                [config.id, config.epochs],
+            )
+        }
+        val = MeanStd.of([finals[r["id"]]["val_acc"] for r in runs if r["id"] in finals])
+        test = MeanStd.of([r["test_acc"] for r in runs])
+        lines.append(
+            f"{config.label}: {len(runs)} run(s) done; validation accuracy "
+            f"{format_mean_std(val, percent=True)} %, test accuracy "
+            f"{format_mean_std(test, percent=True)} %"
+        )
+    return lines
+
+
+def model_catalog() -> list[dict]:
+    from core.models import model_catalog as catalog
+
+    return catalog()
+
+
+def default_db_path(db: str | os.PathLike | None = None) -> Path:
+    from core.store import resolve_db_path
+
+    return resolve_db_path(db)

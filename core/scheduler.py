@@ -1,0 +1,190 @@
+"""The driver loop: claim queued runs, hand them to an executor, persist what comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.config import RunConfig
+from core.executors import LocalExecutor, task_for
+from core.store import LostClaim, Store, worker_id
+
+HEARTBEAT_EVERY_S = 5.0
+STALE_AFTER_S = 60.0
+STALE_CHECK_EVERY_S = 15.0
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class WorkSummary:
+    done: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    requeued: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def plan_workers(queued: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """(worker processes, torch threads each): never more threads in all than cores."""
+    cores = cores or os.cpu_count() or 1
+    if workers is None:
+        workers = min(cores, max(queued, 1))
+    workers = max(1, workers)
+    return workers, max(1, cores // workers)
+
+
+class StopRequest:
+    """Set by a signal handler or another thread: finish the current epochs, then stop."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.hard = False
+
+    def __call__(self, *_: object) -> None:
+        if self.event.is_set():
+            self.hard = True
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+def work(
+    store: Store,
+    *,
+    workers: int | None = None,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    config_ids: list[str] | None = None,
+    on_event: Callable[[tuple], None] | None = None,
+    stop: StopRequest | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+) -> WorkSummary:
+    """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
+
+    Installs SIGINT/SIGTERM handlers when called from the main thread: the first signal stops
+    after the current epochs (their runs go back to the queue and resume from the checkpoint).
+    """
+    me = worker_id()
+    stop = stop or StopRequest()
+    summary = WorkSummary()
+    summary.requeued = len(store.requeue_stale(stale_after_s))
+    queued = _queued(store, config_ids)
+    if queued == 0:
+        return summary
+    n_workers, threads = plan_workers(queued, workers)
+    previous = _install_signals(stop)
+    executor = LocalExecutor(n_workers, threads)
+    held: dict[str, str] = {}  # run id -> label
+    last_beat = last_stale = time.monotonic()
+    try:
+        while True:
+            if stop.is_set():
+                executor.request_stop()
+            else:
+                _fill(store, executor, me, held, config_ids, device, data_dir, on_event)
+            if not held:
+                break
+            for event in executor.poll(timeout=0.5):
+                _persist(store, me, event, held, summary, on_event)
+            for lost in executor.lost_runs():
+                held.pop(lost, None)
+                _lost_worker(store, me, lost, summary, on_event)
+            now = time.monotonic()
+            if now - last_beat > HEARTBEAT_EVERY_S:
+                store.heartbeat(me, held)
+                last_beat = now
+            if now - last_stale > STALE_CHECK_EVERY_S:
+                summary.requeued += len(store.requeue_stale(stale_after_s))
+                last_stale = now
+    except KeyboardInterrupt:
+        executor.shutdown(kill=True)
+        for run in list(held):
+            store.release_run(run, me)
+        summary.interrupted = True
+        return summary
+    finally:
+        _restore_signals(previous)
+    executor.shutdown()
+    summary.interrupted = stop.is_set()
+    return summary
+
+
+def _queued(store: Store, config_ids: list[str] | None) -> int:
+    if config_ids is None:
+        return store.status_counts()["queued"]
+    return sum(1 for cid in config_ids for r in store.run_rows(cid, "queued"))
+
+
+def _fill(store, executor, me, held, config_ids, device, data_dir, on_event) -> None:
+    while executor.free_slots():
+        claimed = []
+        for config_id in config_ids or [None]:
+            claimed = store.claim(me, 1, config_id)
+            if claimed:
+                break
+        if not claimed:
+            return
+        run = claimed[0]
+        held[run.id] = run.config.label
+        executor.submit(task_for(run, device, data_dir))
+        if on_event:
+            on_event(("started", run.id, run.config, run.rep))
+
+
+def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSummary, on_event):
+    kind, run = event[0], event[1]
+    try:
+        if kind == "epoch":
+            store.record_epoch(run, me, event[2], event[3])
+        elif kind == "done":
+            store.finish_run(run, me, event[2])
+            summary.done += 1
+        elif kind == "failed":
+            store.fail_run(run, me, event[2])
+            summary.failed += 1
+            summary.errors.append(f"{run}: {event[2]}")
+        elif kind == "interrupted":
+            store.release_run(run, me)
+    except LostClaim:
+        pass  # requeued as stale meanwhile: its new holder writes it
+    if kind in ("done", "failed", "interrupted"):
+        held.pop(run, None)
+    if on_event:
+        on_event(event[:3] if kind == "epoch" else event)
+
+
+def _lost_worker(store: Store, me: str, run: str, summary: WorkSummary, on_event) -> None:
+    attempts = store.db.execute("SELECT attempts FROM runs WHERE id = ?", [run]).fetchone()[0]
+    try:
+        if attempts >= MAX_ATTEMPTS:
+            store.fail_run(run, me, f"its worker process died {attempts} times")
+            summary.failed += 1
+        else:
+            store.release_run(run, me)
+    except LostClaim:
+        pass
+    if on_event:
+        on_event(("lost", run))
+
+
+def _install_signals(stop: StopRequest):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous) -> None:
+    if previous:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def queue_configs(store: Store, configs: list[RunConfig], reps: int) -> int:
+    """Queue ``reps`` repetitions of each configuration; returns the runs added."""
+    return store.queue(configs, reps)

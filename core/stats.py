@@ -1,0 +1,176 @@
+"""Summary statistics over repetitions: mean ± std (ddof=1), best setups, Welch tests.
+
+Aggregation happens in SQL (sums and sums of squares), so tables of very large grids are fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from core.config import ARCHITECTURES, STRUCTURES
+from core.store import Store
+
+METRICS = ("train_loss", "val_loss", "val_acc")
+TEST_METRICS = ("test_loss", "test_acc")
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float
+    std: float | None  # None when n < 2
+    n: int
+
+    @classmethod
+    def from_sums(cls, n: int, total: float, squares: float) -> MeanStd:
+        if not n:
+            return cls(math.nan, None, 0)
+        mean = total / n
+        if n < 2:
+            return cls(mean, None, n)
+        variance = max(squares - total * total / n, 0.0) / (n - 1)
+        return cls(mean, math.sqrt(variance), n)
+
+    @classmethod
+    def of(cls, values: list[float]) -> MeanStd:
+        return cls.from_sums(len(values), sum(values), sum(v * v for v in values))
+
+
+@dataclass
+class SetupRow:
+    """One row of Tables II-IV: a configuration's final-epoch metrics over its done runs."""
+
+    config_id: str
+    structure: str
+    arch: str
+    kernel: int
+    done: int
+    total: int
+    metrics: dict[str, MeanStd]
+    bold: set[str] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total and self.total > 0
+
+
+def _sum_columns(columns: tuple[str, ...], source: str) -> str:
+    return ", ".join(
+        f"sum({source}.{c}) AS {c}_sum, sum({source}.{c} * {source}.{c}) AS {c}_sq"
+        for c in columns
+    )
+
+
+def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupRow]:
+    """Every configuration (optionally of some structures) with mean ± std of its done runs.
+
+    Configurations differing in other hyperparameters (epochs, lr, ...) are separate rows.
+    Within each structure, the best mean validation loss and accuracy are marked bold.
+    """
+    sql = f"""
+        WITH finals AS (
+            SELECT r.config_id, e.train_loss, e.val_loss, e.val_acc
+            FROM runs r JOIN configs c ON c.id = r.config_id
+            JOIN epochs e ON e.run_id = r.id AND e.epoch = c.epochs
+            WHERE r.status = 'done'
+        ), agg AS (
+            SELECT config_id, count(*) AS n, {_sum_columns(METRICS, "finals")}
+            FROM finals GROUP BY config_id
+        ), totals AS (
+            SELECT config_id, count(*) AS total, sum(status = 'done') AS done
+            FROM runs GROUP BY config_id
+        )
+        SELECT c.id, c.structure, c.arch, c.kernel, t.total, t.done, agg.*
+        FROM configs c JOIN totals t ON t.config_id = c.id
+        LEFT JOIN agg ON agg.config_id = c.id
+    """
+    rows = []
+    for raw in store.db.query(sql):
+        if structures and raw["structure"] not in structures:
+            continue
+        n = raw["n"] or 0
+        metrics = {
+            m: MeanStd.from_sums(n, raw[f"{m}_sum"] or 0.0, raw[f"{m}_sq"] or 0.0)
+            for m in METRICS
+        }
+        rows.append(
+            SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
+                     raw["total"], metrics)
+        )
+    rows.sort(key=_paper_order)
+    _mark_best(rows)
+    return rows
+
+
+def _paper_order(row: SetupRow) -> tuple:
+    structure = STRUCTURES.index(row.structure) if row.structure in STRUCTURES else 99
+    arch = list(ARCHITECTURES).index(row.arch) if row.arch in ARCHITECTURES else 99
+    return structure, arch, row.kernel, row.config_id
+
+
+def _mark_best(rows: list[SetupRow]) -> None:
+    for structure in {r.structure for r in rows}:
+        group = [r for r in rows if r.structure == structure and r.metrics["val_acc"].n]
+        if not group:
+            continue
+        min(group, key=lambda r: r.metrics["val_loss"].mean).bold.add("val_loss")
+        max(group, key=lambda r: r.metrics["val_acc"].mean).bold.add("val_acc")
+
+
+@dataclass
+class BestSetup:
+    structure: str
+    row: SetupRow
+    test: dict[str, MeanStd]
+    test_acc_values: list[float]
+
+
+@dataclass
+class BestComparison:
+    best: list[BestSetup]
+    #: (structure a, structure b) -> Welch's t-test two-sided p-value on test accuracy
+    p_values: dict[tuple[str, str], float]
+
+
+def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestComparison:
+    """Per structure, the setup with the best mean validation accuracy and its test metrics."""
+    rows = rows if rows is not None else setup_rows(store)
+    best = []
+    for structure in sorted({r.structure for r in rows}, key=lambda s: _paper_order_structure(s)):
+        group = [r for r in rows if r.structure == structure and r.metrics["val_acc"].n]
+        if not group:
+            continue
+        top = max(group, key=lambda r: r.metrics["val_acc"].mean)
+        tests = list(
+            store.db.query(
+                "SELECT test_loss, test_acc FROM runs WHERE config_id = ? AND status = 'done'",
+                [top.config_id],
+            )
+        )
+        acc = [t["test_acc"] for t in tests]
+        best.append(
+            BestSetup(
+                structure, top,
+                {"test_loss": MeanStd.of([t["test_loss"] for t in tests]), "test_acc": MeanStd.of(acc)},
+                acc,
+            )
+        )
+    p_values = {}
+    for i, a in enumerate(best):
+        for b in best[i + 1 :]:
+            p_values[(a.structure, b.structure)] = welch_p(a.test_acc_values, b.test_acc_values)
+    return BestComparison(best, p_values)
+
+
+def _paper_order_structure(structure: str) -> int:
+    return STRUCTURES.index(structure) if structure in STRUCTURES else 99
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of Welch's t-test; NaN when either side has fewer than 2 values."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    from scipy import stats as scipy_stats
+
+    result = scipy_stats.ttest_ind(a, b, equal_var=False)
+    return float(result.pvalue)

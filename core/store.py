@@ -1,0 +1,530 @@
+"""The SQLite store (through sqlite-utils): configurations, runs, epoch metrics, checkpoints.
+
+One file is the only channel between processes. WAL mode, a busy timeout and short
+``BEGIN IMMEDIATE`` transactions let several drivers and readers share it; epoch rows are keyed
+by (run_id, epoch) and written with upserts, so a replay never doubles a row. Times are seconds
+since the Unix epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from core.config import ConfigError, RunConfig, run_seed
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+SQLITE_HEADER = b"SQLite format 3\x00"
+DEFAULT_DB = "runs.db"
+STATUSES = ("queued", "running", "done", "failed")
+
+CONFIG_COLUMNS = {
+    "id": str, "structure": str, "arch": str, "kernel": int, "epochs": int, "lr": float,
+    "lr_step": int, "lr_gamma": float, "optimizer": str, "batch_size": int, "aux_weight": float,
+    "data": str, "train_pairs": int, "val_pairs": int, "test_pairs": int, "seed": int,
+    "precision": str, "created_at": float,
+}
+RUN_COLUMNS = {
+    "id": str, "config_id": str, "rep": int, "seed": int, "status": str, "attempts": int,
+    "worker": str, "host": str, "heartbeat_at": float, "queued_at": float, "started_at": float,
+    "finished_at": float, "error": str, "test_loss": float, "test_main_loss": float,
+    "test_acc": float, "test_digit_acc": float, "seconds": float, "device": str,
+    "torch_version": str, "code_version": str,
+}
+EPOCH_COLUMNS = {
+    "run_id": str, "epoch": int, "train_loss": float, "train_main_loss": float,
+    "train_acc": float, "val_loss": float, "val_main_loss": float, "val_acc": float,
+    "val_digit_acc": float, "lr": float, "seconds": float, "recorded_at": float,
+}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message names the problem and the fix."""
+
+
+class LostClaim(RuntimeError):
+    """The run is no longer held by this worker (it was requeued as stale)."""
+
+
+def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
+    """``--db`` if given, else ``$PAIRS_DB``, else ``./runs.db``."""
+    return Path(path or os.environ.get("PAIRS_DB") or DEFAULT_DB)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    id: str
+    config: RunConfig
+    rep: int
+    checkpoint: bytes | None
+    attempts: int
+
+
+class Store:
+    """A validated, migrated connection to one pairs database."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
+        self.path = resolve_db_path(path)
+        _check_file(self.path, create=create)
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._prepare(create)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(self.path, exc)) from None
+
+    # -- opening -----------------------------------------------------------------------------
+    def _prepare(self, create: bool) -> None:
+        version = self.schema_version()
+        if version is None:
+            if not create:
+                raise StoreError(
+                    f"{self.path} is not a pairs database (no meta table): "
+                    "pass the --db of one made by pairs, or queue runs to start one"
+                )
+            if self.db.table_names():
+                raise StoreError(
+                    f"{self.path} is an SQLite file of another program: "
+                    "choose a new path with --db"
+                )
+            self.db.enable_wal()
+            with self.transaction():
+                self._create_schema()
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this pairs "
+                f"understands ({SCHEMA_VERSION}): upgrade pairs (pip install -U pairs)"
+            )
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+        if create and self.db.journal_mode != "wal":
+            self.db.enable_wal()
+
+    def schema_version(self) -> int | None:
+        if "meta" not in self.db.table_names():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except ValueError:
+            raise StoreError(
+                f"{self.path} has an unreadable schema_version {row[0]!r}: restore a backup"
+            ) from None
+
+    def _create_schema(self) -> None:
+        db = self.db
+        db["meta"].create({"key": str, "value": str}, pk="key")
+        db["configs"].create(CONFIG_COLUMNS, pk="id", not_null={"structure", "arch", "kernel"})
+        db["runs"].create(
+            RUN_COLUMNS, pk="id", foreign_keys=[("config_id", "configs", "id")],
+            not_null={"config_id", "rep", "status"}, defaults={"attempts": 0},
+        )
+        db["runs"].create_index(["config_id", "rep"], unique=True)
+        db["runs"].create_index(["status"])
+        db["runs"].create_index(["config_id", "status"])
+        db["epochs"].create(
+            EPOCH_COLUMNS, pk=("run_id", "epoch"), foreign_keys=[("run_id", "runs", "id")]
+        )
+        db["checkpoints"].create(
+            {"run_id": str, "epoch": int, "state": bytes, "saved_at": float},
+            pk="run_id", foreign_keys=[("run_id", "runs", "id")],
+        )
+        from core import __version__
+
+        db["meta"].insert_all(
+            [
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "created_by", "value": f"pairs {__version__}"},
+                {"key": "created_at", "value": str(time.time())},
+            ]
+        )
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade an older schema in place, after a backup copy beside the file."""
+        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        with sqlite3.connect(str(backup)) as target:
+            self.db.conn.backup(target)
+        with self.transaction():
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](self.db)
+            self.db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A short write transaction that takes the write lock first (``BEGIN IMMEDIATE``)."""
+        _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.db
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (``PRAGMA data_version``)."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- queueing ----------------------------------------------------------------------------
+    def queue(self, configs: Iterable[RunConfig], reps: int) -> int:
+        """Add (configuration, repetition) runs; what is already there is left alone.
+
+        Returns how many runs were added.
+        """
+        if not isinstance(reps, int) or reps < 1:
+            raise ConfigError(f"reps must be an integer >= 1, got {reps!r}")
+        now = time.time()
+        configs = list(configs)
+        with self.transaction() as db:
+            before = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+            db["configs"].insert_all(
+                [{"id": c.id, **c.to_dict(), "created_at": now} for c in configs], ignore=True
+            )
+            db["runs"].insert_all(
+                [
+                    {
+                        "id": run_id(c, rep), "config_id": c.id, "rep": rep,
+                        "seed": run_seed(c, rep), "status": "queued", "attempts": 0,
+                        "queued_at": now,
+                    }
+                    for c in configs
+                    for rep in range(reps)
+                ],
+                ignore=True,
+            )
+            after = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+        return after - before
+
+    def count_new(self, configs: Iterable[RunConfig], reps: int) -> int:
+        """How many runs ``queue(configs, reps)`` would add (for previews)."""
+        ids = [run_id(c, rep) for c in configs for rep in range(reps)]
+        existing = 0
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            existing += self.db.execute(
+                f"SELECT count(*) FROM runs WHERE id IN ({marks})", chunk
+            ).fetchone()[0]
+        return len(ids) - existing
+
+    def retry_failed(self) -> int:
+        """Queue every failed run again; returns how many."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, "
+                "queued_at = ? WHERE status = 'failed'",
+                [time.time()],
+            )
+            return cursor.rowcount
+
+    # -- claiming and reporting (one driver is the writer of its runs) -----------------------
+    def claim(self, worker: str, limit: int = 1, config_id: str | None = None) -> list[ClaimedRun]:
+        """Atomically mark up to ``limit`` queued runs as running for ``worker``."""
+        now = time.time()
+        host = worker.rsplit(":", 1)[0]
+        with self.transaction() as db:
+            where, params = "r.status = 'queued'", []
+            if config_id is not None:
+                where += " AND r.config_id = ?"
+                params.append(config_id)
+            rows = list(
+                db.query(
+                    f"SELECT r.id, r.rep, r.attempts, c.* FROM runs r "
+                    f"JOIN configs c ON c.id = r.config_id WHERE {where} "
+                    f"ORDER BY r.rep, c.created_at, c.id LIMIT ?",
+                    [*params, limit],
+                )
+            )
+            claimed = []
+            for row in rows:
+                db.execute(
+                    "UPDATE runs SET status = 'running', worker = ?, host = ?, heartbeat_at = ?, "
+                    "started_at = coalesce(started_at, ?), attempts = attempts + 1, error = NULL "
+                    "WHERE id = ?",
+                    [worker, host, now, now, row["id"]],
+                )
+                state = db.execute(
+                    "SELECT state FROM checkpoints WHERE run_id = ?", [row["id"]]
+                ).fetchone()
+                config = RunConfig.from_dict(row)
+                claimed.append(
+                    ClaimedRun(
+                        id=row["id"], config=config, rep=row["rep"],
+                        checkpoint=state[0] if state else None, attempts=row["attempts"] + 1,
+                    )
+                )
+        return claimed
+
+    def heartbeat(self, worker: str, run_ids: Iterable[str]) -> None:
+        ids = list(run_ids)
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE runs SET heartbeat_at = ? WHERE worker = ? AND status = 'running' "
+                f"AND id IN ({marks})",
+                [time.time(), worker, *ids],
+            )
+
+    def record_epoch(self, run_id_: str, worker: str, metrics: dict, checkpoint: bytes) -> None:
+        """Persist one epoch row and the run's checkpoint in one transaction."""
+        now = time.time()
+        with self.transaction() as db:
+            self._own(db, run_id_, worker, now)
+            db["epochs"].upsert({"run_id": run_id_, **metrics, "recorded_at": now},
+                                pk=("run_id", "epoch"))
+            db["checkpoints"].upsert(
+                {"run_id": run_id_, "epoch": metrics["epoch"], "state": checkpoint,
+                 "saved_at": now},
+                pk="run_id",
+            )
+
+    def finish_run(self, run_id_: str, worker: str, results: dict) -> None:
+        """Mark done with its test metrics and run information; drop the checkpoint."""
+        now = time.time()
+        with self.transaction() as db:
+            self._own(db, run_id_, worker, now)
+            db["runs"].update(run_id_, {**results, "status": "done", "finished_at": now,
+                                        "error": None})
+            db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
+
+    def fail_run(self, run_id_: str, worker: str, error: str) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            self._own(db, run_id_, worker, now)
+            db["runs"].update(run_id_, {"status": "failed", "error": error, "finished_at": now})
+
+    def release_run(self, run_id_: str, worker: str) -> None:
+        """Put a run this worker holds back in the queue (interrupted; resumes from checkpoint)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = 'queued', worker = NULL WHERE id = ? AND worker = ? "
+                "AND status = 'running'",
+                [run_id_, worker],
+            )
+
+    def _own(self, db: sqlite_utils.Database, run_id_: str, worker: str, now: float) -> None:
+        cursor = db.execute(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND worker = ? AND status = 'running'",
+            [now, run_id_, worker],
+        )
+        if cursor.rowcount != 1:
+            raise LostClaim(f"run {run_id_} is no longer held by {worker}")
+
+    def requeue_stale(self, timeout_s: float, *, host: str | None = None) -> list[str]:
+        """Queue again the running runs whose worker is gone.
+
+        Gone means: no heartbeat for ``timeout_s`` seconds, or a worker on this host whose
+        process no longer exists. Returns the ids requeued.
+        """
+        host = host or socket.gethostname()
+        now = time.time()
+        with self.transaction() as db:
+            stale = []
+            for row in db.query(
+                "SELECT id, worker, host, heartbeat_at FROM runs WHERE status = 'running'"
+            ):
+                old = (row["heartbeat_at"] or 0) < now - timeout_s
+                dead = row["host"] == host and not _pid_alive(row["worker"])
+                if old or dead:
+                    stale.append(row["id"])
+            for chunk in _chunks(stale, 500):
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE runs SET status = 'queued', worker = NULL WHERE id IN ({marks})",
+                    chunk,
+                )
+        return stale
+
+    # -- queries -----------------------------------------------------------------------------
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, n in self.db.execute("SELECT status, count(*) FROM runs GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def running(self) -> list[dict]:
+        """Running runs with their configuration and last recorded epoch."""
+        return list(
+            self.db.query(
+                "SELECT r.id, r.rep, r.worker, r.host, r.heartbeat_at, r.started_at, c.structure, "
+                "c.arch, c.kernel, c.epochs, (SELECT max(epoch) FROM epochs e "
+                "WHERE e.run_id = r.id) AS epoch FROM runs r JOIN configs c ON c.id = r.config_id "
+                "WHERE r.status = 'running' ORDER BY r.started_at"
+            )
+        )
+
+    def failures(self) -> list[dict]:
+        return list(
+            self.db.query(
+                "SELECT r.id, r.rep, r.error, r.attempts, c.structure, c.arch, c.kernel "
+                "FROM runs r JOIN configs c ON c.id = r.config_id WHERE r.status = 'failed' "
+                "ORDER BY r.finished_at"
+            )
+        )
+
+    def config_progress(self) -> list[dict]:
+        """One row per configuration: its fields and how many runs are in each status."""
+        return list(
+            self.db.query(
+                "SELECT c.*, count(r.id) AS total, "
+                "sum(r.status = 'done') AS done, sum(r.status = 'running') AS running, "
+                "sum(r.status = 'queued') AS queued, sum(r.status = 'failed') AS failed, "
+                "(SELECT max(e.epoch) FROM epochs e JOIN runs rr ON rr.id = e.run_id "
+                " WHERE rr.config_id = c.id AND rr.status = 'running') AS current_epoch "
+                "FROM configs c LEFT JOIN runs r ON r.config_id = c.id "
+                "GROUP BY c.id ORDER BY c.created_at, c.structure, c.arch, c.kernel"
+            )
+        )
+
+    def config(self, config_id: str) -> RunConfig:
+        return RunConfig.from_dict(self.db["configs"].get(config_id))
+
+    def epoch_rows(self, config_id: str) -> list[dict]:
+        """Every epoch row of a configuration's runs, with the repetition."""
+        return list(
+            self.db.query(
+                "SELECT r.rep, r.status, e.* FROM epochs e JOIN runs r ON r.id = e.run_id "
+                "WHERE r.config_id = ? ORDER BY r.rep, e.epoch",
+                [config_id],
+            )
+        )
+
+    def run_rows(self, config_id: str | None = None, status: str | None = None) -> list[dict]:
+        where, params = [], []
+        if config_id:
+            where.append("config_id = ?")
+            params.append(config_id)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return list(self.db.query(f"SELECT * FROM runs {clause} ORDER BY config_id, rep", params))
+
+    def final_epoch_rows(self) -> list[dict]:
+        """For each done run: its configuration, the final epoch's metrics and its test metrics."""
+        return list(
+            self.db.query(
+                "SELECT c.id AS config_id, c.structure, c.arch, c.kernel, r.rep, "
+                "e.train_loss, e.val_loss, e.val_acc, r.test_loss, r.test_acc "
+                "FROM runs r JOIN configs c ON c.id = r.config_id "
+                "JOIN epochs e ON e.run_id = r.id AND e.epoch = c.epochs "
+                "WHERE r.status = 'done'"
+            )
+        )
+
+
+def run_id(config: RunConfig, rep: int) -> str:
+    return f"{config.id}-r{rep:03d}"
+
+
+MIGRATIONS: dict = {}  # from version N to N + 1: callable(db); none yet (schema version 1)
+
+
+def _check_file(path: Path, *, create: bool) -> None:
+    if path.is_dir():
+        raise StoreError(f"--db {path} is a directory: give a file path such as {path}/runs.db")
+    if not path.exists():
+        if not create:
+            raise StoreError(
+                f"no database at {path}: queue runs first (pairs run / pairs queue) "
+                "or pass --db PATH (or set PAIRS_DB)"
+            )
+        if not path.parent.exists():
+            raise StoreError(
+                f"the folder {path.parent} of --db {path} does not exist: create it first"
+            )
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(f"cannot create {path}: its folder is not writable; choose another --db")
+        return
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path} ({exc.strerror}): check its permissions") from None
+    if header and header != SQLITE_HEADER:
+        raise StoreError(f"{path} is not an SQLite database: pass a pairs database with --db")
+    if create and not os.access(path, os.W_OK):
+        raise StoreError(f"{path} is read-only: make it writable (chmod u+w) or choose another --db")
+
+
+def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "locked" in text:
+        return f"{path} is locked by another program: wait for it to finish or close it"
+    if "malformed" in text or "not a database" in text:
+        return f"{path} is corrupted ({text}): restore a backup or start a new --db"
+    if "readonly" in text:
+        return f"{path} is read-only: make it writable (chmod u+w) or choose another --db"
+    return f"{path} cannot be used ({text}): check the file or choose another --db"
+
+
+def _retry_locked(action, attempts: int = 8):
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    return None
+
+
+def _pid_alive(worker: str | None) -> bool:
+    if not worker or ":" not in worker:
+        return True
+    try:
+        pid = int(worker.rsplit(":", 1)[1])
+    except ValueError:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy a database safely while others may write to it (SQLite's online backup)."""
+    with sqlite3.connect(str(source)) as src, sqlite3.connect(str(target)) as dst:
+        src.backup(dst)
+

@@ -1,0 +1,251 @@
+"""Training of one run: a pure ``train_one_epoch`` / ``evaluate`` and the loop that resumes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import RunConfig, lr_at, run_seed
+from core.data import PairData, PairSplit, draw_pairs
+from core.models import build_model
+
+EVAL_BATCH = 1000
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class RunInterrupted(Exception):
+    """Training stopped on request after a saved epoch; the run can be resumed."""
+
+
+@dataclass
+class EpochMetrics:
+    """What one epoch of one run records (accuracies are fractions in [0, 1])."""
+
+    epoch: int
+    train_loss: float
+    train_main_loss: float
+    train_acc: float
+    val_loss: float
+    val_main_loss: float
+    val_acc: float
+    val_digit_acc: float | None
+    lr: float
+    seconds: float
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TestMetrics:
+    test_loss: float
+    test_main_loss: float
+    test_acc: float
+    test_digit_acc: float | None
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist here."""
+
+
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not (name == "cuda" or name.startswith("cuda:")):
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
+    return name
+
+
+def loss_terms(
+    logits: torch.Tensor,
+    digit_logits: torch.Tensor | None,
+    target: torch.Tensor,
+    classes: torch.Tensor,
+    aux_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss of eq. 2, main cross-entropy of eq. 1); equal when there is no digit head."""
+    main = F.cross_entropy(logits.float(), target)
+    if digit_logits is None:
+        return main, main
+    aux = F.cross_entropy(digit_logits[:, 0].float(), classes[:, 0]) + F.cross_entropy(
+        digit_logits[:, 1].float(), classes[:, 1]
+    )
+    return main + aux_weight * aux, main
+
+
+def autocast(device: str, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: PairSplit,
+    *,
+    batch_size: int,
+    aux_weight: float,
+    generator: torch.Generator,
+    precision: str = "fp32",
+) -> dict:
+    """One pass over ``split`` in a shuffled order; the losses and accuracy averaged over samples."""
+    model.train()
+    device = split.x.device.type
+    order = torch.randperm(len(split), generator=generator).to(split.x.device)
+    total = main_total = correct = 0.0
+    for start in range(0, len(split), batch_size):
+        index = order[start : start + batch_size]
+        x, target, classes = split.x[index], split.target[index], split.classes[index]
+        with autocast(device, precision):
+            logits, digit_logits = model(x)
+        loss, main = loss_terms(logits, digit_logits, target, classes, aux_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = len(index)
+        total += loss.item() * n
+        main_total += main.item() * n
+        correct += (logits.argmax(1) == target).sum().item()
+    n = len(split)
+    return {"loss": total / n, "main_loss": main_total / n, "acc": correct / n}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision: str = "fp32") -> dict:
+    """Loss (eq. 2 total and main term), comparison accuracy and digit accuracy on ``split``."""
+    model.eval()
+    device = split.x.device.type
+    total = main_total = correct = digit_correct = 0.0
+    has_digits = False
+    for start in range(0, len(split), EVAL_BATCH):
+        x = split.x[start : start + EVAL_BATCH]
+        target = split.target[start : start + EVAL_BATCH]
+        classes = split.classes[start : start + EVAL_BATCH]
+        with autocast(device, precision):
+            logits, digit_logits = model(x)
+        loss, main = loss_terms(logits, digit_logits, target, classes, aux_weight)
+        total += loss.item() * len(x)
+        main_total += main.item() * len(x)
+        correct += (logits.argmax(1) == target).sum().item()
+        if digit_logits is not None:
+            has_digits = True
+            digit_correct += (digit_logits.argmax(2) == classes).sum().item()
+    n = len(split)
+    return {
+        "loss": total / n,
+        "main_loss": main_total / n,
+        "acc": correct / n,
+        "digit_acc": digit_correct / (2 * n) if has_digits else None,
+    }
+
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr)
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def load_checkpoint(state: bytes, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Restore model and optimiser; returns the last completed epoch."""
+    saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return int(saved["epoch"])
+
+
+def run_training(
+    config: RunConfig,
+    rep: int,
+    *,
+    device: str = "cpu",
+    data: PairData | None = None,
+    data_dir: str | None = None,
+    checkpoint: bytes | None = None,
+    on_epoch: Callable[[EpochMetrics, bytes], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TestMetrics:
+    """Train repetition ``rep`` of ``config`` from scratch or from ``checkpoint``.
+
+    After each epoch ``on_epoch(metrics, checkpoint_bytes)`` is called (persist both together).
+    Shuffling of epoch e depends on (run seed, e) only, so a resumed run ends with the numbers
+    of an uninterrupted one. Raises RunInterrupted when ``should_stop()`` turns true after an epoch.
+    """
+    seed = run_seed(config, rep)
+    if data is None:
+        data = draw_pairs(
+            config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
+            source=config.data, data_dir=data_dir,
+        )
+    train, val, test = (_to(split, device) for split in (data.train, data.val, data.test))
+    torch.manual_seed(seed)
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(config, model)
+    done = load_checkpoint(checkpoint, model, optimizer) if checkpoint else 0
+
+    for epoch in range(done + 1, config.epochs + 1):
+        if should_stop():
+            raise RunInterrupted(f"stopped before epoch {epoch}")
+        started = time.perf_counter()
+        lr = lr_at(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(seed + epoch)
+        fit = train_one_epoch(
+            model, optimizer, train, batch_size=config.batch_size,
+            aux_weight=config.aux_weight, generator=generator, precision=config.precision,
+        )
+        if not math.isfinite(fit["loss"]):
+            raise TrainingDiverged(
+                f"training loss became {fit['loss']} at epoch {epoch}: lower --lr (now {config.lr})"
+            )
+        held_out = evaluate(model, val, aux_weight=config.aux_weight, precision=config.precision)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=fit["loss"],
+            train_main_loss=fit["main_loss"],
+            train_acc=fit["acc"],
+            val_loss=held_out["loss"],
+            val_main_loss=held_out["main_loss"],
+            val_acc=held_out["acc"],
+            val_digit_acc=held_out["digit_acc"],
+            lr=lr,
+            seconds=time.perf_counter() - started,
+        )
+        if on_epoch is not None:
+            on_epoch(metrics, save_checkpoint(model, optimizer, epoch))
+
+    final = evaluate(model, test, aux_weight=config.aux_weight, precision=config.precision)
+    return TestMetrics(
+        test_loss=final["loss"],
+        test_main_loss=final["main_loss"],
+        test_acc=final["acc"],
+        test_digit_acc=final["digit_acc"],
+    )
+
+
+def _to(split: PairSplit, device: str) -> PairSplit:
+    return PairSplit(split.x.to(device), split.target.to(device), split.classes.to(device))
