@@ -57,7 +57,15 @@ def check_reps(reps: int) -> int:
 def plan(options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_REPS) -> list[RunConfig]:
     """The configurations of a product of option values (see ``config.parse_grid``)."""
     check_reps(reps)
-    return parse_grid(options, base)
+    return _checked(parse_grid(options, base))
+
+
+def _checked(configs: list[RunConfig]) -> list[RunConfig]:
+    from core.data import check_pair_counts
+
+    for config in configs:
+        check_pair_counts(config.data, config.train_pairs, config.test_pairs)
+    return configs
 
 
 def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
@@ -68,7 +76,7 @@ def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
     configs = []
     for scalar_config in parse_grid(options, base):
         configs.extend(spec.expand(scalar_config))
-    return list(dict.fromkeys(configs))
+    return _checked(list(dict.fromkeys(configs)))
 
 
 def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
@@ -79,6 +87,12 @@ def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> S
 def queue(store: Store, configs: list[RunConfig], reps: int) -> int:
     """Queue ``reps`` repetitions of each configuration; returns how many runs were new."""
     return store.queue(configs, check_reps(reps))
+
+
+def check_workers(workers: int | None) -> int | None:
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return workers
 
 
 def check_device(device: str) -> str:
@@ -109,8 +123,7 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
     """Train queued runs (of ``configs`` only, if given) until none is left."""
     from core.scheduler import work as drive
 
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    check_workers(workers)
     return drive(
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,

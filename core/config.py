@@ -20,7 +20,7 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "A6": (32, 64, 128),
 }
 KERNELS: tuple[int, ...] = (3, 5)
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 DEFAULT_REPS = 10
@@ -44,8 +44,8 @@ class RunConfig:
     lr: float = 0.01
     lr_step: int = 15
     lr_gamma: float = 0.1
-    optimizer: str = "adam"
-    batch_size: int = 100
+    optimizer: str = "sgd"
+    batch_size: int = 4
     aux_weight: float = 1.0
     data: str = "sample"
     train_pairs: int = 1000

@@ -136,6 +136,21 @@ def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple
     raise DataError(f"unknown data source {source!r}: choose sample or mnist")
 
 
+#: (training pool, test pool) sizes of each source.
+POOL_SIZES = {"sample": (2500, 2500), "mnist": (60000, 10000)}
+
+
+def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
+    """Raise DataError when a draw needs more digits than a pool holds."""
+    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), POOL_SIZES[source]):
+        if 2 * pairs > size:
+            hint = " or --data mnist" if source == "sample" else ""
+            raise DataError(
+                f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
+                f"has {size}: use at most {size // 2}{hint}"
+            )
+
+
 def pool_pairs(images: np.ndarray) -> np.ndarray:
     """Average-pool 28x28 images by 2 into 14x14 floats in [0, 1]."""
     n = images.shape[0]
@@ -161,13 +176,8 @@ def draw_pairs(
     """
     import torch
 
+    check_pair_counts(source, train_pairs, test_pairs)
     train_pool, test_pool = digit_pools(source, data_dir)
-    for name, pairs, pool in (("train", train_pairs, train_pool), ("test", test_pairs, test_pool)):
-        if 2 * pairs > len(pool.classes):
-            raise DataError(
-                f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
-                f"has {len(pool.classes)}: use at most {len(pool.classes) // 2} or --data mnist"
-            )
     rng = np.random.default_rng([seed, rep])
     train_images, train_classes = _draw(rng, train_pool, train_pairs)
     test_images, test_classes = _draw(rng, test_pool, test_pairs)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -111,6 +110,7 @@ def run(
                       precision=precision),
         _base(data, train_pairs, val_pairs, test_pairs), reps,
     )
+    api.check_workers(workers)
     device = api.check_run_inputs(configs, device, data_dir)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
@@ -175,8 +175,9 @@ def work(
     db: DbOption = None,
 ) -> None:
     """Run the queue with worker processes until it is empty (Ctrl-C stops after the epoch)."""
+    api.check_workers(workers)
     device = api.check_device(device)
-    with api.open_store(db) as store:
+    with api.open_store(db, create=False) as store:
         total = store.status_counts()["queued"]
         if total == 0:
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
@@ -297,19 +298,35 @@ def _exit_for(summary) -> None:
 def main() -> None:
     """Entry point: every expected error is one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
         err.print("interrupted")
-        sys.exit(130)
-    except click.UsageError as exc:
-        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
-        err.print(f"error: {exc.format_message()}{hint}", markup=False)
-        sys.exit(2)
+        code = 130
     except api.USER_ERRORS as exc:
         err.print(f"error: {exc}", markup=False)
-        sys.exit(2)
+        code = 2
     except KeyboardInterrupt:
         err.print("interrupted: unfinished runs are queued again")
-        sys.exit(130)
+        code = 130
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            out.print(exc.ctx.get_help(), markup=False, highlight=False)
+            code = 0
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx else ""
+            err.print(f"error: {exc.format_message()}{hint}", markup=False)
+            code = 2
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """Click's usage errors (typer vendors click in recent releases, so match by shape)."""
+    return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+import math
+
+import pytest
+
+from core.api import best, open_store, queue, render_rows, table_rows
+from core.report import paper_tables
+from core.stats import MeanStd, welch_p
+from tests.conftest import tiny
+
+
+def _finish(store, config, rep, val_acc, val_loss, train_loss, test_acc, test_loss=0.4):
+    rid = f"{config.id}-r{rep:03d}"
+    store.db["epochs"].insert(
+        {"run_id": rid, "epoch": config.epochs, "train_loss": train_loss, "train_main_loss": train_loss,
+         "train_acc": 1.0, "val_loss": val_loss, "val_main_loss": val_loss, "val_acc": val_acc,
+         "lr": 0.001, "seconds": 1.0},
+    )
+    store.db["runs"].update(rid, {"status": "done", "test_acc": test_acc, "test_loss": test_loss})
+
+
+@pytest.fixture
+def known(store):
+    a, b = tiny(structure="shared", arch="A1"), tiny(structure="shared", arch="A2")
+    c = tiny(structure="independent", arch="A1")
+    queue(store, [a, b, c], 3)
+    for rep, acc in enumerate([0.80, 0.82, 0.84]):
+        _finish(store, a, rep, acc, 0.5 + rep * 0.1, 0.01, 0.85 + rep * 0.01)
+    for rep, acc in enumerate([0.70, 0.90]):
+        _finish(store, b, rep, acc, 0.3, 0.02, 0.80)
+    for rep, acc in enumerate([0.75, 0.77, 0.79]):
+        _finish(store, c, rep, acc, 0.4, 0.03, 0.70 + rep * 0.02)
+    return store, a, b, c
+
+
+def test_mean_std_uses_the_sample_std():
+    value = MeanStd.of([0.80, 0.82, 0.84])
+    assert value.mean == pytest.approx(0.82)
+    assert value.std == pytest.approx(0.02)
+    assert MeanStd.of([1.0]).std is None
+
+
+def test_known_rows_give_known_mean_std_and_bold(known):
+    store, a, b, c = known
+    rows = {r.config_id: r for r in table_rows(store)}
+    assert rows[a.id].metrics["val_acc"].mean == pytest.approx(0.82)
+    assert rows[a.id].metrics["val_acc"].std == pytest.approx(0.02)
+    assert rows[a.id].metrics["val_loss"].mean == pytest.approx(0.6)
+    assert rows[b.id].done == 2 and rows[b.id].total == 3 and not rows[b.id].complete
+    # within "shared": A1 has the best accuracy (0.82 > 0.80), A2 the best loss (0.3 < 0.6)
+    assert rows[a.id].bold == {"val_acc"}
+    assert rows[b.id].bold == {"val_loss"}
+    assert rows[c.id].bold == {"val_loss", "val_acc"}
+
+
+def test_markdown_layout(known):
+    store, *_ = known
+    text = render_rows(table_rows(store), "markdown")
+    assert "### Table II: Training performance using two independent CNNs" in text
+    assert "### Table III: Training performance using weight sharing" in text
+    assert "| A1 | 3 | 0.0100 ± 0.0000 | 0.6000 ± 0.1000 | **82.00 ± 2.00** | 3/3 |" in text
+    assert "2/3 (unfinished)" in text
+
+
+def test_latex_csv_json(known):
+    store, *_ = known
+    rows = table_rows(store)
+    assert r"\textbf{82.00 $\pm$ 2.00}" in render_rows(rows, "latex")
+    csv_text = render_rows(rows, "csv")
+    assert csv_text.splitlines()[0].startswith("structure,arch,kernel,config_id,done,total")
+    assert '"val_acc_mean": 0.82' in render_rows(rows, "json").replace("0.8200000000000001", "0.82")
+
+
+def test_best_setups_and_welch(known):
+    store, a, b, c = known
+    comparison = best(store)
+    by_structure = {x.structure: x for x in comparison.best}
+    assert by_structure["shared"].row.config_id == a.id
+    assert by_structure["shared"].test["test_acc"].mean == pytest.approx(0.86)
+    p = comparison.p_values[("independent", "shared")]
+    assert p == pytest.approx(welch_p([0.70, 0.72, 0.74], [0.85, 0.86, 0.87]))
+    assert 0 < p < 0.05
+    assert math.isnan(welch_p([1.0], [1.0, 2.0]))
+
+
+def test_tables_follow_the_papers_order(known):
+    store, *_ = known
+    titles = [t.title for t in paper_tables(table_rows(store))]
+    assert titles[0].startswith("Table II") and titles[1].startswith("Table III")
+
+
+def test_empty_database_gives_empty_tables(fresh_db):
+    with open_store(fresh_db) as s:
+        assert table_rows(s) == []
+        assert best(s).best == []

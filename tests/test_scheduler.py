@@ -1,0 +1,92 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.api import open_store, queue, work
+from core.scheduler import plan_workers
+from tests.conftest import tiny
+
+
+def test_work_runs_the_queue_to_the_end(store):
+    configs = [tiny(structure=s) for s in ("independent", "shared", "shared-aux")]
+    queue(store, configs, 2)
+    events = []
+    summary = work(store, workers=2, on_event=events.append)
+    assert summary.done == 6 and summary.failed == 0
+    assert store.status_counts() == {"queued": 0, "running": 0, "done": 6, "failed": 0}
+    assert store.db["epochs"].count == 12
+    assert store.db["checkpoints"].count == 0
+    assert {e[0] for e in events} >= {"started", "epoch", "done"}
+    run = store.run_rows(status="done")[0]
+    assert run["torch_version"] and run["device"] == "cpu" and 0 <= run["test_acc"] <= 1
+
+
+def test_a_diverging_run_fails_and_the_grid_goes_on(store):
+    queue(store, [tiny(lr=1e6, optimizer="sgd", epochs=3), tiny()], 1)
+    summary = work(store, workers=1)
+    assert summary.done == 1 and summary.failed == 1
+    (failed,) = store.failures()
+    assert "lower --lr" in failed["error"]
+    assert store.retry_failed() == 1
+    assert store.status_counts()["queued"] == 1
+
+
+def test_plan_workers_never_oversubscribes():
+    for cores in (1, 2, 8):
+        for queued in (1, 5, 100):
+            for asked in (None, 1, 3, 16):
+                workers, threads = plan_workers(queued, asked, cores)
+                assert workers >= 1 and threads >= 1
+                if workers <= cores:
+                    assert workers * threads <= cores
+
+
+def _epoch_metrics(path):
+    with open_store(path, create=False) as s:
+        return {
+            (r["rep"], r["epoch"]): (r["train_loss"], r["val_acc"])
+            for r in s.db.query(
+                "SELECT r.rep, e.epoch, e.train_loss, e.val_acc FROM epochs e "
+                "JOIN runs r ON r.id = e.run_id"
+            )
+        }
+
+
+def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    config_flags = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--epochs", "6",
+                    "--reps", "2", "--train-pairs", "300", "--val-pairs", "30",
+                    "--test-pairs", "100", "--workers", "1"]
+    reference = tmp_path / "reference.db"
+    subprocess.run([sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(reference)],
+                   check=True, capture_output=True)
+
+    crashed = tmp_path / "crashed.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(crashed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if crashed.exists():
+            with open_store(crashed, create=False) as s:
+                if s.db["epochs"].count >= 2:
+                    break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_store(crashed, create=False) as s:
+        assert s.status_counts()["done"] < 2
+    subprocess.run([sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(crashed)],
+                   check=True, capture_output=True)
+    with open_store(crashed, create=False) as s:
+        assert s.status_counts()["done"] == 2
+        assert s.db["epochs"].count == 12
+    expected, got = _epoch_metrics(reference), _epoch_metrics(crashed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert got[key][0] == pytest.approx(expected[key][0], rel=1e-5)
+        assert got[key][1] == expected[key][1]

@@ -1,0 +1,123 @@
+import multiprocessing as mp
+import os
+import time
+
+import pytest
+
+from core.api import open_store
+from core.store import SCHEMA_VERSION, LostClaim, Store, StoreError, run_id
+from tests.conftest import tiny
+
+METRICS = dict(train_loss=0.5, train_main_loss=0.5, train_acc=0.8, val_loss=0.6,
+               val_main_loss=0.6, val_acc=0.7, val_digit_acc=None, lr=0.01, seconds=0.1)
+
+
+def test_wal_busy_timeout_and_schema_version(store):
+    assert store.db.journal_mode == "wal"
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert store.schema_version() == SCHEMA_VERSION
+    assert {"meta", "configs", "runs", "epochs", "checkpoints"} <= set(store.db.table_names())
+
+
+def test_queue_is_idempotent(store):
+    configs = [tiny(), tiny(arch="A2")]
+    assert store.queue(configs, 3) == 6
+    assert store.queue(configs, 3) == 0
+    assert store.queue(configs, 4) == 2
+    assert store.db["runs"].count == 8 and store.db["configs"].count == 2
+    assert store.count_new([tiny(arch="A3"), tiny()], 4) == 4
+
+
+def test_epoch_upsert_is_idempotent(store):
+    store.queue([tiny()], 1)
+    (claim,) = store.claim("host:1")
+    for _ in range(3):
+        store.record_epoch(claim.id, "host:1", {"epoch": 1, **METRICS}, b"state")
+    assert store.db["epochs"].count == 1
+    assert store.db["checkpoints"].get(claim.id)["state"] == b"state"
+    store.finish_run(claim.id, "host:1", {"test_acc": 0.9, "test_loss": 0.3})
+    assert store.db["checkpoints"].count == 0
+    assert store.db["runs"].get(claim.id)["status"] == "done"
+
+
+def test_writes_of_a_worker_that_lost_its_run_are_refused(store):
+    store.queue([tiny()], 1)
+    (claim,) = store.claim("host:1")
+    assert store.requeue_stale(timeout_s=-1) == [claim.id]
+    store.claim("host:2")
+    with pytest.raises(LostClaim):
+        store.record_epoch(claim.id, "host:1", {"epoch": 1, **METRICS}, b"x")
+    assert store.db["epochs"].count == 0
+
+
+def test_dead_local_worker_is_requeued(store):
+    import socket
+
+    store.queue([tiny()], 1)
+    dead = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    (claim,) = store.claim(f"{socket.gethostname()}:{dead.pid}")
+    assert store.requeue_stale(timeout_s=3600) == [claim.id]
+    assert store.db["runs"].get(claim.id)["status"] == "queued"
+
+
+def _claim_all(path, worker, out):
+    with Store(path) as s:
+        got = []
+        while True:
+            claimed = s.claim(worker, limit=1)
+            if not claimed:
+                break
+            got.append(claimed[0].id)
+        out.put(got)
+
+
+def test_two_processes_never_claim_the_same_run(fresh_db):
+    with open_store(fresh_db) as s:
+        s.queue([tiny(arch=a, kernel=k) for a in ("A1", "A2", "A3") for k in (3, 5)], 10)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(fresh_db, f"h:{i}", out)) for i in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    assert len(results[0]) + len(results[1]) == 60
+    assert not set(results[0]) & set(results[1])
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        open_store(tmp_path)
+
+
+def test_a_non_sqlite_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("hello, not a database")
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        open_store(path)
+    assert path.read_text() == "hello, not a database"
+
+
+def test_a_newer_schema_is_refused(fresh_db):
+    with open_store(fresh_db) as s:
+        s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    before = fresh_db.read_bytes()
+    with pytest.raises(StoreError, match="newer than this pairs"):
+        open_store(fresh_db)
+    assert fresh_db.read_bytes() == before
+
+
+def test_read_only_open_does_not_create(tmp_path):
+    with pytest.raises(StoreError, match="no database at"):
+        open_store(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_run_ids_are_stable(store):
+    config = tiny()
+    store.queue([config], 2)
+    assert [r["id"] for r in store.run_rows()] == [run_id(config, 0), run_id(config, 1)]
+    assert os.path.basename(str(store.path)) == "runs.db"

@@ -1,0 +1,239 @@
+"""The home screen: every configuration with its progress, the worker pool and failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from tui.screens.base import PairsScreen
+from tui.widgets.banner import DbBanner
+from tui.widgets.labels import protocol_label, setup_label
+from tui.widgets.pool import PoolPanel
+
+#: (key, header, sort key of a progress row)
+COLUMNS = (
+    ("setup", "Setup", lambda r: (r["structure"], r["arch"], r["kernel"])),
+    ("protocol", "Protocol", lambda r: protocol_label(r)),
+    ("done", "Done", lambda r: r["done"] or 0),
+    ("running", "Run", lambda r: r["running"] or 0),
+    ("queued", "Queued", lambda r: r["queued"] or 0),
+    ("failed", "Failed", lambda r: r["failed"] or 0),
+    ("epoch", "Epoch", lambda r: r["current_epoch"] or 0),
+)
+SORT_KEYS = {key: sort for key, _, sort in COLUMNS}
+
+
+@dataclass
+class Snapshot:
+    progress: list[dict]
+    failures: list[dict]
+    counts: dict[str, int]
+
+
+def status_words(row: dict) -> str:
+    words = []
+    for status in ("running", "queued", "failed"):
+        if row[status]:
+            words.append(status)
+    if row["total"] and row["done"] == row["total"]:
+        words.append("done complete")
+    return " ".join(words)
+
+
+def matches(row: dict, terms: list[str]) -> bool:
+    text = f"{setup_label(row)} {protocol_label(row)} {status_words(row)} {row['id']}".lower()
+    return all(term in text for term in terms)
+
+
+class ExperimentsScreen(PairsScreen):
+    """Configurations (sortable, filterable), the worker pool and failures."""
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("w", "start_workers", "Start"),
+        Binding("x", "stop_workers", "Stop"),
+        Binding("r", "retry_failed", "Retry failed", show=False),
+        Binding("escape", "leave_filter", "Table", show=False),
+    ]
+
+    sort_key = "setup"
+    sort_reverse = False
+
+    def __init__(self) -> None:
+        super().__init__(id="experiments")
+        self.snapshot: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DbBanner()
+        with Horizontal(id="exp-top"):
+            yield Input(placeholder="filter: e.g. shared A5 k3 running", id="exp-filter",
+                        compact=True)
+            yield Static("", id="exp-counts")
+        yield DataTable(id="exp-table", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="exp-failures"):
+            yield Label("Failures (r: queue them again)", classes="section-title")
+            yield DataTable(id="exp-failure-table", cursor_type="row")
+        yield PoolPanel(self.app.default_workers, id="pool")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#exp-table", DataTable)
+        for key, header, _ in COLUMNS:
+            table.add_column(header, key=key)
+        failures = self.query_one("#exp-failure-table", DataTable)
+        for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"),
+                            ("error", "Error")):
+            failures.add_column(header, key=key)
+        table.focus()
+        self.show_pool()
+        self.reload()
+
+    # -- data --------------------------------------------------------------------------------
+    def query_db(self) -> Snapshot:
+        return self.app.db.read(
+            lambda s: Snapshot(s.config_progress(), s.failures(), s.status_counts())
+        )
+
+    def show_data(self, data: Snapshot) -> None:
+        self.snapshot = data
+        counts = data.counts
+        self.query_one("#exp-counts", Static).update(
+            Text.assemble(
+                (f"{counts['running']} running", "bold green" if counts["running"] else ""),
+                f" · {counts['queued']} queued · {counts['done']} done · ",
+                (f"{counts['failed']} failed", "bold red" if counts["failed"] else ""),
+            )
+        )
+        self.fill_table()
+        self.fill_failures(data.failures)
+        self.show_pool()
+
+    def visible_rows(self) -> list[dict]:
+        if self.snapshot is None:
+            return []
+        terms = self.query_one("#exp-filter", Input).value.lower().split()
+        rows = [r for r in self.snapshot.progress if matches(r, terms)]
+        rows.sort(key=SORT_KEYS[self.sort_key], reverse=self.sort_reverse)
+        return rows
+
+    def fill_table(self) -> None:
+        table = self.query_one("#exp-table", DataTable)
+        rows = self.visible_rows()
+        cells = {r["id"]: self.cells(r) for r in rows}
+        current = [key.value for key in table.rows]
+        if current == list(cells):
+            for row_key, values in cells.items():
+                for (column, *_), value in zip(COLUMNS, values):
+                    if table.get_cell(row_key, column) != value:
+                        table.update_cell(row_key, column, value)
+        else:
+            selected = self.app.selected_config
+            table.clear()
+            for row_key, values in cells.items():
+                table.add_row(*values, key=row_key)
+            if selected in cells:
+                table.move_cursor(row=list(cells).index(selected), animate=False)
+        if table.row_count and self.app.selected_config not in cells:
+            self.app.selected_config = table.coordinate_to_cell_key(
+                table.cursor_coordinate
+            ).row_key.value
+        for key, header, _ in COLUMNS:
+            arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else ""
+            table.columns[key].label = Text(header + arrow)
+        table.refresh()
+
+    @staticmethod
+    def cells(row: dict) -> tuple:
+        epoch = ""
+        if row["running"]:
+            epoch = f"{row['current_epoch'] or 0}/{row['epochs']}"
+        done = f"{row['done'] or 0}/{row['total']}"
+        return (
+            setup_label(row),
+            protocol_label(row),
+            Text(done, style="green" if row["total"] and row["done"] == row["total"] else ""),
+            Text(str(row["running"] or ""), style="bold green"),
+            str(row["queued"] or ""),
+            Text(str(row["failed"] or ""), style="bold red"),
+            epoch,
+        )
+
+    def fill_failures(self, failures: list[dict]) -> None:
+        box = self.query_one("#exp-failures")
+        box.display = bool(failures)
+        table = self.query_one("#exp-failure-table", DataTable)
+        table.clear()
+        for f in failures:
+            error = (f["error"] or "").strip().splitlines()
+            table.add_row(setup_label(f), str(f["rep"]), str(f["attempts"]),
+                          error[-1] if error else "", key=f["id"])
+
+    def show_pool(self) -> None:
+        counts = self.snapshot.counts if self.snapshot else {"running": 0, "queued": 0}
+        self.query_one(PoolPanel).show(self.app.pool, counts["running"], counts["queued"])
+
+    # -- events ------------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "exp-filter":
+            self.fill_table()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "exp-filter":
+            self.query_one("#exp-table", DataTable).focus()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "exp-table" and event.row_key is not None:
+            self.app.selected_config = event.row_key.value
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "exp-table" and event.row_key is not None:
+            self.app.selected_config = event.row_key.value
+            self.app.switch_mode("plots")
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table.id != "exp-table":
+            return
+        key = event.column_key.value
+        self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
+        self.sort_key = key
+        self.fill_table()
+
+    def on_pool_panel_start_requested(self, event: PoolPanel.StartRequested) -> None:
+        self.app.start_workers(event.workers)
+
+    def on_pool_panel_stop_requested(self, event: PoolPanel.StopRequested) -> None:
+        self.app.stop_workers()
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_focus_filter(self) -> None:
+        self.query_one("#exp-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one("#exp-table", DataTable).focus()
+
+    def action_cycle_sort(self) -> None:
+        keys = [key for key, *_ in COLUMNS]
+        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+        self.sort_reverse = self.sort_key not in ("setup", "protocol")
+        self.fill_table()
+
+    def action_start_workers(self) -> None:
+        n = self.query_one(PoolPanel).requested_workers
+        if n is None:
+            self.notify("workers: enter a whole number >= 1", severity="error")
+            return
+        self.app.start_workers(n)
+
+    def action_stop_workers(self) -> None:
+        self.app.stop_workers()
+
+    def action_retry_failed(self) -> None:
+        self.app.retry_failed()

@@ -1,0 +1,63 @@
+"""The help screen: what each screen shows and the keys."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# pairs console
+
+Queue configurations of the digit-comparison study, start local workers, watch the curves
+live and read the paper's tables. Everything comes from the database (`--db`, `$PAIRS_DB`,
+`./runs.db`): runs started here, by `pairs run` in another terminal or by a worker on another
+machine all show up within a second.
+
+## Screens
+
+| Key | Screen | What it shows |
+|---|---|---|
+| `1` | Experiments | every configuration: runs done / running / queued / failed, current epoch; the worker pool; failures |
+| `2` | Queue | a form: structures, architectures, kernels (their product) and the protocol; a live count of new runs |
+| `3` | Plots | train loss, validation loss and accuracy per epoch of the selected configuration: each repetition thin, the mean bold, a ±std band |
+| `4` | Tables | Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set with Welch p-values |
+
+## Keys
+
+| Where | Key | Does |
+|---|---|---|
+| everywhere | `1` `2` `3` `4` | switch screen (in a text field press `Esc` or `Tab` away first) |
+| | `?` / `F1` | this help |
+| | `d` | dark / light theme |
+| | `Ctrl+P` | command palette (every action by name) |
+| | `q` / `Ctrl+Q` | quit (asks what to do with running workers) |
+| Experiments | `/` | filter (words match setup, protocol and status: `shared A5 running`) |
+| | `s`, click a header | sort by the next column / that column |
+| | `Enter` | plots of the highlighted configuration |
+| | `w` / `x` | start / stop local workers (`pairs work --workers N` in a subprocess) |
+| | `r` | queue failed runs again |
+| Queue | `Ctrl+S` | queue the form (marked fields are never sent) |
+| | `Ctrl+G` | the paper's grid: every structure, architecture and kernel |
+| | `Ctrl+R` | back to the defaults |
+| Plots | `[` / `]` | previous / next configuration |
+| Tables | `m` / `l` / `c` | export the table on screen to Markdown / LaTeX / CSV in the current folder |
+
+Stopping workers sends them SIGINT: they finish the current epoch, put unfinished runs back in
+the queue and exit; a later start resumes those runs from their last checkpoint.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,q,question_mark,f1", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss()

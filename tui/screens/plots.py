@@ -1,0 +1,121 @@
+"""Live curves of the selected configuration: train loss, validation loss and accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.widgets import Footer, Header, Select, Static
+
+from tui.screens.base import PairsScreen
+from tui.widgets.banner import DbBanner
+from tui.widgets.curves import CurvePlot
+from tui.widgets.labels import protocol_label, setup_label
+
+PLOTS = (
+    ("train_loss", "Train loss", 1.0),
+    ("val_loss", "Validation loss", 1.0),
+    ("val_acc", "Validation accuracy (%)", 100.0),
+)
+
+
+@dataclass
+class PlotData:
+    configs: list[dict]
+    config_id: str | None
+    rows: list[dict]
+
+
+class PlotsScreen(PairsScreen):
+    """Pick a configuration; its curves follow new epoch rows from any process."""
+
+    BINDINGS = [
+        Binding("left_square_bracket", "step(-1)", "Prev setup"),
+        Binding("right_square_bracket", "step(1)", "Next setup"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="plots")
+        self.configs: list[dict] = []
+        self.rows: list[dict] = []
+        self.option_ids: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DbBanner()
+        with Horizontal(id="plots-top"):
+            yield Select[str]([], prompt="configuration", id="plots-config", compact=True)
+            yield Static("", id="plots-summary")
+        with Grid(id="plots-grid"):
+            for metric, title, scale in PLOTS:
+                yield CurvePlot(metric, title, scale=scale, id=f"plot-{metric}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.watch(self.app, "selected_config", self._selected, init=False)
+        self.reload()
+
+    def _selected(self, config_id: str | None) -> None:
+        if self.is_current:
+            self.reload()
+        else:
+            self.stale = True
+
+    # -- data --------------------------------------------------------------------------------
+    def query_db(self) -> PlotData:
+        config_id = self.app.selected_config
+
+        def read(store):
+            configs = store.config_progress()
+            chosen = config_id if any(c["id"] == config_id for c in configs) else (
+                configs[0]["id"] if configs else None)
+            rows = store.epoch_rows(chosen) if chosen else []
+            return PlotData(configs, chosen, rows)
+
+        return self.app.db.read(read)
+
+    def show_data(self, data: PlotData) -> None:
+        self.configs = data.configs
+        self.rows = data.rows
+        select = self.query_one("#plots-config", Select)
+        options = [(f"{setup_label(c)} · {protocol_label(c)}", c["id"]) for c in data.configs]
+        if [value for _, value in options] != self.option_ids:
+            self.option_ids = [value for _, value in options]
+            with self.prevent(Select.Changed):
+                select.set_options(options)
+        if data.config_id is not None and select.value != data.config_id:
+            with self.prevent(Select.Changed):
+                select.value = data.config_id
+        if data.config_id is not None and self.app.selected_config != data.config_id:
+            self.app.selected_config = data.config_id
+        config = next((c for c in data.configs if c["id"] == data.config_id), None)
+        max_epoch = config["epochs"] if config else 1
+        for metric, *_ in PLOTS:
+            self.query_one(f"#plot-{metric}", CurvePlot).set_rows(data.rows, max_epoch)
+        self.query_one("#plots-summary", Static).update(self.summary(config, data.rows))
+
+    @staticmethod
+    def summary(config: dict | None, rows: list[dict]) -> str:
+        if config is None:
+            return "no configurations yet: queue some (2)"
+        last: dict[int, int] = {}
+        for row in rows:
+            last[row["rep"]] = max(last.get(row["rep"], 0), row["epoch"])
+        running = config["running"] or 0
+        return (f"{config['done'] or 0}/{config['total']} done, {running} running, "
+                f"{config['queued'] or 0} queued · {len(rows)} epoch rows from {len(last)} rep(s)")
+
+    # -- events ------------------------------------------------------------------------------
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "plots-config" and event.value is not Select.NULL:
+            self.app.selected_config = event.value
+
+    def action_step(self, delta: int) -> None:
+        ids = [c["id"] for c in self.configs]
+        if not ids:
+            return
+        current = ids.index(self.app.selected_config) if self.app.selected_config in ids else 0
+        self.app.selected_config = ids[(current + delta) % len(ids)]

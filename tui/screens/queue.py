@@ -1,0 +1,287 @@
+"""The queue form: setups (several values each, expanding to their product) and protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Button, Footer, Header, Input, Label, SelectionList, Static
+from textual.worker import get_current_worker
+
+from core import api
+from core.config import (
+    ARCHITECTURES,
+    DEFAULT_REPS,
+    KERNELS,
+    STRUCTURES,
+    ConfigError,
+    RunConfig,
+)
+from core.store import StoreError
+from tui.screens.base import PairsScreen
+from tui.widgets.banner import DbBanner
+
+DEFAULTS = RunConfig()
+
+#: Text fields of the form: (name, label, default). Grid fields accept comma-separated values.
+SCALAR_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("reps", "Repetitions", str(DEFAULT_REPS)),
+    ("epochs", "Epochs", str(DEFAULTS.epochs)),
+    ("lr", "Learning rate", f"{DEFAULTS.lr:g}"),
+    ("lr_step", "LR step (epochs)", str(DEFAULTS.lr_step)),
+    ("lr_gamma", "LR gamma", f"{DEFAULTS.lr_gamma:g}"),
+    ("optimizer", "Optimizer", DEFAULTS.optimizer),
+    ("batch_size", "Batch size", str(DEFAULTS.batch_size)),
+    ("aux_weight", "Aux weight", f"{DEFAULTS.aux_weight:g}"),
+    ("seed", "Seed", str(DEFAULTS.seed)),
+    ("precision", "Precision", DEFAULTS.precision),
+    ("data", "Data", DEFAULTS.data),
+    ("train_pairs", "Train pairs", str(DEFAULTS.train_pairs)),
+    ("val_pairs", "Val. pairs", str(DEFAULTS.val_pairs)),
+    ("test_pairs", "Test pairs", str(DEFAULTS.test_pairs)),
+)
+#: Fields of the base configuration (one value each).
+BASE_FIELDS = ("data", "train_pairs", "val_pairs", "test_pairs")
+#: Fields that may take several values (their product is queued).
+GRID_SCALARS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size", "aux_weight",
+                "seed", "precision")
+LISTS = ("structure", "arch", "kernel")
+
+
+@dataclass
+class Plan:
+    """What the form asks for, or what is wrong with it (field name -> message)."""
+
+    configs: list[RunConfig] = field(default_factory=list)
+    reps: int = 0
+    preset: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.configs)
+
+
+def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
+    """Validate every field on its own (to mark it), then the whole form."""
+    plan = Plan()
+    try:
+        plan.reps = int(values["reps"].strip())
+        api.check_reps(plan.reps)
+    except ValueError:
+        plan.errors["reps"] = f"repetitions must be an integer >= 1, got {values['reps']!r}"
+    base_fields = {}
+    for name in BASE_FIELDS:
+        text = values[name].strip()
+        try:
+            value = text if name == "data" else int(text)
+            api.base_config(**{name: value})
+            base_fields[name] = value
+        except ValueError as exc:  # ConfigError is a ValueError
+            plan.errors[name] = (str(exc) if isinstance(exc, ConfigError)
+                                 else f"{name.replace('_', '-')} must be an integer, got {text!r}")
+    base = DEFAULTS
+    if len(base_fields) == len(BASE_FIELDS):
+        try:
+            base = api.base_config(**base_fields)
+        except ConfigError as exc:
+            plan.errors["val_pairs"] = str(exc)
+    for name in GRID_SCALARS:
+        try:
+            api.plan({name: values[name]}, base)
+        except ConfigError as exc:
+            plan.errors[name] = str(exc)
+    for name in LISTS:
+        if not lists[name]:
+            plan.errors[name] = f"choose at least one {name}"
+    if plan.errors:
+        return plan
+    options = {name: values[name] for name in GRID_SCALARS}
+    everything = all(len(lists[n]) == len(all_values) for n, all_values in
+                     (("structure", STRUCTURES), ("arch", ARCHITECTURES), ("kernel", KERNELS)))
+    try:
+        if everything:
+            plan.preset = "paper"
+            plan.configs = api.plan_preset("paper", options, base, plan.reps)
+        else:
+            grid = {**options, "structure": lists["structure"], "arch": lists["arch"],
+                    "kernel": [str(k) for k in lists["kernel"]]}
+            plan.configs = api.plan(grid, base, plan.reps)
+    except ConfigError as exc:
+        plan.errors["form"] = str(exc)
+    return plan
+
+
+class QueueScreen(PairsScreen):
+    """Choose setups and protocol; see how many new runs that is; queue them."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "queue", "Queue", priority=True),
+        Binding("ctrl+g", "paper_preset", "Paper grid", priority=True),
+        Binding("ctrl+r", "reset", "Defaults", priority=True),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="queue")
+        self.plan = Plan()
+        self.preview_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DbBanner()
+        with VerticalScroll(id="queue-form"):
+            with Horizontal(id="queue-lists"):
+                yield SelectionList[str](
+                    *((s, s, s == DEFAULTS.structure) for s in STRUCTURES),
+                    id="q-structure", classes="choice",
+                )
+                yield SelectionList[str](
+                    *((f"{a} {'-'.join(map(str, ch))}", a, a == DEFAULTS.arch)
+                      for a, ch in ARCHITECTURES.items()),
+                    id="q-arch", classes="choice",
+                )
+                yield SelectionList[int](
+                    *((f"{k}x{k}", k, k == DEFAULTS.kernel) for k in KERNELS),
+                    id="q-kernel", classes="choice",
+                )
+            with Grid(id="queue-fields"):
+                for name, label, default in SCALAR_FIELDS:
+                    yield Label(label, classes="field-label")
+                    yield Input(default, id=f"q-{name}", compact=True, validate_on=[],
+                                classes="field")
+            yield Static("", id="queue-preview")
+            yield Static("", id="queue-errors")
+            with Horizontal(id="queue-buttons"):
+                yield Button("Queue (^s)", id="queue-go", variant="primary", compact=True)
+                yield Button("Paper grid (^g)", id="queue-paper", compact=True)
+                yield Button("Defaults (^r)", id="queue-reset", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#q-structure").border_title = "Structures"
+        self.query_one("#q-arch").border_title = "Architectures"
+        self.query_one("#q-kernel").border_title = "Kernels"
+        self.update_preview()
+
+    # -- reading the form --------------------------------------------------------------------
+    def values(self) -> dict[str, str]:
+        return {name: self.query_one(f"#q-{name}", Input).value for name, *_ in SCALAR_FIELDS}
+
+    def lists(self) -> dict[str, list]:
+        return {name: list(self.query_one(f"#q-{name}", SelectionList).selected)
+                for name in LISTS}
+
+    def set_value(self, name: str, value: str) -> None:
+        self.query_one(f"#q-{name}", Input).value = value
+
+    def mark(self, plan: Plan) -> None:
+        for name, *_ in SCALAR_FIELDS:
+            self.query_one(f"#q-{name}", Input).set_class(name in plan.errors, "invalid-field")
+        for name in LISTS:
+            self.query_one(f"#q-{name}").set_class(name in plan.errors, "invalid-field")
+        errors = self.query_one("#queue-errors", Static)
+        errors.update("\n".join(f"✗ {msg}" for msg in plan.errors.values()))
+        errors.display = bool(plan.errors)
+        self.query_one("#queue-go", Button).disabled = not plan.ok
+
+    # -- preview -----------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.stale = False
+        self.update_preview()
+
+    def update_preview(self) -> None:
+        self.plan = make_plan(self.values(), self.lists())
+        self.mark(self.plan)
+        if not self.plan.ok:
+            self.show_preview("nothing to queue: fix the marked fields")
+            return
+        self.show_preview(f"{self.describe(self.plan)}: counting new runs…")
+        self._count(self.plan)
+
+    @staticmethod
+    def describe(plan: Plan) -> str:
+        preset = " (the paper's grid)" if plan.preset else ""
+        return f"{len(plan.configs)} configuration(s){preset} x {plan.reps} reps"
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _count(self, plan: Plan) -> None:
+        worker = get_current_worker()
+        total = len(plan.configs) * plan.reps
+        try:
+            if self.app.db.exists():
+                new = self.app.db.read(lambda s: s.count_new(plan.configs, plan.reps))
+                note = ""
+            else:
+                new, note = total, " (creates the database)"
+            text = (f"{self.describe(plan)} = {total} runs: adds [b]{new}[/b] new run(s)"
+                    f"{note}; {total - new} already in the database")
+        except StoreError as exc:
+            text = f"cannot count: {exc}"
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self.show_preview, text)
+
+    def show_preview(self, text: str) -> None:
+        self.preview_text = text
+        self.query_one("#queue-preview", Static).update(text)
+        self.loads += 1
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.update_preview()
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self.update_preview()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"queue-go": self.action_queue, "queue-paper": self.action_paper_preset,
+                   "queue-reset": self.action_reset}
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_paper_preset(self) -> None:
+        """The paper's grid: every structure, architecture and kernel (protocol kept)."""
+        for name in LISTS:
+            self.query_one(f"#q-{name}", SelectionList).select_all()
+        self.notify("paper grid: 3 structures x 6 architectures x 2 kernels; ^s queues it")
+
+    def action_reset(self) -> None:
+        for name, _, default in SCALAR_FIELDS:
+            self.set_value(name, default)
+        defaults = {"structure": DEFAULTS.structure, "arch": DEFAULTS.arch,
+                    "kernel": DEFAULTS.kernel}
+        for name, value in defaults.items():
+            selection = self.query_one(f"#q-{name}", SelectionList)
+            selection.deselect_all()
+            selection.select(value)
+
+    def action_queue(self) -> None:
+        plan = make_plan(self.values(), self.lists())
+        self.plan = plan
+        self.mark(plan)
+        if not plan.ok:
+            self.notify("not queued: fix the marked fields", severity="error")
+            return
+        self._queue(plan)
+
+    @work(thread=True, group="queue", exit_on_error=False)
+    def _queue(self, plan: Plan) -> None:
+        try:
+            added = self.app.db.write(lambda s: api.queue(s, plan.configs, plan.reps))
+        except StoreError as exc:
+            self.app.call_from_thread(self.notify, f"not queued: {exc}", severity="error")
+            return
+        total = len(plan.configs) * plan.reps
+        self.app.call_from_thread(
+            self.queued, f"queued {added} new run(s) ({total - added} already there); "
+                         "start workers on the Experiments screen (1, then w)"
+        )
+
+    def queued(self, message: str) -> None:
+        self.notify(message, title="Queued")
+        self.app.db_error = None
+        self.update_preview()
+        self.app.data_written()

@@ -1,0 +1,151 @@
+"""Tables II-IV (mean ± std over repetitions, best in bold) and the test comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from core import api
+from core.config import STRUCTURES
+from core.report import TABLE_NUMBERS, Table, setup_records, to_csv, to_latex, to_markdown
+from core.stats import BestComparison, SetupRow, best_setups
+from tui.screens.base import PairsScreen
+from tui.widgets.banner import DbBanner
+
+#: Tabs: one per structure (Tables II-IV) and the best-setup comparison.
+TABS = (*STRUCTURES, "best")
+EXPORTS = {"markdown": "md", "latex": "tex", "csv": "csv"}
+
+
+@dataclass
+class TableData:
+    rows: list[SetupRow]
+    tables: dict[str, Table]  # tab -> table
+    comparison: BestComparison
+
+
+def tab_title(tab: str) -> str:
+    return "Best (test)" if tab == "best" else f"{TABLE_NUMBERS.get(tab, '')} {tab}".strip()
+
+
+def export_name(tab: str, fmt: str) -> str:
+    stem = "pairs-best" if tab == "best" else f"pairs-table-{TABLE_NUMBERS.get(tab, '')}-{tab}"
+    return f"{stem}.{EXPORTS[fmt]}"
+
+
+def table_cells(row: list) -> list[Text]:
+    """Bold best cells; the n column of an unfinished setup in the warning colour."""
+    cells = []
+    for cell in row:
+        style = "bold" if cell.bold else ""
+        if "unfinished" in cell.text:
+            style = "italic yellow"
+        cells.append(Text(cell.text, style=style, justify="right" if "±" in cell.text else "left"))
+    return cells
+
+
+class TablesScreen(PairsScreen):
+    """The paper's tables, filled in as runs finish; export the one on screen."""
+
+    BINDINGS = [
+        Binding("m", "export('markdown')", "Markdown"),
+        Binding("l", "export('latex')", "LaTeX"),
+        Binding("c", "export('csv')", "CSV"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="tables")
+        self.data: TableData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DbBanner()
+        with TabbedContent(id="tables-tabs"):
+            for tab in TABS:
+                with TabPane(tab_title(tab), id=f"tab-{tab}"):
+                    with VerticalScroll():
+                        yield Static("", id=f"title-{tab}", classes="table-title")
+                        yield DataTable(id=f"table-{tab}", cursor_type="row", zebra_stripes=True)
+                        yield Static("", id=f"notes-{tab}", classes="table-notes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.reload()
+
+    @property
+    def active_tab(self) -> str:
+        active = self.query_one("#tables-tabs", TabbedContent).active or "tab-shared"
+        return active.removeprefix("tab-")
+
+    # -- data --------------------------------------------------------------------------------
+    def query_db(self) -> TableData:
+        def read(store):
+            rows = api.table_rows(store)
+            return rows, best_setups(store, rows)  # api.best(store), without a second query
+
+        rows, comparison = self.app.db.read(read)
+        tables = {t_rows[0].structure: table for t_rows, table in self._by_structure(rows)}
+        tables["best"] = api.best_table(comparison)
+        return TableData(rows, tables, comparison)
+
+    @staticmethod
+    def _by_structure(rows: list[SetupRow]):
+        for structure in dict.fromkeys(r.structure for r in rows):
+            group = [r for r in rows if r.structure == structure]
+            yield group, api.paper_tables(group)[0]
+
+    def show_data(self, data: TableData) -> None:
+        self.data = data
+        for tab in TABS:
+            table = data.tables.get(tab)
+            widget = self.query_one(f"#table-{tab}", DataTable)
+            title = self.query_one(f"#title-{tab}", Static)
+            notes = self.query_one(f"#notes-{tab}", Static)
+            widget.clear(columns=True)
+            if table is None:
+                title.update(f"{tab_title(tab)}: no configurations of this structure yet")
+                notes.update("")
+                continue
+            title.update(Text(table.title, style="bold"))
+            for column in table.columns:
+                widget.add_column(column, key=column)
+            for index, row in enumerate(table.rows):
+                widget.add_row(*table_cells(row), key=str(index))
+            lines = list(table.notes)
+            if any("unfinished" in c.text for row in table.rows for c in row):
+                lines.append("n = done / queued runs; (unfinished) rows may still change.")
+            if tab != "best":
+                lines.append("Bold: best mean validation loss and accuracy of this structure.")
+            notes.update("\n".join(lines))
+
+    # -- export ------------------------------------------------------------------------------
+    def export_text(self, tab: str, fmt: str) -> str:
+        assert self.data is not None
+        table = self.data.tables[tab]
+        if fmt == "markdown":
+            return to_markdown([table])
+        if fmt == "latex":
+            return to_latex([table])
+        if tab == "best":
+            return api.render_best(self.data.comparison, "csv")
+        return to_csv(setup_records([r for r in self.data.rows if r.structure == tab]))
+
+    def action_export(self, fmt: str) -> None:
+        tab = self.active_tab
+        if self.data is None or tab not in self.data.tables:
+            self.notify(f"nothing to export on {tab_title(tab)} yet", severity="warning")
+            return
+        path = Path.cwd() / export_name(tab, fmt)
+        try:
+            path.write_text(self.export_text(tab, fmt), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"wrote {path}", title=f"Exported {fmt}")
