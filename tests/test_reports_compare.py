@@ -97,8 +97,8 @@ def test_tables_show_the_papers_numbers_and_sigmas(known):
         "Table III: Training performance using weight sharing, compared with the paper"]
     text = to_markdown(tables)
     # shared A1 k3: train loss on the paper's mean, val loss -2.5σ, val acc +1σ (79.70 + 3.13)
-    assert ("| A1 | 3 | 0.1481 ± 0.0014 | 0.1481 ± 0.1239 | +0.0σ | 0.2071 ± 0.0014 | "
-            "0.5176 ± 0.1242 | -2.5σ | 82.83 ± 0.14 | 79.70 ± 3.13 | +1.0σ | 2/2 |") in text
+    assert ("| A1 | 3 | 0.1481 ± 0.0014 | 0.1481 ± 0.1239 | +0.0σ | **0.2071 ± 0.0014** | "
+            "0.5176 ± 0.1242 | -2.5σ | **82.83 ± 0.14** | 79.70 ± 3.13 | +1.0σ | 2/2 |") in text
     assert "| A1 | 5 |" in text and "| -3.0σ |" in text and "| +4.0σ |" in text
     assert "validation accuracy: 1 of 12 within 2σ" in text
     assert text.rstrip().endswith(
@@ -117,7 +117,8 @@ def test_records_csv_and_json(known):
     assert shared["val_acc_within_2sigma"] is True
     assert records[("shared", 5)]["val_acc_within_2sigma"] is False
     header = render_comparison(rows, "csv").splitlines()[0].split(",")
-    assert {"val_acc_mean", "paper_val_acc_mean", "paper_val_acc_std", "val_acc_sigma"} <= set(header)
+    expected = {"val_acc_mean", "paper_val_acc_mean", "paper_val_acc_std", "val_acc_sigma"}
+    assert expected <= set(header)
     data = json.loads(render_comparison(rows, "json"))
     assert data["summary"]["within_2sigma"] == 2 and data["summary"]["cells"] == 24
     assert len(data["rows"]) == 3
@@ -140,7 +141,8 @@ def test_unfinished_and_empty_rows(store):
 
 
 def test_best_setups_beside_the_papers_test_numbers(store):
-    for structure, arch, acc in (("independent", "A4", [0.80, 0.82]), ("shared", "A5", [0.84, 0.86]),
+    for structure, arch, acc in (("independent", "A4", [0.80, 0.82]),
+                                 ("shared", "A5", [0.84, 0.86]),
                                  ("shared-aux", "A6", [0.87, 0.89])):
         config = _one_epoch(structure, arch, 5)
         add_runs(store, config, [{1: {"train_loss": 0.1, "val_loss": 0.5, "val_acc": 0.8}}] * 2,
