@@ -339,11 +339,28 @@ def compare_best_table(comparison: BestComparison) -> Table:
         f"Welch's t-test on test accuracy, {a} vs {b}: p = {format_p(p)} (two-sided)"
         for (a, b), p in comparison.p_values.items()
     ]
+    notes += [
+        f"One-sided, in the paper's direction ({a} < {b}): p = {format_p(p)}"
+        for (a, b), p in directional_p(comparison).items()
+    ]
     notes.append(ordering_line(comparison))
     columns = ["Structure", "Best setup", "Test Loss", "Test Acc. (%)", "Paper's best",
                "Paper Test Loss", "Δ", "Paper Test Acc. (%)", "Δ", "n"]
     return Table("Best setup of each structure (by validation accuracy) on the test set, "
                  "compared with the paper", columns, body, notes)
+
+
+def directional_p(comparison: BestComparison) -> dict[tuple[str, str], float]:
+    """One-sided Welch p-values that the later structure of the paper's ordering has the higher
+    mean test accuracy (small p: the paper's ordering is supported)."""
+    means = {b.structure: b.test["test_acc"].mean for b in comparison.best}
+    result = {}
+    for (a, b), p in comparison.p_values.items():
+        if a not in PAPER_ORDER or b not in PAPER_ORDER or math.isnan(p):
+            continue
+        low, high = sorted((a, b), key=PAPER_ORDER.index)
+        result[(low, high)] = p / 2 if means[high] > means[low] else 1 - p / 2
+    return result
 
 
 def ordering_line(comparison: BestComparison) -> str:

@@ -121,7 +121,7 @@ def _summary(rows, comparison) -> str:
     lines = ["## Summary", ""]
     if not rows:
         return "\n".join(lines + ["No configurations in this database yet."])
-    lines.append(f"- {compare.summary_line(rows)} (Tables II–IV).")
+    lines.append(f"- Tables II–IV: {compare.summary_line(rows)}.")
     for metric in ("train_loss", "val_loss"):
         s = compare.summary(rows, metric)
         lines.append(f"- {s.within} of {s.cells} cells within 2σ on mean "
