@@ -54,7 +54,8 @@ def plot(
         reference = compare.paper_final(config.structure, config.arch, config.kernel,
                                         config.epochs)
         save_figure(curves, output, reference)
-        out.print(f"wrote {output} ({curves['label']}, {len(curves['reps'])} run(s))")
+        out.print(f"wrote {output} ({curves['label']}, {len(curves['reps'])} run(s))",
+                  soft_wrap=True, markup=False)
     if others:
         err.print(f"note: {others} other configuration(s) of {curves['label']} differ in other "
                   f"settings; plotted {curves['config_id']} (the one with the most done runs)")
@@ -79,4 +80,5 @@ def report(
 
     with api.open_store(db, create=False) as store:
         result = write_report(store, output)
-    out.print(f"wrote {result.path} and {len(result.figures)} figure(s)")
+    out.print(f"wrote {result.path} and {len(result.figures)} figure(s)", soft_wrap=True,
+              markup=False)
