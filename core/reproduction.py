@@ -182,7 +182,8 @@ def _reps_in_db(store: Store) -> str:
 
 
 def readme_choices(readme: Path) -> str | None:
-    """The body of the README's "Choices where the paper is silent" section, if any."""
+    """The body of the README's section whose heading mentions "choices where the paper is
+    silent", if any (up to the next heading of the same or a higher level)."""
     if not readme.is_file():
         return None
     lines = readme.read_text(encoding="utf-8").splitlines()
@@ -190,7 +191,7 @@ def readme_choices(readme: Path) -> str | None:
     for i, line in enumerate(lines):
         heading = re.match(r"^(#+)\s+(.*?)\s*#*\s*$", line)
         if start is None:
-            if heading and heading.group(2).lower().startswith(CHOICES_HEADING.lower()):
+            if heading and CHOICES_HEADING.lower() in heading.group(2).lower():
                 start, level = i + 1, len(heading.group(1))
         elif heading and len(heading.group(1)) <= level:
             return "\n".join(lines[start:i]).strip() or None
@@ -199,10 +200,34 @@ def readme_choices(readme: Path) -> str | None:
     return "\n".join(lines[start:]).strip() or None
 
 
+def nest_headings(text: str, level: int) -> str:
+    """Shift the Markdown headings of ``text`` (outside code fences) so that the highest becomes
+    ``level``, so an included file nests under the report's own heading; nothing else changes."""
+    lines = text.splitlines()
+    fence = False
+    found = []
+    for line in lines:
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        elif not fence and (m := re.match(r"^(#{1,6})\s", line)):
+            found.append(len(m.group(1)))
+    shift = max(0, level - min(found)) if found else 0
+    if not shift:
+        return text
+    fence, out = False, []
+    for line in lines:
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        elif not fence and re.match(r"^#{1,6}\s", line):
+            line = "#" * shift + line
+        out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 def _choices(repo_root: Path, defaults: RunConfig) -> str:
     text = readme_choices(repo_root / "README.md")
     if text:
-        return f"From the README:\n\n{text}\n"
+        return f"From the README:\n\n{nest_headings(text, 4)}\n"
     return "\n".join([
         "- Convolutional tower: per Table I layer, conv(k × k, same padding) → ReLU → max-pool 2, "
         "then flatten; the comparison head is one linear layer on the two towers' features.",
@@ -286,7 +311,7 @@ def _figures(store: Store, comparison, output: Path) -> list[_Figure]:
         path = output / f"fig{number}-{b.structure}.png"
         save_figure(curves, path, reference, title=(
             f"Fig. {number} (reproduced): best {b.structure} setup, {curves['label']} — "
-            f"mean ± std over {len(curves['reps'])} runs"))
+            f"mean ± std over {len(curves['reps'])} run(s)"))
         figures.append(_Figure(b.structure, number, curves["label"], path, len(curves["reps"])))
     return figures
 
@@ -310,7 +335,8 @@ def _evidence(repo_root: Path) -> str:
     head = "## Evidence for the choices\n\n"
     if not path.is_file():
         return head + f"No measurements recorded yet (`{CHOICES_FILE.as_posix()}` is absent)."
-    return head + f"From `{CHOICES_FILE.as_posix()}`:\n\n" + path.read_text(encoding="utf-8")
+    text = nest_headings(path.read_text(encoding="utf-8"), 3)
+    return head + f"From `{CHOICES_FILE.as_posix()}` (headings nested under this one):\n\n" + text
 
 
 def _machine(store: Store, repo_root: Path) -> str:

@@ -7,7 +7,13 @@ from typer.testing import CliRunner
 
 import tui.cli_reports  # noqa: F401  (registers plot and report on the app)
 from core.config import ConfigError
-from core.reproduction import SECTIONS, format_duration, readme_choices, write_report
+from core.reproduction import (
+    SECTIONS,
+    format_duration,
+    nest_headings,
+    readme_choices,
+    write_report,
+)
 from tests.conftest import tiny
 from tests.report_fixtures import add_known_curves
 from tui.cli import app
@@ -65,7 +71,7 @@ def test_report_has_every_section_and_figure(grid, repo, tmp_path):
     assert "| `epochs` | 30 | 3 | 30 |" in text
     assert "| repetitions | 10 | 3 | 10 |" in text
     # the README's section, sub-headings included, nothing after it
-    assert "- Optimizer: measured, SGD wins.\n- Batch size: 4.\n\n### A sub-heading stays" in text
+    assert "- Optimizer: measured, SGD wins.\n- Batch size: 4.\n\n#### A sub-heading stays" in text
     assert "Not included." not in text
     # Tables II-IV with the paper, and the summary line
     for number in ("II", "III", "IV"):
@@ -84,7 +90,7 @@ def test_report_has_every_section_and_figure(grid, repo, tmp_path):
         assert figure.read_bytes().startswith(b"\x89PNG") and figure.stat().st_size > 1000
         assert f"]({name})" in text
     # evidence verbatim, data source, machine and wall time
-    assert "| optimizer | val acc |\n|---|---|\n| sgd | 84.1 |" in text
+    assert "### Measured choices\n\n| optimizer | val acc |\n|---|---|\n| sgd | 84.1 |" in text
     assert f"`{grid.path}`" in text and "`sample`" in text
     assert "9 done" in text and "CPU(s)" in text
     assert "torch version: 2.9.0+test (9 runs)" in text
@@ -128,3 +134,9 @@ def test_readme_choices_and_durations(tmp_path):
     assert format_duration(7384) == "2 h 03 min"
     assert format_duration(12.34) == "12.3 s"
     assert format_duration(None) == "unknown"
+
+
+def test_nest_headings_leaves_code_alone():
+    text = "## A\n\n```\n# not a heading\n```\n### B\n"
+    assert nest_headings(text, 3) == "### A\n\n```\n# not a heading\n```\n#### B\n"
+    assert nest_headings("#### deep\n", 3) == "#### deep\n"
