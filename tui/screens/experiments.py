@@ -18,12 +18,12 @@ from tui.widgets.pool import PoolPanel
 #: (key, header, sort key of a progress row)
 COLUMNS = (
     ("setup", "Setup", lambda r: (r["structure"], r["arch"], r["kernel"])),
-    ("protocol", "Protocol", lambda r: protocol_label(r)),
     ("done", "Done", lambda r: r["done"] or 0),
     ("running", "Run", lambda r: r["running"] or 0),
     ("queued", "Queued", lambda r: r["queued"] or 0),
     ("failed", "Failed", lambda r: r["failed"] or 0),
     ("epoch", "Epoch", lambda r: r["current_epoch"] or 0),
+    ("protocol", "Protocol", lambda r: protocol_label(r)),
 )
 SORT_KEYS = {key: sort for key, _, sort in COLUMNS}
 
@@ -55,7 +55,7 @@ class ExperimentsScreen(PairsScreen):
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
-        Binding("s", "cycle_sort", "Sort"),
+        Binding("s", "cycle_sort", "Sort", show=False),
         Binding("w", "start_workers", "Start"),
         Binding("x", "stop_workers", "Stop"),
         Binding("r", "retry_failed", "Retry failed", show=False),
@@ -81,7 +81,7 @@ class ExperimentsScreen(PairsScreen):
             yield Label("Failures (r: queue them again)", classes="section-title")
             yield DataTable(id="exp-failure-table", cursor_type="row")
         yield PoolPanel(self.app.default_workers, id="pool")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -158,12 +158,12 @@ class ExperimentsScreen(PairsScreen):
         done = f"{row['done'] or 0}/{row['total']}"
         return (
             setup_label(row),
-            protocol_label(row),
             Text(done, style="green" if row["total"] and row["done"] == row["total"] else ""),
             Text(str(row["running"] or ""), style="bold green"),
             str(row["queued"] or ""),
             Text(str(row["failed"] or ""), style="bold red"),
             epoch,
+            protocol_label(row),
         )
 
     def fill_failures(self, failures: list[dict]) -> None:

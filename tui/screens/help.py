@@ -18,12 +18,14 @@ machine all show up within a second.
 
 ## Screens
 
-| Key | Screen | What it shows |
-|---|---|---|
-| `1` | Experiments | every configuration: runs done / running / queued / failed, current epoch; the worker pool; failures |
-| `2` | Queue | a form: structures, architectures, kernels (their product) and the protocol; a live count of new runs |
-| `3` | Plots | train loss, validation loss and accuracy per epoch of the selected configuration: each repetition thin, the mean bold, a ±std band |
-| `4` | Tables | Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set with Welch p-values |
+- `1` **Experiments**: every configuration with its runs done / running / queued / failed and
+  the current epoch; the worker pool; failures with their error.
+- `2` **Queue**: structures, architectures, kernels (their product is queued) and the protocol;
+  a live count of the new runs it adds.
+- `3` **Plots**: train loss, validation loss and accuracy per epoch of the selected configuration:
+  each repetition thin, the mean bold, a ±std band.
+- `4` **Tables**: Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set
+  with Welch p-values.
 
 ## Keys
 

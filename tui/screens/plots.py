@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Select, Static
 
+from core.curves import epoch_curves
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.curves import CurvePlot
@@ -25,7 +26,7 @@ PLOTS = (
 class PlotData:
     configs: list[dict]
     config_id: str | None
-    rows: list[dict]
+    curves: dict | None
 
 
 class PlotsScreen(PairsScreen):
@@ -39,7 +40,7 @@ class PlotsScreen(PairsScreen):
     def __init__(self) -> None:
         super().__init__(id="plots")
         self.configs: list[dict] = []
-        self.rows: list[dict] = []
+        self.curves: dict | None = None
         self.option_ids: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -51,7 +52,7 @@ class PlotsScreen(PairsScreen):
         with Grid(id="plots-grid"):
             for metric, title, scale in PLOTS:
                 yield CurvePlot(metric, title, scale=scale, id=f"plot-{metric}")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -72,14 +73,13 @@ class PlotsScreen(PairsScreen):
             configs = store.config_progress()
             chosen = config_id if any(c["id"] == config_id for c in configs) else (
                 configs[0]["id"] if configs else None)
-            rows = store.epoch_rows(chosen) if chosen else []
-            return PlotData(configs, chosen, rows)
+            return PlotData(configs, chosen, epoch_curves(store, chosen) if chosen else None)
 
         return self.app.db.read(read)
 
     def show_data(self, data: PlotData) -> None:
         self.configs = data.configs
-        self.rows = data.rows
+        self.curves = data.curves
         select = self.query_one("#plots-config", Select)
         options = [(f"{setup_label(c)} · {protocol_label(c)}", c["id"]) for c in data.configs]
         if [value for _, value in options] != self.option_ids:
@@ -94,19 +94,17 @@ class PlotsScreen(PairsScreen):
         config = next((c for c in data.configs if c["id"] == data.config_id), None)
         max_epoch = config["epochs"] if config else 1
         for metric, *_ in PLOTS:
-            self.query_one(f"#plot-{metric}", CurvePlot).set_rows(data.rows, max_epoch)
-        self.query_one("#plots-summary", Static).update(self.summary(config, data.rows))
+            self.query_one(f"#plot-{metric}", CurvePlot).set_curves(data.curves, max_epoch)
+        self.query_one("#plots-summary", Static).update(self.summary(config, data.curves))
 
     @staticmethod
-    def summary(config: dict | None, rows: list[dict]) -> str:
+    def summary(config: dict | None, curves: dict | None) -> str:
         if config is None:
             return "no configurations yet: queue some (2)"
-        last: dict[int, int] = {}
-        for row in rows:
-            last[row["rep"]] = max(last.get(row["rep"], 0), row["epoch"])
-        running = config["running"] or 0
-        return (f"{config['done'] or 0}/{config['total']} done, {running} running, "
-                f"{config['queued'] or 0} queued · {len(rows)} epoch rows from {len(last)} rep(s)")
+        reps = len(curves["reps"]) if curves else 0
+        epoch = curves["epochs"][-1] if curves and curves["epochs"] else 0
+        return (f"{config['done'] or 0}/{config['total']} done, {config['running'] or 0} "
+                f"running · {reps} rep(s) plotted, up to epoch {epoch}/{config['epochs']}")
 
     # -- events ------------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:

@@ -8,6 +8,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Button, Footer, Header, Input, Label, SelectionList, Static
 from textual.worker import get_current_worker
 
@@ -65,6 +66,30 @@ class Plan:
         return not self.errors and bool(self.configs)
 
 
+def _base(values: dict[str, str], errors: dict[str, str]) -> RunConfig:
+    """The base configuration (data and pair counts); problems go to ``errors`` by field."""
+    fields = {}
+    for name in BASE_FIELDS:
+        text = values[name].strip()
+        try:
+            fields[name] = text if name == "data" else int(text)
+        except ValueError:
+            errors[name] = f"{name.replace('_', '-')} must be an integer, got {text!r}"
+    if len(fields) < len(BASE_FIELDS):
+        return DEFAULTS
+    try:
+        return api.base_config(**fields)
+    except ConfigError as exc:
+        alone = {}
+        for name, value in fields.items():
+            try:
+                api.base_config(**{name: value})
+            except ConfigError as own:
+                alone[name] = str(own)
+        errors.update(alone or {"val_pairs": str(exc)})  # alone fine: their combination is not
+        return DEFAULTS
+
+
 def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     """Validate every field on its own (to mark it), then the whole form."""
     plan = Plan()
@@ -73,22 +98,7 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
         api.check_reps(plan.reps)
     except ValueError:
         plan.errors["reps"] = f"repetitions must be an integer >= 1, got {values['reps']!r}"
-    base_fields = {}
-    for name in BASE_FIELDS:
-        text = values[name].strip()
-        try:
-            value = text if name == "data" else int(text)
-            api.base_config(**{name: value})
-            base_fields[name] = value
-        except ValueError as exc:  # ConfigError is a ValueError
-            plan.errors[name] = (str(exc) if isinstance(exc, ConfigError)
-                                 else f"{name.replace('_', '-')} must be an integer, got {text!r}")
-    base = DEFAULTS
-    if len(base_fields) == len(BASE_FIELDS):
-        try:
-            base = api.base_config(**base_fields)
-        except ConfigError as exc:
-            plan.errors["val_pairs"] = str(exc)
+    base = _base(values, plan.errors)
     for name in GRID_SCALARS:
         try:
             api.plan({name: values[name]}, base)
@@ -158,7 +168,7 @@ class QueueScreen(PairsScreen):
                 yield Button("Queue (^s)", id="queue-go", variant="primary", compact=True)
                 yield Button("Paper grid (^g)", id="queue-paper", compact=True)
                 yield Button("Defaults (^r)", id="queue-reset", compact=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -194,7 +204,11 @@ class QueueScreen(PairsScreen):
         self.update_preview()
 
     def update_preview(self) -> None:
-        self.plan = make_plan(self.values(), self.lists())
+        try:
+            values, lists = self.values(), self.lists()
+        except NoMatches:  # a change event that arrived while the form is mounting or closing
+            return
+        self.plan = make_plan(values, lists)
         self.mark(self.plan)
         if not self.plan.ok:
             self.show_preview("nothing to queue: fix the marked fields")

@@ -1,46 +1,13 @@
-"""A per-epoch curve of one metric: every repetition thin, the mean bold, a ±std band."""
+"""A per-epoch curve of one metric: every repetition thin, the mean bold, a ±std band.
+
+The numbers come from ``core.curves.epoch_curves`` (shared with ``pairs plot`` and the report).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass, field
 
 from textual_plotext import PlotextPlot
-
-
-@dataclass
-class Curves:
-    """The numbers one plot shows (kept apart from drawing so tests can read them)."""
-
-    reps: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
-    epochs: list[int] = field(default_factory=list)
-    mean: list[float] = field(default_factory=list)
-    std: list[float] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, rows: list[dict], metric: str, scale: float = 1.0) -> Curves:
-        """From epoch rows (``rep``, ``epoch``, metrics): each rep's line, mean and std per epoch."""
-        reps: dict[int, tuple[list[int], list[float]]] = {}
-        by_epoch: dict[int, list[float]] = defaultdict(list)
-        for row in sorted(rows, key=lambda r: (r["rep"], r["epoch"])):
-            value = row.get(metric)
-            if value is None:
-                continue
-            xs, ys = reps.setdefault(row["rep"], ([], []))
-            xs.append(row["epoch"])
-            ys.append(value * scale)
-            by_epoch[row["epoch"]].append(value * scale)
-        curves = cls(reps=reps)
-        for epoch in sorted(by_epoch):
-            values = by_epoch[epoch]
-            n = len(values)
-            mean = sum(values) / n
-            var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-            curves.epochs.append(epoch)
-            curves.mean.append(mean)
-            curves.std.append(math.sqrt(var))
-        return curves
 
 
 class CurvePlot(PlotextPlot):
@@ -51,15 +18,26 @@ class CurvePlot(PlotextPlot):
         self.metric = metric
         self.title = title
         self.scale = scale
-        self.curves = Curves()
+        #: What is drawn (scaled): rep -> values of epochs 1..k, and per-epoch mean and std.
+        self.series: dict[int, list[float]] = {}
+        self.epochs: list[int] = []
+        self.mean: list[float] = []
+        self.std: list[float] = []
         self.max_epoch = 1
 
     def on_mount(self) -> None:
         super().on_mount()
         self.draw()
 
-    def set_rows(self, rows: list[dict], max_epoch: int) -> None:
-        self.curves = Curves.of(rows, self.metric, self.scale)
+    def set_curves(self, curves: dict | None, max_epoch: int) -> None:
+        """Show ``epoch_curves(...)`` (None: nothing recorded)."""
+        data = curves["metrics"][self.metric] if curves else None
+        scale = self.scale
+        self.series = {rep: [v * scale for v in values]
+                       for rep, values in (data["series"].items() if data else ())}
+        self.epochs = list(curves["epochs"]) if curves else []
+        self.mean = [m * scale for m in data["mean"]] if data else []
+        self.std = [s * scale for s in data["std"]] if data else []
         self.max_epoch = max(1, max_epoch)
         self.draw()
 
@@ -68,16 +46,22 @@ class CurvePlot(PlotextPlot):
         plt.clear_data()
         plt.title(self.title)
         plt.xlabel("epoch")
-        plt.xlim(1, max(self.max_epoch, 2))
-        curves = self.curves
-        for xs, ys in curves.reps.values():
-            plt.plot(xs, ys, marker="braille", color="gray")
-        if curves.epochs:
-            upper = [m + s for m, s in zip(curves.mean, curves.std)]
-            lower = [m - s for m, s in zip(curves.mean, curves.std)]
-            if len(curves.reps) > 1:
-                plt.plot(curves.epochs, upper, marker="dot", color="cyan", label="±std")
-                plt.plot(curves.epochs, lower, marker="dot", color="cyan")
-            plt.plot(curves.epochs, curves.mean, marker="hd", color="orange+",
-                     label=f"mean of {len(curves.reps)}")
+        last = max(self.max_epoch, 2)
+        plt.xlim(1, last)
+        step = max(1, math.ceil(last / 8))
+        plt.xticks(list(range(1, last + 1, step)))
+        for values in self.series.values():
+            if values:
+                plt.plot(list(range(1, len(values) + 1)), values, marker="braille",
+                         color="gray")
+        band = [(e, m, s) for e, m, s in zip(self.epochs, self.mean, self.std)
+                if not math.isnan(s)]
+        if band:
+            xs = [e for e, _, _ in band]
+            plt.plot(xs, [m + s for _, m, s in band], marker="dot", color="cyan", label="±std")
+            plt.plot(xs, [m - s for _, m, s in band], marker="dot", color="cyan")
+        points = [(e, m) for e, m in zip(self.epochs, self.mean) if not math.isnan(m)]
+        if points:
+            plt.plot([e for e, _ in points], [m for _, m in points], marker="hd",
+                     color="orange+", label=f"mean of {len(self.series)}")
         self.refresh()
