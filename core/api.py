@@ -119,7 +119,7 @@ def check_run_inputs(configs: list[RunConfig], device: str,
 def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
          on_event: Callable[[tuple], None] | None = None,
-         stop: StopRequest | None = None) -> WorkSummary:
+         stop: StopRequest | None = None, vectorize: bool = True) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left."""
     from core.scheduler import work as drive
 
@@ -127,6 +127,7 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
     return drive(
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
+        vectorize=vectorize,
     )
 
 
@@ -165,6 +166,23 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     return fmt
+
+
+def check_compare(compare: str | None) -> None:
+    if compare not in (None, "paper"):
+        raise ConfigError(f"unknown --compare {compare!r}: the only reference is paper")
+
+
+def compare_tables(rows: list[SetupRow]) -> list[Table]:
+    from core.compare import compare_tables as tables
+
+    return tables(rows)
+
+
+def render_comparison(rows: list[SetupRow], fmt: str) -> str:
+    from core.compare import render_comparison as render_text
+
+    return render_text(rows, fmt)
 
 
 def render_rows(rows: list[SetupRow], fmt: str) -> str:

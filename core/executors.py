@@ -19,54 +19,101 @@ from core.store import ClaimedRun
 
 @dataclass(frozen=True)
 class Task:
-    run_id: str
+    """Runs of one configuration to train together (vectorised) or one after another."""
+
     config: dict
-    rep: int
-    checkpoint: bytes | None
+    runs: tuple[tuple[str, int, bytes | None], ...]  # (run id, repetition, checkpoint)
     device: str
     data_dir: str | None
+    vectorize: bool = True
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [run_id for run_id, _, _ in self.runs]
 
 
-def task_for(run: ClaimedRun, device: str, data_dir: str | None) -> Task:
-    return Task(run.id, run.config.to_dict(), run.rep, run.checkpoint, device, data_dir)
+def task_for(runs: list[ClaimedRun], device: str, data_dir: str | None, vectorize: bool = True) -> Task:
+    return Task(runs[0].config.to_dict(), tuple((r.id, r.rep, r.checkpoint) for r in runs), device,
+                data_dir, vectorize)
 
 
 def execute_task(task: Task, emit, should_stop) -> None:
-    """Train one task, reporting each event through ``emit``. Used by every executor."""
+    """Train a task, reporting each run's events through ``emit``. Used by every executor."""
+    from core.config import RunConfig
+
+    config = RunConfig.from_dict(task.config)
+    if task.vectorize and len(task.runs) > 1:
+        by_epoch: dict[int, list] = {}
+        for run in task.runs:
+            by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
+        groups = list(by_epoch.values())
+    else:
+        groups = [[run] for run in task.runs]
+    for index, group in enumerate(groups):
+        if not _execute_group(config, group, task, emit, should_stop):
+            for rest in groups[index + 1 :]:
+                for run_id, _, _ in rest:
+                    emit(("interrupted", run_id))
+            return
+
+
+def _checkpoint_epoch(state: bytes | None) -> int:
+    if not state:
+        return 0
+    import io
+
+    import torch
+
+    return int(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)["epoch"])
+
+
+def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
+    """Train one group; False when interrupted."""
     import torch
 
     from core import __version__
-    from core.config import RunConfig
     from core.train import RunInterrupted, run_training
+    from core.vectorized import run_group
+
+    ids = {rep: run_id for run_id, rep, _ in group}
+    finished: set[str] = set()
+
+    def epoch(rep, metrics, state):
+        emit(("epoch", ids[rep], metrics.as_row(), state))
+
+    def failed(rep, reason):
+        finished.add(ids[rep])
+        emit(("failed", ids[rep], reason))
 
     started = time.perf_counter()
     try:
-        config = RunConfig.from_dict(task.config)
-        test = run_training(
-            config, task.rep, device=task.device, data_dir=task.data_dir,
-            checkpoint=task.checkpoint,
-            on_epoch=lambda metrics, state: emit(("epoch", task.run_id, metrics.as_row(), state)),
-            should_stop=should_stop,
-        )
+        if len(group) == 1:
+            run_id, rep, state = group[0]
+            results = {rep: run_training(
+                config, rep, device=task.device, data_dir=task.data_dir, checkpoint=state,
+                on_epoch=lambda metrics, st: epoch(rep, metrics, st), should_stop=should_stop,
+            )}
+        else:
+            results = run_group(
+                config, [rep for _, rep, _ in group], device=task.device, data_dir=task.data_dir,
+                checkpoints=[state for _, _, state in group], on_epoch=epoch, on_failed=failed,
+                should_stop=should_stop,
+            )
     except RunInterrupted:
-        emit(("interrupted", task.run_id))
-        return
-    except Exception as exc:  # noqa: BLE001 - any training error fails this run, not the grid
-        emit(("failed", task.run_id, f"{type(exc).__name__}: {exc}"))
-        return
-    emit(
-        (
-            "done",
-            task.run_id,
-            {
-                **test.as_row(),
-                "seconds": time.perf_counter() - started,
-                "device": task.device,
-                "torch_version": torch.__version__,
-                "code_version": __version__,
-            },
-        )
-    )
+        for run_id in ids.values():
+            if run_id not in finished:
+                emit(("interrupted", run_id))
+        return False
+    except Exception as exc:  # noqa: BLE001 - a training error fails these runs, not the grid
+        for run_id in ids.values():
+            if run_id not in finished:
+                emit(("failed", run_id, f"{type(exc).__name__}: {exc}"))
+        return True
+    seconds = (time.perf_counter() - started) / len(group)
+    for rep, test in results.items():
+        emit(("done", ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
+                                 "torch_version": torch.__version__, "code_version": __version__}))
+    return True
 
 
 def _worker_main(tasks, results, stop_event, threads: int, parent_pid: int) -> None:
@@ -101,11 +148,11 @@ class _Slot:
             daemon=True,
         )
         self.process.start()
-        self.run_id: str | None = None
+        self.run_ids: set[str] = set()
 
 
 class LocalExecutor:
-    """N long-lived worker processes (spawn), one run each at a time."""
+    """N long-lived worker processes (spawn), one task each at a time."""
 
     def __init__(self, workers: int, threads: int):
         self.ctx = mp.get_context("spawn")
@@ -118,11 +165,11 @@ class LocalExecutor:
         return _Slot(self.ctx, self.results, self.stop_event, self.threads)
 
     def free_slots(self) -> int:
-        return sum(slot.run_id is None for slot in self.slots)
+        return sum(not slot.run_ids for slot in self.slots)
 
     def submit(self, task: Task) -> None:
-        slot = next(slot for slot in self.slots if slot.run_id is None)
-        slot.run_id = task.run_id
+        slot = next(slot for slot in self.slots if not slot.run_ids)
+        slot.run_ids = set(task.run_ids)
         slot.tasks.put(task)
 
     def poll(self, timeout: float) -> list[tuple]:
@@ -136,8 +183,7 @@ class LocalExecutor:
         for event in events:
             if event[0] in ("done", "failed", "interrupted"):
                 for slot in self.slots:
-                    if slot.run_id == event[1]:
-                        slot.run_id = None
+                    slot.run_ids.discard(event[1])
         return events
 
     def lost_runs(self) -> list[str]:
@@ -145,8 +191,7 @@ class LocalExecutor:
         lost = []
         for index, slot in enumerate(self.slots):
             if not slot.process.is_alive():
-                if slot.run_id is not None:
-                    lost.append(slot.run_id)
+                lost.extend(sorted(slot.run_ids))
                 self.slots[index] = self._new_slot()
         return lost
 

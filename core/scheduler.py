@@ -28,13 +28,35 @@ class WorkSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def plan_workers(queued: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
-    """(worker processes, torch threads each): never more threads in all than cores."""
+MAX_GROUP = 16
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    workers: int  # worker processes
+    threads: int  # torch threads in each
+    group_size: int  # runs of one configuration trained together (1 = one at a time)
+
+
+def plan_work(queued_by_config: list[int], workers: int | None = None, cores: int | None = None,
+              vectorize: bool = True) -> WorkPlan:
+    """Size the work to the machine: never more processes x threads than cores (unless asked).
+
+    One process per core, each a single torch thread: at these model sizes a process per core
+    beats intra-op threads. When there are fewer configurations than processes, a
+    configuration's repetitions are split so that every process gets a group.
+    """
     cores = cores or os.cpu_count() or 1
-    if workers is None:
-        workers = min(cores, max(queued, 1))
-    workers = max(1, workers)
-    return workers, max(1, cores // workers)
+    total = sum(queued_by_config)
+    if not vectorize:
+        n = workers or min(cores, max(total, 1))
+        return WorkPlan(max(1, n), max(1, cores // max(1, n)), 1)
+    groups = max(1, len(queued_by_config))
+    n = workers or min(cores, max(total, 1))
+    largest = max(queued_by_config, default=1)
+    per_config = max(1, n // groups) if groups < n else 1
+    group_size = max(1, min(MAX_GROUP, -(-largest // per_config)))
+    return WorkPlan(max(1, n), max(1, cores // max(1, n)), group_size)
 
 
 class StopRequest:
@@ -64,6 +86,7 @@ def work(
     on_event: Callable[[tuple], None] | None = None,
     stop: StopRequest | None = None,
     stale_after_s: float = STALE_AFTER_S,
+    vectorize: bool = True,
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
@@ -74,12 +97,12 @@ def work(
     stop = stop or StopRequest()
     summary = WorkSummary()
     summary.requeued = len(store.requeue_stale(stale_after_s))
-    queued = _queued(store, config_ids)
-    if queued == 0:
+    queued = _queued_by_config(store, config_ids)
+    if not queued:
         return summary
-    n_workers, threads = plan_workers(queued, workers)
+    plan = plan_work(queued, workers, vectorize=vectorize)
     previous = _install_signals(stop)
-    executor = LocalExecutor(n_workers, threads)
+    executor = LocalExecutor(plan.workers, plan.threads)
     held: dict[str, str] = {}  # run id -> label
     last_beat = last_stale = time.monotonic()
     try:
@@ -87,7 +110,7 @@ def work(
             if stop.is_set():
                 executor.request_stop()
             else:
-                _fill(store, executor, me, held, config_ids, device, data_dir, on_event)
+                _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_event)
             if not held:
                 break
             for event in executor.poll(timeout=0.5):
@@ -115,26 +138,25 @@ def work(
     return summary
 
 
-def _queued(store: Store, config_ids: list[str] | None) -> int:
-    if config_ids is None:
-        return store.status_counts()["queued"]
-    return sum(1 for cid in config_ids for r in store.run_rows(cid, "queued"))
+def _queued_by_config(store: Store, config_ids: list[str] | None) -> list[int]:
+    """Queued runs per configuration (of ``config_ids``, if given)."""
+    wanted = set(config_ids) if config_ids else None
+    return [
+        row["queued"] for row in store.config_progress()
+        if row["queued"] and (wanted is None or row["id"] in wanted)
+    ]
 
 
-def _fill(store, executor, me, held, config_ids, device, data_dir, on_event) -> None:
+def _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_event) -> None:
     while executor.free_slots():
-        claimed = []
-        for config_id in config_ids or [None]:
-            claimed = store.claim(me, 1, config_id)
-            if claimed:
-                break
+        claimed = store.claim(me, plan.group_size, config_ids)
         if not claimed:
             return
-        run = claimed[0]
-        held[run.id] = run.config.label
-        executor.submit(task_for(run, device, data_dir))
-        if on_event:
-            on_event(("started", run.id, run.config, run.rep))
+        for run in claimed:
+            held[run.id] = run.config.label
+            if on_event:
+                on_event(("started", run.id, run.config, run.rep))
+        executor.submit(task_for(claimed, device, data_dir, vectorize=plan.group_size > 1))
 
 
 def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSummary, on_event):

@@ -247,24 +247,35 @@ class Store:
             return cursor.rowcount
 
     # -- claiming and reporting (one driver is the writer of its runs) -----------------------
-    def claim(self, worker: str, limit: int = 1, config_id: str | None = None) -> list[ClaimedRun]:
-        """Atomically mark up to ``limit`` queued runs as running for ``worker``."""
+    def claim(self, worker: str, limit: int = 1, config_ids: list[str] | None = None) -> list[ClaimedRun]:
+        """Atomically mark up to ``limit`` queued runs of ONE configuration as running for ``worker``.
+
+        The configuration is the one of the first queued run (lowest repetition first, then queue
+        order), optionally among ``config_ids``; its queued runs are taken lowest repetition first.
+        """
         now = time.time()
         host = worker.rsplit(":", 1)[0]
+        where, params = "r.status = 'queued'", []
+        if config_ids:
+            where += f" AND r.config_id IN ({','.join('?' * len(config_ids))})"
+            params.extend(config_ids)
         with self.transaction() as db:
-            where, params = "r.status = 'queued'", []
-            if config_id is not None:
-                where += " AND r.config_id = ?"
-                params.append(config_id)
+            first = db.execute(
+                f"SELECT r.config_id FROM runs r JOIN configs c ON c.id = r.config_id WHERE {where} "
+                f"ORDER BY r.rep, c.created_at, c.id LIMIT 1",
+                params,
+            ).fetchone()
+            if first is None:
+                return []
+            config = RunConfig.from_dict(db["configs"].get(first[0]))
             rows = list(
                 db.query(
-                    f"SELECT r.id, r.rep, r.attempts, c.* FROM runs r "
-                    f"JOIN configs c ON c.id = r.config_id WHERE {where} "
-                    f"ORDER BY r.rep, c.created_at, c.id LIMIT ?",
-                    [*params, limit],
+                    "SELECT r.id, r.rep, r.attempts, k.state FROM runs r "
+                    "LEFT JOIN checkpoints k ON k.run_id = r.id "
+                    "WHERE r.status = 'queued' AND r.config_id = ? ORDER BY r.rep LIMIT ?",
+                    [first[0], limit],
                 )
             )
-            claimed = []
             for row in rows:
                 db.execute(
                     "UPDATE runs SET status = 'running', worker = ?, host = ?, heartbeat_at = ?, "
@@ -272,17 +283,11 @@ class Store:
                     "WHERE id = ?",
                     [worker, host, now, now, row["id"]],
                 )
-                state = db.execute(
-                    "SELECT state FROM checkpoints WHERE run_id = ?", [row["id"]]
-                ).fetchone()
-                config = RunConfig.from_dict(row)
-                claimed.append(
-                    ClaimedRun(
-                        id=row["id"], config=config, rep=row["rep"],
-                        checkpoint=state[0] if state else None, attempts=row["attempts"] + 1,
-                    )
-                )
-        return claimed
+        return [
+            ClaimedRun(id=row["id"], config=config, rep=row["rep"], checkpoint=row["state"],
+                       attempts=row["attempts"] + 1)
+            for row in rows
+        ]
 
     def heartbeat(self, worker: str, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from core.api import open_store, queue, work
-from core.scheduler import plan_workers
+from core.scheduler import plan_work
 from tests.conftest import tiny
 
 
@@ -35,14 +35,39 @@ def test_a_diverging_run_fails_and_the_grid_goes_on(store):
     assert store.status_counts()["queued"] == 1
 
 
-def test_plan_workers_never_oversubscribes():
-    for cores in (1, 2, 8):
-        for queued in (1, 5, 100):
-            for asked in (None, 1, 3, 16):
-                workers, threads = plan_workers(queued, asked, cores)
-                assert workers >= 1 and threads >= 1
-                if workers <= cores:
-                    assert workers * threads <= cores
+def test_work_plan_never_oversubscribes_the_cores():
+    for cores in (1, 2, 8, 16):
+        for queued in ([1], [10], [10] * 36, [3, 7], [100]):
+            for vectorize in (True, False):
+                plan = plan_work(queued, None, cores, vectorize)
+                assert plan.workers * plan.threads <= cores
+                assert 1 <= plan.group_size <= 16
+                if not vectorize:
+                    assert plan.group_size == 1
+
+
+def test_work_plan_splits_one_configuration_across_the_cores():
+    assert plan_work([10], None, 2) == plan_work([10], 2, 2)
+    plan = plan_work([10], None, 2)
+    assert (plan.workers, plan.threads, plan.group_size) == (2, 1, 5)
+    grid = plan_work([10] * 36, None, 2)
+    assert (grid.workers, grid.threads, grid.group_size) == (2, 1, 10)
+
+
+def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path):
+    results = {}
+    for vectorize in (True, False):
+        with open_store(tmp_path / f"{vectorize}.db") as s:
+            queue(s, [tiny(structure="shared-aux")], 3)
+            work(s, workers=1, vectorize=vectorize)
+            results[vectorize] = {
+                r["rep"]: r["train_loss"] for r in s.db.query(
+                    "SELECT r.rep, e.train_loss FROM epochs e JOIN runs r ON r.id = e.run_id "
+                    "WHERE e.epoch = 1")
+            }
+    assert results[True].keys() == {0, 1, 2}
+    for rep, loss in results[False].items():
+        assert results[True][rep] == pytest.approx(loss, rel=1e-4)
 
 
 def _epoch_metrics(path):

@@ -65,6 +65,8 @@ WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default:
                                                      "at most one per queued run).",
                                                 show_default=False)]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+VectorizeOpt = Annotated[bool, typer.Option(help="Train a configuration's repetitions together as one "
+                                                 "vectorised model (same numbers, faster).")]
 
 
 def _grid_options(**values) -> dict:
@@ -100,7 +102,8 @@ def run(
     data: DataOpt = DEFAULTS.data, data_dir: DataDirOpt = None,
     train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
     test_pairs: PairsOpt = DEFAULTS.test_pairs,
-    workers: WorkersOpt = None, device: DeviceOpt = "auto", db: DbOption = None,
+    workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
+    db: DbOption = None,
 ) -> None:
     """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
     configs = api.plan(
@@ -115,7 +118,7 @@ def run(
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
-        summary = _work_with_progress(store, configs, workers, device, data_dir)
+        summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize)
         for line in api.run_summary(store, configs):
             out.print(line)
     _exit_for(summary)
@@ -172,7 +175,7 @@ def grid(
 @app.command()
 def work(
     workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
-    db: DbOption = None,
+    vectorize: VectorizeOpt = True, db: DbOption = None,
 ) -> None:
     """Run the queue with worker processes until it is empty (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
@@ -182,7 +185,7 @@ def work(
         if total == 0:
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
             return
-        summary = _work_with_progress(store, None, workers, device, data_dir)
+        summary = _work_with_progress(store, None, workers, device, data_dir, vectorize)
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
     _exit_for(summary)
 
@@ -210,19 +213,23 @@ def table(
     structure: StructureOpt = None,
     format: Annotated[str, typer.Option("--format", "-f",
                                         help=f"One of {', '.join(FORMATS)}.")] = "rich",
+    compare: Annotated[str | None, typer.Option(help="`paper`: beside each cell the paper's mean ± std "
+                                                     "and the difference in paper σ.",
+                                                show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV."""
     fmt = api.check_format(format)
+    api.check_compare(compare)
     with api.open_store(db, create=False) as store:
         rows = api.table_rows(store, structure)
-        if fmt == "rich":
-            for t in api.paper_tables(rows):
-                out.print(_rich_table(t))
-            if not rows:
-                out.print("no configurations in this database yet")
-        else:
-            sys.stdout.write(api.render_rows(rows, fmt))
+    if fmt == "rich":
+        for t in api.compare_tables(rows) if compare else api.paper_tables(rows):
+            out.print(_rich_table(t))
+        if not rows:
+            out.print("no configurations in this database yet")
+    else:
+        sys.stdout.write(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt))
 
 
 @app.command()
@@ -266,7 +273,7 @@ def _rich_table(t: Table) -> RichTable:
     return table
 
 
-def _work_with_progress(store, configs, workers, device, data_dir):
+def _work_with_progress(store, configs, workers, device, data_dir, vectorize):
     total_epochs = api.pending_epochs(store, configs)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("eta"), TimeRemainingColumn()]
@@ -281,7 +288,7 @@ def _work_with_progress(store, configs, workers, device, data_dir):
                 progress.advance(runs_task)
 
         summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
-                           configs=configs, on_event=on_event)
+                           configs=configs, on_event=on_event, vectorize=vectorize)
     return summary
 
 
@@ -328,5 +335,9 @@ def _is_usage_error(exc: Exception) -> bool:
     """Click's usage errors (typer vendors click in recent releases, so match by shape)."""
     return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
 
+from tui import cli_reports  # noqa: E402,F401  (registers `pairs plot` and `pairs report`)
+
 if __name__ == "__main__":
-    main()
+    from tui.cli import main as _main  # the imported module's app carries every command
+
+    _main()

@@ -1,0 +1,247 @@
+"""Train the R repetitions of one configuration together, as one vectorised model.
+
+Each repetition keeps its own initialisation (built exactly as ``train.run_training`` builds it),
+its own data draw, its own shuffling and its own metrics: the parameters are stacked with
+``torch.func.stack_module_state`` and the forward pass is ``vmap(functional_call)``. The loss is
+the sum of the repetitions' mean losses, so each repetition's gradient is its own, and SGD/Adam
+update every element independently. Checkpoints are per run and interchangeable with the
+one-at-a-time path.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from core.config import RunConfig, lr_at, run_seed
+from core.data import PairData, draw_pairs
+from core.models import build_model
+from core.train import EVAL_BATCH, EpochMetrics, RunInterrupted, TestMetrics, autocast, make_optimizer
+
+
+@dataclass
+class _Stacked:
+    """Splits of R repetitions stacked on a leading dimension."""
+
+    x: torch.Tensor  # (R, n, 2, 14, 14)
+    target: torch.Tensor  # (R, n)
+    classes: torch.Tensor  # (R, n, 2)
+
+
+def _stack(splits: list, device: str) -> _Stacked:
+    return _Stacked(
+        torch.stack([s.x for s in splits]).to(device),
+        torch.stack([s.target for s in splits]).to(device),
+        torch.stack([s.classes for s in splits]).to(device),
+    )
+
+
+class VectorizedRuns:
+    """R models of one configuration as stacked parameters with one optimiser."""
+
+    def __init__(self, config: RunConfig, reps: list[int], device: str,
+                 checkpoints: list[bytes | None]):
+        self.config, self.reps, self.device = config, reps, device
+        models, states = [], []
+        for rep, state in zip(reps, checkpoints):
+            torch.manual_seed(run_seed(config, rep))
+            model = build_model(config)
+            saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True) if state else None
+            if saved:
+                model.load_state_dict(saved["model"])
+            models.append(model.to(device))
+            states.append(saved)
+        done = {s["epoch"] if s else 0 for s in states}
+        if len(done) != 1:
+            raise ValueError("a vectorised group must start from the same epoch")
+        self.done = done.pop()
+        params, buffers = stack_module_state(models)
+        self.names = list(params)
+        self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        self.buffers = buffers
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.has_digits = config.structure == "shared-aux"
+        out_dims = (0, 0) if self.has_digits else (0, None)
+        self.forward = vmap(self._call, in_dims=(0, 0, 0), out_dims=out_dims)
+        self.optimizer = make_optimizer(config, _ParamList(list(self.params.values())))
+        if self.done and states[0].get("optimizer", {}).get("state"):
+            self.optimizer.load_state_dict(_stack_optimizer([s["optimizer"] for s in states]))
+
+    def _call(self, params, buffers, x):
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def losses(self, logits, digits, target, classes) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-repetition (total, main) losses, each of shape (R,)."""
+        r, n = target.shape
+        main = F.cross_entropy(logits.float().reshape(r * n, 2), target.reshape(-1),
+                               reduction="none").reshape(r, n).mean(1)
+        if digits is None:
+            return main, main
+        aux = sum(
+            F.cross_entropy(digits[:, :, i].float().reshape(r * n, 10), classes[:, :, i].reshape(-1),
+                            reduction="none").reshape(r, n).mean(1)
+            for i in (0, 1)
+        )
+        return main + self.config.aux_weight * aux, main
+
+    def train_epoch(self, data: _Stacked, epoch: int) -> dict:
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(config, epoch)
+        r, n = data.target.shape
+        orders = torch.stack([
+            torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(config, rep) + epoch))
+            for rep in self.reps
+        ]).to(self.device)
+        rows = torch.arange(r, device=self.device)[:, None]
+        total = torch.zeros(r, device=self.device)
+        main_total = torch.zeros(r, device=self.device)
+        correct = torch.zeros(r, device=self.device)
+        for start in range(0, n, config.batch_size):
+            index = orders[:, start : start + config.batch_size]
+            x, target, classes = data.x[rows, index], data.target[rows, index], data.classes[rows, index]
+            with autocast(self.device, config.precision):
+                logits, digits = self.forward(self.params, self.buffers, x)
+            loss, main = self.losses(logits, digits, target, classes)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.optimizer.step()
+            b = index.shape[1]
+            with torch.no_grad():
+                total += loss.detach() * b
+                main_total += main.detach() * b
+                correct += (logits.argmax(2) == target).sum(1)
+        return {"loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
+                "acc": (correct / n).tolist()}
+
+    @torch.no_grad()
+    def evaluate(self, data: _Stacked) -> dict:
+        r, n = data.target.shape
+        total = torch.zeros(r, device=self.device)
+        main_total = torch.zeros(r, device=self.device)
+        correct = torch.zeros(r, device=self.device)
+        digit_correct = torch.zeros(r, device=self.device)
+        for start in range(0, n, EVAL_BATCH):
+            x = data.x[:, start : start + EVAL_BATCH]
+            target = data.target[:, start : start + EVAL_BATCH]
+            classes = data.classes[:, start : start + EVAL_BATCH]
+            with autocast(self.device, self.config.precision):
+                logits, digits = self.forward(self.params, self.buffers, x)
+            loss, main = self.losses(logits, digits, target, classes)
+            b = target.shape[1]
+            total += loss * b
+            main_total += main * b
+            correct += (logits.argmax(2) == target).sum(1)
+            if digits is not None:
+                digit_correct += (digits.argmax(3) == classes).sum((1, 2))
+        return {
+            "loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
+            "acc": (correct / n).tolist(),
+            "digit_acc": (digit_correct / (2 * n)).tolist() if self.has_digits else [None] * r,
+        }
+
+    def checkpoint(self, index: int, epoch: int) -> bytes:
+        """The one-at-a-time checkpoint format for repetition ``index`` of the group."""
+        model = {k: v[index].detach().cpu().clone() for k, v in {**self.params, **self.buffers}.items()}
+        optimizer = _slice_optimizer(self.optimizer.state_dict(), index)
+        buffer = io.BytesIO()
+        torch.save({"epoch": epoch, "model": model, "optimizer": optimizer}, buffer)
+        return buffer.getvalue()
+
+
+class _ParamList(torch.nn.Module):
+    """Lets ``make_optimizer`` take the stacked tensors like a module's parameters."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        super().__init__()
+        self._tensors = tensors
+
+    def parameters(self, recurse: bool = True):
+        return iter(self._tensors)
+
+
+def _slice_optimizer(state: dict, index: int) -> dict:
+    sliced = {}
+    for key, values in state["state"].items():
+        sliced[key] = {
+            name: value[index].clone() if torch.is_tensor(value) and value.dim() > 0 else value
+            for name, value in values.items()
+        }
+    return {"state": sliced, "param_groups": copy.deepcopy(state["param_groups"])}
+
+
+def _stack_optimizer(states: list[dict]) -> dict:
+    stacked = {}
+    for key, values in states[0]["state"].items():
+        stacked[key] = {
+            name: torch.stack([s["state"][key][name] for s in states])
+            if torch.is_tensor(value) and value.dim() > 0 else value
+            for name, value in values.items()
+        }
+    return {"state": stacked, "param_groups": copy.deepcopy(states[0]["param_groups"])}
+
+
+def run_group(
+    config: RunConfig,
+    reps: list[int],
+    *,
+    device: str = "cpu",
+    data: list[PairData] | None = None,
+    data_dir: str | None = None,
+    checkpoints: list[bytes | None] | None = None,
+    on_epoch: Callable[[int, EpochMetrics, bytes], None] | None = None,
+    on_failed: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[int, TestMetrics]:
+    """Train repetitions ``reps`` of ``config`` together; returns test metrics per repetition.
+
+    ``on_epoch(rep, metrics, checkpoint)`` follows every epoch of every repetition. A repetition
+    whose loss turns non-finite is reported to ``on_failed(rep, reason)`` and stops reporting;
+    the others go on (their gradients do not depend on it).
+    """
+    if data is None:
+        data = [draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
+                           source=config.data, data_dir=data_dir) for rep in reps]
+    group = VectorizedRuns(config, reps, device, checkpoints or [None] * len(reps))
+    train = _stack([d.train for d in data], device)
+    val = _stack([d.val for d in data], device)
+    test = _stack([d.test for d in data], device)
+    alive = list(range(len(reps)))
+    for epoch in range(group.done + 1, config.epochs + 1):
+        if should_stop():
+            raise RunInterrupted(f"stopped before epoch {epoch}")
+        started = time.perf_counter()
+        fit = group.train_epoch(train, epoch)
+        held_out = group.evaluate(val)
+        seconds = (time.perf_counter() - started) / len(reps)
+        for i in list(alive):
+            if not math.isfinite(fit["loss"][i]):
+                alive.remove(i)
+                if on_failed:
+                    on_failed(reps[i], f"TrainingDiverged: training loss became {fit['loss'][i]} at epoch "
+                                       f"{epoch}: lower --lr (now {config.lr})")
+                continue
+            metrics = EpochMetrics(
+                epoch=epoch, train_loss=fit["loss"][i], train_main_loss=fit["main_loss"][i],
+                train_acc=fit["acc"][i], val_loss=held_out["loss"][i],
+                val_main_loss=held_out["main_loss"][i], val_acc=held_out["acc"][i],
+                val_digit_acc=held_out["digit_acc"][i], lr=lr_at(config, epoch), seconds=seconds,
+            )
+            if on_epoch:
+                on_epoch(reps[i], metrics, group.checkpoint(i, epoch))
+        if not alive:
+            return {}
+    final = group.evaluate(test)
+    return {
+        reps[i]: TestMetrics(test_loss=final["loss"][i], test_main_loss=final["main_loss"][i],
+                             test_acc=final["acc"][i], test_digit_acc=final["digit_acc"][i])
+        for i in alive
+    }
