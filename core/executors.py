@@ -209,3 +209,15 @@ class LocalExecutor:
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join(timeout=5)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(kind: str, plan, address: str | None = None):
+    """The executor of a work plan: ``local`` processes or ``ray`` tasks."""
+    if kind == "ray":
+        from core.ray_executor import RayExecutor
+
+        return RayExecutor(plan.workers, plan.threads, address)
+    return LocalExecutor(plan.workers, plan.threads)

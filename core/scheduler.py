@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import RunConfig
-from core.executors import LocalExecutor, task_for
+from core.executors import EXECUTORS, make_executor, task_for
 from core.store import LostClaim, Store, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
@@ -87,12 +87,19 @@ def work(
     stop: StopRequest | None = None,
     stale_after_s: float = STALE_AFTER_S,
     vectorize: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
-    Installs SIGINT/SIGTERM handlers when called from the main thread: the first signal stops
+    ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
+    ``address``); either way this driver alone writes the database. Installs SIGINT/SIGTERM
+    handlers when called from the main thread: the first signal stops
     after the current epochs (their runs go back to the queue and resume from the checkpoint).
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     me = worker_id()
     stop = stop or StopRequest()
     summary = WorkSummary()
@@ -102,22 +109,22 @@ def work(
         return summary
     plan = plan_work(queued, workers, vectorize=vectorize)
     previous = _install_signals(stop)
-    executor = LocalExecutor(plan.workers, plan.threads)
+    pool = make_executor(executor, plan, address)
     held: dict[str, str] = {}  # run id -> label
     last_beat = last_stale = time.monotonic()
     try:
         while True:
             if stop.is_set():
-                executor.request_stop()
+                pool.request_stop()
             else:
-                _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_event)
+                _fill(store, pool, me, held, config_ids, plan, device, data_dir, on_event)
             if not held:
                 break
-            for event in executor.poll(timeout=0.5):
+            for event in pool.poll(timeout=0.5):
                 _persist(store, me, event, held, summary, on_event)
-            for lost in executor.lost_runs():
+            for lost in pool.lost_runs():
                 held.pop(lost, None)
-                _lost_worker(store, me, lost, summary, on_event)
+                _lost_worker(store, me, lost, summary, on_event, max_attempts)
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -126,14 +133,14 @@ def work(
                 summary.requeued += len(store.requeue_stale(stale_after_s))
                 last_stale = now
     except KeyboardInterrupt:
-        executor.shutdown(kill=True)
+        pool.shutdown(kill=True)
         for run in list(held):
             store.release_run(run, me)
         summary.interrupted = True
         return summary
     finally:
         _restore_signals(previous)
-    executor.shutdown()
+    pool.shutdown()
     summary.interrupted = stop.is_set()
     return summary
 
@@ -181,10 +188,10 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
         on_event(event[:3] if kind == "epoch" else event)
 
 
-def _lost_worker(store: Store, me: str, run: str, summary: WorkSummary, on_event) -> None:
+def _lost_worker(store: Store, me: str, run: str, summary: WorkSummary, on_event, max_attempts: int) -> None:
     attempts = store.db.execute("SELECT attempts FROM runs WHERE id = ?", [run]).fetchone()[0]
     try:
-        if attempts >= MAX_ATTEMPTS:
+        if attempts >= max_attempts:
             store.fail_run(run, me, f"its worker process died {attempts} times")
             summary.failed += 1
         else:
