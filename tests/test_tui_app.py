@@ -268,6 +268,8 @@ async def test_typed_values_and_several_values_per_field(fresh_db):
         await wait_for(pilot, lambda: "2 configuration(s) x 2 reps" in queue.preview_text)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: len(runs_in(fresh_db)) == 4)
+        await pilot.press("escape", "1")  # out of the field: digits switch screens again
+        await settle(pilot, ExperimentsScreen)
 
 
 async def test_invalid_values_are_marked_and_never_sent(fresh_db):

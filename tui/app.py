@@ -176,7 +176,7 @@ class PairsApp(App[None]):
         try:
             process = self.pool.start(workers)
         except (OSError, RuntimeError, ValueError) as exc:
-            self.notify(f"cannot start workers: {exc}", severity="error")
+            self.notify(f"cannot start workers: {exc}", severity="error", markup=False)
             return
         self.notify(f"started {workers} worker(s): pairs work, pid {process.pid}; "
                     f"log in {self.pool.log_path.name}", title="Workers")
@@ -197,7 +197,7 @@ class PairsApp(App[None]):
             detail = self.pool.last_log_line() if code not in (0, 130) else ""
             self.notify(f"workers {meaning}" + (f": {detail}" if detail else ""),
                         title="Workers", severity="information" if code in (0, 130) else "error",
-                        timeout=10)
+                        timeout=10, markup=False)
             self.refresh_pool()
 
     def refresh_pool(self) -> None:
@@ -212,7 +212,7 @@ class PairsApp(App[None]):
         try:
             n = self.db.write(lambda s: s.retry_failed())
         except StoreError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         self.call_from_thread(self.notify, f"queued {n} failed run(s) again")
 

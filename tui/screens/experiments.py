@@ -78,7 +78,8 @@ class ExperimentsScreen(PairsScreen):
             yield Static("", id="exp-counts")
         yield DataTable(id="exp-table", cursor_type="row", zebra_stripes=True)
         with Vertical(id="exp-failures"):
-            yield Label("Failures (r: queue them again)", classes="section-title")
+            yield Label("Failures (Enter: the whole error; r: queue them again)",
+                        classes="section-title")
             yield DataTable(id="exp-failure-table", cursor_type="row")
         yield PoolPanel(self.app.default_workers, id="pool")
         yield Footer(compact=True)
@@ -194,6 +195,14 @@ class ExperimentsScreen(PairsScreen):
             self.app.selected_config = event.row_key.value
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "exp-failure-table" and self.snapshot is not None:
+            failure = next((f for f in self.snapshot.failures if f["id"] == event.row_key.value),
+                           None)
+            if failure is not None:
+                self.notify(failure["error"] or "no error recorded", severity="error",
+                            title=f"{setup_label(failure)} rep {failure['rep']}", timeout=20,
+                            markup=False)
+            return
         if event.data_table.id == "exp-table" and event.row_key is not None:
             self.app.selected_config = event.row_key.value
             self.app.switch_mode("plots")

@@ -31,7 +31,7 @@ machine all show up within a second.
 
 | Where | Key | Does |
 |---|---|---|
-| everywhere | `1` `2` `3` `4` | switch screen (in a text field press `Esc` or `Tab` away first) |
+| everywhere | `1` `2` `3` `4` | switch screen (in a text field press `Esc` first) |
 | | `?` / `F1` | this help |
 | | `d` | dark / light theme |
 | | `Ctrl+P` | command palette (every action by name) |

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -132,6 +133,7 @@ class QueueScreen(PairsScreen):
         Binding("ctrl+s", "queue", "Queue", priority=True),
         Binding("ctrl+g", "paper_preset", "Paper grid", priority=True),
         Binding("ctrl+r", "reset", "Defaults", priority=True),
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(self) -> None:
@@ -194,7 +196,7 @@ class QueueScreen(PairsScreen):
         for name in LISTS:
             self.query_one(f"#q-{name}").set_class(name in plan.errors, "invalid-field")
         errors = self.query_one("#queue-errors", Static)
-        errors.update("\n".join(f"✗ {msg}" for msg in plan.errors.values()))
+        errors.update(Text("\n".join(f"✗ {msg}" for msg in plan.errors.values())))
         errors.display = bool(plan.errors)
         self.query_one("#queue-go", Button).disabled = not plan.ok
 
@@ -234,12 +236,12 @@ class QueueScreen(PairsScreen):
             text = (f"{self.describe(plan)} = {total} runs: adds [b]{new}[/b] new run(s)"
                     f"{note}; {total - new} already in the database")
         except StoreError as exc:
-            text = f"cannot count: {exc}"
+            text = Text(f"cannot count: {exc}")
         if not worker.is_cancelled:
             self.app.call_from_thread(self.show_preview, text)
 
-    def show_preview(self, text: str) -> None:
-        self.preview_text = text
+    def show_preview(self, text: str | Text) -> None:
+        self.preview_text = str(text)
         self.query_one("#queue-preview", Static).update(text)
         self.loads += 1
 
@@ -256,6 +258,11 @@ class QueueScreen(PairsScreen):
             actions[event.button.id]()
 
     # -- actions -----------------------------------------------------------------------------
+    def action_leave_field(self) -> None:
+        """Out of the text field, so that 1-4 switch screens again."""
+        go = self.query_one("#queue-go", Button)
+        (self.query_one("#q-structure") if go.disabled else go).focus()
+
     def action_paper_preset(self) -> None:
         """The paper's grid: every structure, architecture and kernel (protocol kept)."""
         for name in LISTS:
@@ -286,7 +293,8 @@ class QueueScreen(PairsScreen):
         try:
             added = self.app.db.write(lambda s: api.queue(s, plan.configs, plan.reps))
         except StoreError as exc:
-            self.app.call_from_thread(self.notify, f"not queued: {exc}", severity="error")
+            self.app.call_from_thread(self.notify, f"not queued: {exc}", severity="error",
+                                      markup=False)
             return
         total = len(plan.configs) * plan.reps
         self.app.call_from_thread(

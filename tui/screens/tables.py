@@ -146,6 +146,6 @@ class TablesScreen(PairsScreen):
         try:
             path.write_text(self.export_text(tab, fmt), encoding="utf-8")
         except OSError as exc:
-            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error", markup=False)
             return
-        self.notify(f"wrote {path}", title=f"Exported {fmt}")
+        self.notify(f"wrote {path}", title=f"Exported {fmt}", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import Static
 
 
@@ -25,4 +26,4 @@ class DbBanner(Static):
 
     def _show(self, error: str | None) -> None:
         self.set_class(bool(error), "-shown")
-        self.update(error or "")
+        self.update(Text(error or ""))
