@@ -7,6 +7,9 @@ database reads run in worker threads, one long-lived watcher notices new rows.
 
 from __future__ import annotations
 
+import tui.lean  # noqa: F401  (first: sqlite-utils without pandas, for startup time)
+
+# isort: split
 import argparse
 import sqlite3
 import threading
@@ -25,7 +28,7 @@ from core.store import StoreError, resolve_db_path
 from tui.screens.base import PairsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.queue import QueueScreen
-from tui.watcher import POLL_INTERVAL_S, DataChanged, DbWatcher
+from tui.watcher import POLL_INTERVAL_S, DataChanged, DbWatcher, close_quietly
 from tui.widgets.pool import EXIT_MEANINGS, WorkerPool, default_workers
 
 T = TypeVar("T")
@@ -73,12 +76,7 @@ class Database:
                                  "check the file or choose another --db") from None
 
     def _close(self) -> None:
-        if self._store is not None:
-            try:
-                self._store.close()
-            except sqlite3.Error:
-                pass
-            self._store = None
+        self._store = close_quietly(self._store)
 
     def close(self) -> None:
         with self._lock:

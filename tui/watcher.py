@@ -116,9 +116,13 @@ class DbWatcher:
         self.post(DataChanged(version))
 
     def _close(self) -> None:
-        if self._store is not None:
-            try:
-                self._store.close()
-            except sqlite3.Error:
-                pass
-            self._store = None
+        self._store = close_quietly(self._store)
+
+
+def close_quietly(store) -> None:
+    """Close a Store (if any) whatever state its connection is in; returns None."""
+    if store is not None:
+        try:
+            store.close()
+        except sqlite3.Error:
+            pass
