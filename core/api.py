@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from core.config import DEFAULT_REPS, ConfigError, RunConfig, parse_grid, preset
-from core.data import DataError
+from core.errors import DataError
 from core.report import (
     FORMATS,
     Table,
@@ -39,7 +39,7 @@ __all__ = [
     "USER_ERRORS", "DEFAULT_REPS", "FORMATS", "Table", "paper_tables", "best_table",
     "base_config", "plan", "plan_preset", "open_store", "queue", "work", "table_rows",
     "render_rows", "render_best", "best", "model_catalog", "check_format", "check_device",
-    "check_run_inputs", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
+    "check_run_inputs", "check_reps", "check_workers", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
 ]
 
 
@@ -119,15 +119,34 @@ def check_run_inputs(configs: list[RunConfig], device: str,
 def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
          on_event: Callable[[tuple], None] | None = None,
-         stop: StopRequest | None = None, vectorize: bool = True) -> WorkSummary:
-    """Train queued runs (of ``configs`` only, if given) until none is left."""
+         stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
+         address: str | None = None, max_retries: int = 4) -> WorkSummary:
+    """Train queued runs (of ``configs`` only, if given) until none is left.
+
+    ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
+    ``address``, ``auto`` or HOST:PORT; without one, a local Ray instance). A run whose worker
+    is lost is tried again, from its last checkpoint, up to ``max_retries`` times.
+    """
+    from core.executors import EXECUTORS
     from core.scheduler import work as drive
 
     check_workers(workers)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address is for --executor ray")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'")
     return drive(
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
-        vectorize=vectorize,
+        vectorize=vectorize, executor=executor, address=address or None,
+        max_attempts=max_retries + 1,
     )
 
 
@@ -189,8 +208,9 @@ def render_rows(rows: list[SetupRow], fmt: str) -> str:
     return render(rows, fmt)
 
 
-def best(store: Store) -> BestComparison:
-    return best_setups(store)
+def best(store: Store, rows: list[SetupRow] | None = None) -> BestComparison:
+    """Per structure, the best setup by validation accuracy (from ``rows`` when already read)."""
+    return best_setups(store, rows)
 
 
 def render_best(comparison: BestComparison, fmt: str) -> str:

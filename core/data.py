@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import DataError
+
 if TYPE_CHECKING:
     import torch
 
 SAMPLE_RELATIVE_PATH = ("data", "data", "mnist_5k.csv.gz")
 SAMPLE_SPLIT_SEED = 20180517  # fixed: the sample's train/test pools never change
-
-
-class DataError(RuntimeError):
-    """The digits cannot be loaded; the message says where to put them or what to use instead."""
 
 
 @dataclass(frozen=True)

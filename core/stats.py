@@ -67,22 +67,24 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
     Configurations differing in other hyperparameters (epochs, lr, ...) are separate rows.
     Within each structure, the best mean validation loss and accuracy are marked bold.
     """
+    # The final epoch's metrics are copied onto the run when it is done; rows written by other
+    # tools (without the copy) fall back to a lookup in epochs.
+    finals = ", ".join(
+        f"CASE WHEN r.status = 'done' THEN coalesce(r.final_{m}, (SELECT e.{m} FROM epochs e "
+        f"WHERE e.run_id = r.id AND e.epoch = c.epochs)) END AS {m}"
+        for m in METRICS
+    )
     sql = f"""
         WITH finals AS (
-            SELECT r.config_id, e.train_loss, e.val_loss, e.val_acc
+            SELECT r.config_id, r.status, {finals}
             FROM runs r JOIN configs c ON c.id = r.config_id
-            JOIN epochs e ON e.run_id = r.id AND e.epoch = c.epochs
-            WHERE r.status = 'done'
         ), agg AS (
-            SELECT config_id, count(*) AS n, {_sum_columns(METRICS, "finals")}
+            SELECT config_id, count(*) AS total, sum(status = 'done') AS done,
+                   count(val_acc) AS n, {_sum_columns(METRICS, "finals")}
             FROM finals GROUP BY config_id
-        ), totals AS (
-            SELECT config_id, count(*) AS total, sum(status = 'done') AS done
-            FROM runs GROUP BY config_id
         )
-        SELECT c.id, c.structure, c.arch, c.kernel, t.total, t.done, agg.*
-        FROM configs c JOIN totals t ON t.config_id = c.id
-        LEFT JOIN agg ON agg.config_id = c.id
+        SELECT c.id, c.structure, c.arch, c.kernel, agg.*
+        FROM configs c JOIN agg ON agg.config_id = c.id
     """
     rows = []
     for raw in store.db.query(sql):

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
+from core._sqlite_utils import sqlite_utils
 from core.config import ConfigError, RunConfig, run_seed
 
 SCHEMA_VERSION = 1
@@ -39,6 +38,8 @@ RUN_COLUMNS = {
     "finished_at": float, "error": str, "test_loss": float, "test_main_loss": float,
     "test_acc": float, "test_digit_acc": float, "seconds": float, "device": str,
     "torch_version": str, "code_version": str,
+    # the final epoch's metrics, copied when the run is done (fast tables on huge grids)
+    "final_train_loss": float, "final_val_loss": float, "final_val_acc": float,
 }
 EPOCH_COLUMNS = {
     "run_id": str, "epoch": int, "train_loss": float, "train_main_loss": float,
@@ -321,6 +322,13 @@ class Store:
             self._own(db, run_id_, worker, now)
             db["runs"].update(run_id_, {**results, "status": "done", "finished_at": now,
                                         "error": None})
+            db.execute(
+                "UPDATE runs SET (final_train_loss, final_val_loss, final_val_acc) = "
+                "(SELECT e.train_loss, e.val_loss, e.val_acc FROM epochs e JOIN configs c "
+                " ON c.id = runs.config_id WHERE e.run_id = runs.id AND e.epoch = c.epochs) "
+                "WHERE id = ?",
+                [run_id_],
+            )
             db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
 
     def fail_run(self, run_id_: str, worker: str, error: str) -> None:

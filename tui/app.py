@@ -7,9 +7,6 @@ database reads run in worker threads, one long-lived watcher notices new rows.
 
 from __future__ import annotations
 
-import tui.lean  # noqa: F401  (first: sqlite-utils without pandas, for startup time)
-
-# isort: split
 import argparse
 import sqlite3
 import threading
