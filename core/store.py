@@ -20,7 +20,7 @@ from pathlib import Path
 from core._sqlite_utils import sqlite_utils
 from core.config import ConfigError, RunConfig, run_seed
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_DB = "runs.db"
@@ -461,7 +461,22 @@ def run_id(config: RunConfig, rep: int) -> str:
     return f"{config.id}-r{rep:03d}"
 
 
-MIGRATIONS: dict = {}  # from version N to N + 1: callable(db); none yet (schema version 1)
+def _add_final_metrics(db: sqlite_utils.Database) -> None:
+    """Version 1 -> 2: the final epoch's metrics on the run row (fast tables on huge grids)."""
+    columns = {c.name for c in db["runs"].columns}
+    for name in ("final_train_loss", "final_val_loss", "final_val_acc"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} REAL")
+    db.execute(
+        "UPDATE runs SET (final_train_loss, final_val_loss, final_val_acc) = "
+        "(SELECT e.train_loss, e.val_loss, e.val_acc FROM epochs e JOIN configs c "
+        " ON c.id = runs.config_id WHERE e.run_id = runs.id AND e.epoch = c.epochs) "
+        "WHERE status = 'done'"
+    )
+
+
+#: Upgrades from version N to N + 1, each a callable(db) run inside the upgrade's transaction.
+MIGRATIONS: dict = {1: _add_final_metrics}
 
 
 def _check_file(path: Path, *, create: bool) -> None:

@@ -1,5 +1,6 @@
 import multiprocessing as mp
 import os
+import sqlite3
 import time
 
 import pytest
@@ -121,3 +122,23 @@ def test_run_ids_are_stable(store):
     store.queue([config], 2)
     assert [r["id"] for r in store.run_rows()] == [run_id(config, 0), run_id(config, 1)]
     assert os.path.basename(str(store.path)) == "runs.db"
+
+
+def test_a_version_1_database_is_upgraded_in_place_with_a_backup(fresh_db):
+    with open_store(fresh_db) as s:
+        config = tiny()
+        s.queue([config], 1)
+        (claim,) = s.claim("host:1")
+        s.record_epoch(claim.id, "host:1", {**METRICS, "epoch": 2, "val_acc": 0.75}, b"x")
+        s.finish_run(claim.id, "host:1", {"test_acc": 0.8})
+        s.db.execute("ALTER TABLE runs DROP COLUMN final_val_acc")
+        s.db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with open_store(fresh_db) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.db["runs"].get(claim.id)["final_val_acc"] == 0.75
+        assert s.db["epochs"].count == 1
+    backup = fresh_db.with_name("runs.db.v1.bak")
+    assert backup.exists()
+    with sqlite3.connect(backup) as old:
+        assert old.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+        assert old.execute("SELECT count(*) FROM runs").fetchone() == (1,)
