@@ -172,13 +172,19 @@ def pending_epochs(store: Store, configs: list[RunConfig] | None) -> int:
     return row[0] or 0
 
 
-def table_rows(store: Store, structures: list[str] | None = None) -> list[SetupRow]:
+def check_structures(structures: list[str] | str | None) -> list[str] | None:
+    """Structure names from repeated / comma-separated values (None: all); ConfigError if unknown."""
     from core.config import split_values
 
     wanted = [s.lower() for s in split_values(structures)] or None
     if wanted:
         parse_grid({"structure": wanted})  # validates the names
-    return setup_rows(store, wanted)
+    return wanted
+
+
+def table_rows(store: Store, structures: list[str] | str | None = None) -> list[SetupRow]:
+    """Tables II-IV rows (of some structures) with mean ± std over done runs."""
+    return setup_rows(store, check_structures(structures))
 
 
 def check_format(fmt: str) -> str:
