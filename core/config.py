@@ -98,15 +98,28 @@ class RunConfig:
         return f"{self.structure} {self.arch} k{self.kernel}"
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Every field, except extension fields left at their default (so ids never change)."""
+        values = self.to_dict()
+        for name, value in self.extension_values().items():
+            if value == _DEFAULTS[name]:
+                del values[name]
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def extension_values(self) -> dict:
+        """The fields added after the paper's protocol (stored as JSON in ``configs.options``)."""
+        return {name: getattr(self, name) for name in EXTENSION_FIELDS}
+
     @classmethod
     def from_dict(cls, values: Mapping) -> RunConfig:
+        """From a dict of fields; an ``options`` JSON text (a database row) supplies extensions."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        merged = dict(values)
+        if merged.get("options"):
+            merged.update(json.loads(merged["options"]))
+        return cls(**{k: v for k, v in merged.items() if k in names})
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -116,6 +129,12 @@ def run_seed(config: RunConfig, rep: int) -> int:
     """Initialisation/shuffling seed of a run: depends on (base seed, rep, configuration)."""
     digest = hashlib.sha256(f"{config.seed}:{rep}:{config.id}".encode()).digest()
     return int.from_bytes(digest[:7], "big")
+
+
+#: Fields added after the paper's protocol: not columns of ``configs`` but its ``options`` JSON,
+#: and left out of the id at their default, so adding one never changes an existing id.
+EXTENSION_FIELDS: tuple[str, ...] = ()
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 def lr_at(config: RunConfig, epoch: int) -> float:
