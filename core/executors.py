@@ -7,12 +7,15 @@ Events are tuples:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
-import queue
+import pickle
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing import connection as mp_connection
 
 from core.store import ClaimedRun
 
@@ -39,10 +42,10 @@ def task_for(runs: list[ClaimedRun], device: str, data_dir: str | None, vectoriz
 
 def execute_task(task: Task, emit, should_stop) -> None:
     """Train a task, reporting each run's events through ``emit``. Used by every executor."""
-    from core.config import RunConfig
+    from core.config import RunConfig, vectorizable
 
     config = RunConfig.from_dict(task.config)
-    if task.vectorize and len(task.runs) > 1:
+    if task.vectorize and vectorizable(config) and len(task.runs) > 1:
         by_epoch: dict[int, list] = {}
         for run in task.runs:
             by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
@@ -116,7 +119,12 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     return True
 
 
-def _worker_main(tasks, results, stop_event, threads: int, parent_pid: int) -> None:
+def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int) -> None:
+    """A worker process: train the tasks read from ``tasks``, send events on ``results``.
+
+    Each worker has its own two pipes and no lock shared with other processes, so a worker killed
+    at any moment (even half-way through sending an event) harms nothing but its own channel.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import torch
@@ -127,28 +135,59 @@ def _worker_main(tasks, results, stop_event, threads: int, parent_pid: int) -> N
         return os.getppid() != parent_pid
 
     def should_stop() -> bool:
-        return stop_event.is_set() or orphaned()
+        return bool(stop_flag.value) or orphaned()
 
     while not orphaned():
         try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            continue
+            if not tasks.poll(1.0):
+                continue
+            task = tasks.recv()
+        except (EOFError, OSError):
+            return  # the driver is gone
         if task is None:
             return
-        execute_task(task, results.put, should_stop)
+        try:
+            execute_task(task, results.send, should_stop)
+        except (BrokenPipeError, EOFError, OSError):
+            return  # the driver is gone
 
 
 class _Slot:
-    def __init__(self, ctx, results, stop_event, threads: int):
-        self.tasks = ctx.Queue()
+    """One worker process and its private pipes (tasks in, events out)."""
+
+    def __init__(self, ctx, stop_flag, threads: int):
+        task_out, task_in = ctx.Pipe(duplex=False)
+        event_out, event_in = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(self.tasks, results, stop_event, threads, os.getpid()),
+            args=(task_out, event_in, stop_flag, threads, os.getpid()),
             daemon=True,
         )
         self.process.start()
+        # The worker holds the other ends: closing ours makes a dead worker an end of file.
+        task_out.close()
+        event_in.close()
+        self.tasks, self.events = task_in, event_out
         self.run_ids: set[str] = set()
+        self.closed = False  # its event pipe reached end of file (the process exited or died)
+
+    def drain(self) -> list[tuple]:
+        """Every complete event waiting in the pipe; marks the slot closed at end of file."""
+        events = []
+        while not self.closed:
+            try:
+                if not self.events.poll():
+                    break
+                events.append(self.events.recv())
+            except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+                # EOF, or the tail of a message cut short by a kill: nothing more will come.
+                self.closed = True
+        return events
+
+    def close(self) -> None:
+        for conn in (self.tasks, self.events):
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 class LocalExecutor:
@@ -156,59 +195,73 @@ class LocalExecutor:
 
     def __init__(self, workers: int, threads: int):
         self.ctx = mp.get_context("spawn")
-        self.results = self.ctx.Queue()
-        self.stop_event = self.ctx.Event()
+        # A lock-free shared flag: a worker killed while reading it cannot leave a lock held.
+        self.stop_flag = self.ctx.RawValue(ctypes.c_bool, False)
         self.threads = threads
         self.slots = [self._new_slot() for _ in range(workers)]
 
     def _new_slot(self) -> _Slot:
-        return _Slot(self.ctx, self.results, self.stop_event, self.threads)
+        return _Slot(self.ctx, self.stop_flag, self.threads)
 
     def free_slots(self) -> int:
-        return sum(not slot.run_ids for slot in self.slots)
+        return sum(not slot.run_ids and slot.process.is_alive() for slot in self.slots)
 
     def submit(self, task: Task) -> None:
-        slot = next(slot for slot in self.slots if not slot.run_ids)
+        slot = next(slot for slot in self.slots if not slot.run_ids and slot.process.is_alive())
         slot.run_ids = set(task.run_ids)
-        slot.tasks.put(task)
+        try:
+            slot.tasks.send(task)
+        except OSError:
+            pass  # the worker died meanwhile: lost_runs reports the task's runs
 
     def poll(self, timeout: float) -> list[tuple]:
+        open_slots = [slot for slot in self.slots if not slot.closed]
+        ready = mp_connection.wait([slot.events for slot in open_slots], timeout) if open_slots else []
+        if not open_slots:
+            time.sleep(timeout)
         events = []
-        try:
-            events.append(self.results.get(timeout=timeout))
-            while True:
-                events.append(self.results.get_nowait())
-        except queue.Empty:
-            pass
-        for event in events:
-            if event[0] in ("done", "failed", "interrupted"):
-                for slot in self.slots:
-                    slot.run_ids.discard(event[1])
+        for slot in open_slots:
+            if slot.events in ready or not slot.process.is_alive():
+                for event in slot.drain():
+                    events.append(event)
+                    if event[0] in ("done", "failed", "interrupted"):
+                        slot.run_ids.discard(event[1])
+                if slot.closed and slot.process.is_alive():
+                    slot.process.kill()  # its channel is unusable: lost_runs replaces it
         return events
 
     def lost_runs(self) -> list[str]:
-        """Runs whose worker process died; the slot gets a fresh process."""
+        """Runs whose worker process died, once its last events were read; the slot gets a fresh
+        process."""
         lost = []
         for index, slot in enumerate(self.slots):
-            if not slot.process.is_alive():
-                lost.extend(sorted(slot.run_ids))
-                self.slots[index] = self._new_slot()
+            if slot.process.is_alive():
+                continue
+            slot.drain()  # normally empty: poll read the events before the process was found dead
+            if not slot.closed:
+                continue
+            lost.extend(sorted(slot.run_ids))
+            slot.process.join(timeout=1)
+            slot.close()
+            self.slots[index] = self._new_slot()
         return lost
 
     def request_stop(self) -> None:
-        self.stop_event.set()
+        self.stop_flag.value = True
 
     def shutdown(self, *, kill: bool = False) -> None:
         for slot in self.slots:
             if kill:
                 slot.process.kill()
             else:
-                slot.tasks.put(None)
+                with contextlib.suppress(OSError):
+                    slot.tasks.send(None)
         for slot in self.slots:
             slot.process.join(timeout=10)
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join(timeout=5)
+            slot.close()
 
 
 EXECUTORS = ("local", "ray")

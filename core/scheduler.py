@@ -111,6 +111,7 @@ def work(
     previous = _install_signals(stop)
     pool = make_executor(executor, plan, address)
     held: dict[str, str] = {}  # run id -> label
+    deaths: dict[str, int] = {}  # run id -> times its worker was lost under this driver
     last_beat = last_stale = time.monotonic()
     try:
         while True:
@@ -124,7 +125,8 @@ def work(
                 _persist(store, me, event, held, summary, on_event)
             for lost in pool.lost_runs():
                 held.pop(lost, None)
-                _lost_worker(store, me, lost, summary, on_event, max_attempts)
+                deaths[lost] = deaths.get(lost, 0) + 1
+                _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts)
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -188,11 +190,16 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
         on_event(event[:3] if kind == "epoch" else event)
 
 
-def _lost_worker(store: Store, me: str, run: str, summary: WorkSummary, on_event, max_attempts: int) -> None:
-    attempts = store.db.execute("SELECT attempts FROM runs WHERE id = ?", [run]).fetchone()[0]
+def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSummary, on_event,
+                 max_attempts: int) -> None:
+    """Queue a run whose worker was lost again, or fail it after ``max_attempts`` losses.
+
+    Only losses count (``deaths``, under this driver), not the run's claims: a run interrupted
+    or requeued after its driver was killed has not been the cause, and must not fail for it.
+    """
     try:
-        if attempts >= max_attempts:
-            store.fail_run(run, me, f"its worker process died {attempts} times")
+        if deaths >= max_attempts:
+            store.fail_run(run, me, f"its worker process died {deaths} times")
             summary.failed += 1
         else:
             store.release_run(run, me)

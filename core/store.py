@@ -9,7 +9,9 @@ since the Unix epoch (UTC).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import random
 import socket
 import sqlite3
 import time
@@ -52,6 +54,58 @@ class StoreError(RuntimeError):
     """The database cannot be used; the message names the problem and the fix."""
 
 
+class DatabaseUnusable(StoreError, sqlite3.DatabaseError):
+    """SQLite failed for a reason no retry fixes (corrupt, read-only, disk full, I/O error).
+
+    Both a StoreError (the interfaces show its one-line message) and an ``sqlite3.DatabaseError``
+    (code that handles SQLite errors still sees one).
+    """
+
+
+#: Fragments of SQLite messages that mean the database itself is unusable.
+_FATAL = ("malformed", "not a database", "disk i/o error", "disk is full", "readonly",
+          "unable to open", "file is not", "corrupt")
+
+
+def _fatal(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and not isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, StoreError))
+        and any(fragment in str(exc).lower() for fragment in _FATAL)
+    )
+
+
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' Database whose SQLite failures on a broken file are one-line StoreErrors."""
+
+    path: Path
+
+    def execute(self, sql, parameters=None):
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            if _fatal(exc):
+                raise DatabaseUnusable(_explain(self.path, exc)) from None
+            raise
+
+    def query(self, sql, params=None):
+        try:
+            rows = super().query(sql, params)
+        except sqlite3.DatabaseError as exc:
+            if _fatal(exc):
+                raise DatabaseUnusable(_explain(self.path, exc)) from None
+            raise
+        return self._guarded(rows)
+
+    def _guarded(self, rows):
+        try:
+            yield from rows
+        except sqlite3.DatabaseError as exc:
+            if _fatal(exc):
+                raise DatabaseUnusable(_explain(self.path, exc)) from None
+            raise
+
+
 class LostClaim(RuntimeError):
     """The run is no longer held by this worker (it was requeued as stale)."""
 
@@ -74,21 +128,76 @@ class ClaimedRun:
     attempts: int
 
 
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _retry_locked(action, attempts: int = 8):
+    """``action()``, retried with jittered exponential backoff while SQLite reports a lock."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+    return None
+
+
+#: How long a store write keeps retrying a locked database before it gives up.
+WRITE_RETRY_S = 300.0
+
+
+def _retrying(method):
+    """Run a store write (one short transaction) again, from the start, when it meets a lock.
+
+    The transaction was rolled back, so running it again is safe. Only when the database stays
+    locked for ``WRITE_RETRY_S`` does the caller see a (one-line) StoreError.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        deadline = time.monotonic() + WRITE_RETRY_S
+        delay = 0.05
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or self.db.conn.in_transaction:
+                    raise  # not a lock, or inside a caller's transaction: theirs to handle
+                if time.monotonic() > deadline:
+                    raise DatabaseUnusable(_explain(self.path, exc)) from None
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
+
+    return wrapper
+
+
 class Store:
     """A validated, migrated connection to one pairs database."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
         self.path = resolve_db_path(path)
         _check_file(self.path, create=create)
+        conn = None
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
-            self.db = sqlite_utils.Database(conn)
+            self.db = _Database(conn)
+            self.db.path = self.path
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._prepare(create)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(_explain(self.path, exc)) from None
+        except BaseException as exc:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, StoreError):
+                raise StoreError(_explain(self.path, exc)) from None
+            raise
 
     # -- opening -----------------------------------------------------------------------------
     def _prepare(self, create: bool) -> None:
@@ -106,7 +215,9 @@ class Store:
                 )
             self.db.enable_wal()
             with self.transaction():
-                self._create_schema()
+                # Another process may have created it since the check above (under no lock).
+                if self.schema_version() is None:
+                    self._create_schema()
             return
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -117,6 +228,25 @@ class Store:
             self._migrate(version)
         if create and self.db.journal_mode != "wal":
             self.db.enable_wal()
+        self._requeue_dead_local()
+
+    def _requeue_dead_local(self) -> None:
+        """Queue again the runs still marked running by a process of this host that is gone.
+
+        A driver killed with SIGKILL (or a machine that rebooted) leaves its runs ``running``;
+        whoever opens the database next, ``pairs work``, ``pairs status`` or the console, sees
+        them queued again (they resume from their last checkpoint). A read-only database is
+        left as it is.
+        """
+        host = socket.gethostname()
+        try:
+            rows = self.db.execute(
+                "SELECT worker FROM runs WHERE status = 'running' AND host = ?", [host]
+            ).fetchall()
+            if any(not _pid_alive(worker) for (worker,) in rows):
+                self.requeue_stale(float("inf"), host=host)
+        except (sqlite3.OperationalError, StoreError):
+            pass  # read-only or busy: `pairs work` requeues them when it starts
 
     def schema_version(self) -> int | None:
         if "meta" not in self.db.table_names():
@@ -161,11 +291,29 @@ class Store:
 
     def _migrate(self, version: int) -> None:
         """Upgrade an older schema in place, after a backup copy beside the file."""
+        missing = [step for step in range(version, SCHEMA_VERSION) if step not in MIGRATIONS]
+        if missing:
+            raise StoreError(
+                f"{self.path} has schema version {version}, older than any this pairs can "
+                f"upgrade (from {min(MIGRATIONS)}): open it with an older pairs, or start a new --db"
+            )
         backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-        with sqlite3.connect(str(backup)) as target:
-            self.db.conn.backup(target)
+        try:
+            target = sqlite3.connect(str(backup))
+            try:
+                self.db.conn.backup(target)
+            finally:
+                target.close()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path} needs an upgrade from schema version {version} but its backup "
+                f"{backup} cannot be written ({exc}): make its folder writable"
+            ) from None
         with self.transaction():
-            for step in range(version, SCHEMA_VERSION):
+            current = self.schema_version()
+            if current is not None and current >= SCHEMA_VERSION:
+                return  # another process upgraded it meanwhile
+            for step in range(current if current is not None else version, SCHEMA_VERSION):
                 MIGRATIONS[step](self.db)
             self.db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
@@ -183,20 +331,32 @@ class Store:
     # -- transactions ------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A short write transaction that takes the write lock first (``BEGIN IMMEDIATE``)."""
+        """A short write transaction that takes the write lock first (``BEGIN IMMEDIATE``).
+
+        Waiting for the lock (the busy timeout, then retries with backoff) happens before any
+        statement, so the body never meets a lock. The store's own writes are additionally
+        retried as a whole (see ``_retrying``).
+        """
         _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
             yield self.db
         except BaseException:
-            self.db.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        try:
+            _retry_locked(lambda: self.db.execute("COMMIT"))
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.rollback()
+            raise
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (``PRAGMA data_version``)."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -- queueing ----------------------------------------------------------------------------
+    @_retrying
     def queue(self, configs: Iterable[RunConfig], reps: int) -> int:
         """Add (configuration, repetition) runs; what is already there is left alone.
 
@@ -237,6 +397,7 @@ class Store:
             ).fetchone()[0]
         return len(ids) - existing
 
+    @_retrying
     def retry_failed(self) -> int:
         """Queue every failed run again; returns how many."""
         with self.transaction() as db:
@@ -248,6 +409,7 @@ class Store:
             return cursor.rowcount
 
     # -- claiming and reporting (one driver is the writer of its runs) -----------------------
+    @_retrying
     def claim(self, worker: str, limit: int = 1, config_ids: list[str] | None = None) -> list[ClaimedRun]:
         """Atomically mark up to ``limit`` queued runs of ONE configuration as running for ``worker``.
 
@@ -290,6 +452,7 @@ class Store:
             for row in rows
         ]
 
+    @_retrying
     def heartbeat(self, worker: str, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
         if not ids:
@@ -302,6 +465,7 @@ class Store:
                 [time.time(), worker, *ids],
             )
 
+    @_retrying
     def record_epoch(self, run_id_: str, worker: str, metrics: dict, checkpoint: bytes) -> None:
         """Persist one epoch row and the run's checkpoint in one transaction."""
         now = time.time()
@@ -315,6 +479,7 @@ class Store:
                 pk="run_id",
             )
 
+    @_retrying
     def finish_run(self, run_id_: str, worker: str, results: dict) -> None:
         """Mark done with its test metrics and run information; drop the checkpoint."""
         now = time.time()
@@ -331,12 +496,14 @@ class Store:
             )
             db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
 
+    @_retrying
     def fail_run(self, run_id_: str, worker: str, error: str) -> None:
         now = time.time()
         with self.transaction() as db:
             self._own(db, run_id_, worker, now)
             db["runs"].update(run_id_, {"status": "failed", "error": error, "finished_at": now})
 
+    @_retrying
     def release_run(self, run_id_: str, worker: str) -> None:
         """Put a run this worker holds back in the queue (interrupted; resumes from checkpoint)."""
         with self.transaction() as db:
@@ -354,6 +521,7 @@ class Store:
         if cursor.rowcount != 1:
             raise LostClaim(f"run {run_id_} is no longer held by {worker}")
 
+    @_retrying
     def requeue_stale(self, timeout_s: float, *, host: str | None = None) -> list[str]:
         """Queue again the running runs whose worker is gone.
 
@@ -461,6 +629,15 @@ def run_id(config: RunConfig, rep: int) -> str:
     return f"{config.id}-r{rep:03d}"
 
 
+def _add_precision(db: sqlite_utils.Database) -> None:
+    """Version 0 -> 1: the databases of the first, unreleased pairs had no ``configs.precision``
+    (every run was fp32) and no index on ``runs (config_id, status)``."""
+    if "precision" not in {c.name for c in db["configs"].columns}:
+        db.execute("ALTER TABLE configs ADD COLUMN precision TEXT")
+    db.execute("UPDATE configs SET precision = 'fp32' WHERE precision IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_runs_config_id_status ON runs (config_id, status)")
+
+
 def _add_final_metrics(db: sqlite_utils.Database) -> None:
     """Version 1 -> 2: the final epoch's metrics on the run row (fast tables on huge grids)."""
     columns = {c.name for c in db["runs"].columns}
@@ -476,7 +653,7 @@ def _add_final_metrics(db: sqlite_utils.Database) -> None:
 
 
 #: Upgrades from version N to N + 1, each a callable(db) run inside the upgrade's transaction.
-MIGRATIONS: dict = {1: _add_final_metrics}
+MIGRATIONS: dict = {0: _add_precision, 1: _add_final_metrics}
 
 
 def _check_file(path: Path, *, create: bool) -> None:
@@ -508,26 +685,21 @@ def _check_file(path: Path, *, create: bool) -> None:
 
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     text = str(exc)
-    if "locked" in text:
+    lower = text.lower()
+    if "locked" in lower or "busy" in lower:
         return f"{path} is locked by another program: wait for it to finish or close it"
-    if "malformed" in text or "not a database" in text:
+    if "malformed" in lower or "not a database" in lower or "corrupt" in lower:
         return f"{path} is corrupted ({text}): restore a backup or start a new --db"
-    if "readonly" in text:
+    if "readonly" in lower or "unable to open" in lower:
+        folder = path.parent
+        if path.exists() and not os.access(folder, os.W_OK):
+            return (f"{path} cannot be written: its folder {folder} is read-only and SQLite needs "
+                    f"to create {path.name}-wal and {path.name}-shm there; choose another --db")
         return f"{path} is read-only: make it writable (chmod u+w) or choose another --db"
+    if "disk is full" in lower:
+        return f"{path} cannot be written: the disk is full; free some space and run again"
     return f"{path} cannot be used ({text}): check the file or choose another --db"
 
-
-def _retry_locked(action, attempts: int = 8):
-    delay = 0.05
-    for attempt in range(attempts):
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    return None
 
 
 def _pid_alive(worker: str | None) -> bool:
