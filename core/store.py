@@ -526,15 +526,19 @@ class Store:
         """Queue again the running runs whose worker is gone.
 
         Gone means: no heartbeat for ``timeout_s`` seconds, or a worker on this host whose
-        process no longer exists. Returns the ids requeued.
+        process no longer exists. Never the runs of the calling process itself (it is alive,
+        whatever its heartbeat says). Returns the ids requeued.
         """
         host = host or socket.gethostname()
+        me = worker_id()
         now = time.time()
         with self.transaction() as db:
             stale = []
             for row in db.query(
                 "SELECT id, worker, host, heartbeat_at FROM runs WHERE status = 'running'"
             ):
+                if row["worker"] == me:
+                    continue
                 old = (row["heartbeat_at"] or 0) < now - timeout_s
                 dead = row["host"] == host and not _pid_alive(row["worker"])
                 if old or dead:

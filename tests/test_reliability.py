@@ -1,0 +1,313 @@
+"""Crash safety, the fast version of bench/chaos.py: kills at the worst moments lose nothing.
+
+- a killed ``pairs work`` (driver and workers, SIGKILL) restarts and completes: no run lost, no
+  epoch row doubled, the numbers of an undisturbed run;
+- a worker process killed while it trains: its runs are requeued and the grid completes;
+- runs held by a dead driver are queued again when the database is next opened, and runs of a
+  frozen driver by the heartbeat timeout while another driver keeps working;
+- a kill in the middle of the epoch-row-and-checkpoint transaction: the run resumes from the
+  previous complete epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from core import scheduler
+from core.api import open_store, queue, work
+from tests.conftest import tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Two configurations x 2 repetitions x 4 epochs, as `pairs queue` flags and as RunConfigs.
+FLAGS = ["--structure", "shared,independent", "--arch", "A1", "--kernel", "3", "--reps", "2",
+         "--epochs", "4", "--train-pairs", "100", "--val-pairs", "10", "--test-pairs", "100"]
+GRID = [tiny(structure=s, epochs=4) for s in ("shared", "independent")]
+REPS, EPOCHS = 2, 4
+FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss", "val_acc",
+          "val_digit_acc", "lr")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _read(db: Path, sql: str, params=()) -> list[tuple]:
+    conn = sqlite3.connect(str(db), timeout=60)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def _epoch_count(db: Path) -> int:
+    return _read(db, "SELECT count(*) FROM epochs")[0][0]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _workers(pid: int) -> list[int]:
+    """The multiprocessing (spawn) training processes started by ``pid``."""
+    pids = []
+    for child in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                pids.append(child)
+        except OSError:
+            pass
+    return pids
+
+
+def _wait_for(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _invariants(db: Path) -> list[str]:
+    """After any kill: an unfinished run's checkpoint is at its last epoch row; rows contiguous."""
+    problems = []
+    for run, status, count, last, checkpoint in _read(
+        db,
+        "SELECT r.id, r.status, count(e.epoch), max(e.epoch), "
+        "(SELECT k.epoch FROM checkpoints k WHERE k.run_id = r.id) "
+        "FROM runs r LEFT JOIN epochs e ON e.run_id = r.id GROUP BY r.id",
+    ):
+        if count != (last or 0):
+            problems.append(f"{run}: {count} rows up to epoch {last}")
+        if status != "done" and (checkpoint or 0) != (last or 0):
+            problems.append(f"{run}: checkpoint at {checkpoint}, last row {last}")
+    return problems
+
+
+def _results(db: Path) -> dict:
+    columns = ", ".join(f"e.{f}" for f in FIELDS)
+    rows = _read(db, f"SELECT r.config_id, r.rep, e.epoch, {columns} FROM epochs e "
+                     "JOIN runs r ON r.id = e.run_id")
+    tests = _read(db, "SELECT config_id, rep, 'test', test_loss, test_acc FROM runs")
+    return {tuple(r[:3]): r[3:] for r in rows + tests}
+
+
+def _assert_complete(db: Path, runs: int, epochs: int) -> None:
+    counts = dict(_read(db, "SELECT status, count(*) FROM runs GROUP BY status"))
+    assert counts == {"done": runs}, counts
+    per_run = _read(db, "SELECT run_id, count(*), max(epoch) FROM epochs GROUP BY run_id")
+    assert len(per_run) == runs and all(n == epochs == last for _, n, last in per_run), per_run
+    assert _read(db, "SELECT count(*) FROM checkpoints") == [(0,)]
+
+
+def _assert_same(got: dict, expected: dict, rel: float = 1e-5) -> None:
+    """Equal to an undisturbed run: bitwise when the runs trained alike, else to float32 rounding
+    (a resumed vectorised group may be batched with other repetitions than before)."""
+    assert got.keys() == expected.keys()
+    for key, values in expected.items():
+        for a, b in zip(values, got[key]):
+            assert (a is None and b is None) or math.isclose(a, b, rel_tol=rel, abs_tol=1e-9), \
+                (key, values, got[key])
+
+
+def _pairs_work(db: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "work", *flags, "--db", str(db)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The grid trained undisturbed, as `pairs work --workers 2` trains it."""
+    path = tmp_path_factory.mktemp("reference") / "reference.db"
+    with open_store(path) as s:
+        queue(s, GRID, REPS)
+        summary = work(s, workers=2)
+    assert (summary.done, summary.failed) == (4, 0)
+    return _results(path)
+
+
+# -- the tests ----------------------------------------------------------------------------------
+def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, reference):
+    db = tmp_path / "chaos.db"
+    with open_store(db) as s:
+        queue(s, GRID, REPS)
+    # Kill 1: right after the first epoch rows are committed (the driver is writing the next
+    # epoch row + checkpoint). Kill 2: a little later in training. Then run to the end.
+    for kill in range(2):
+        rows_before = _epoch_count(db)
+        proc = _pairs_work(db, "--workers", "2")
+        _wait_for(lambda b=rows_before, p=proc: _epoch_count(db) > b or p.poll() is not None,
+                  what="an epoch row")
+        if kill:
+            time.sleep(0.7)
+        assert proc.poll() is None, proc.stdout.read()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert not _invariants(db), _invariants(db)
+        with open_store(db) as s:  # the dead driver's runs are queued again on open
+            assert s.status_counts()["running"] == 0
+    final = _pairs_work(db, "--workers", "2")
+    output, _ = final.communicate(timeout=300)
+    assert final.returncode == 0 and "Traceback" not in output, output
+    _assert_complete(db, 4, EPOCHS)
+    _assert_same(_results(db), reference)
+
+
+def test_a_killed_worker_is_requeued_and_the_grid_completes(tmp_path, reference):
+    db = tmp_path / "worker.db"
+    killed: list[int] = []
+    events: list[tuple] = []
+
+    def on_event(event):
+        events.append(event)
+        if event[0] == "epoch" and not killed:
+            victims = _workers(os.getpid())
+            assert victims, "no worker process found"
+            os.kill(victims[0], signal.SIGKILL)
+            killed.append(victims[0])
+
+    with open_store(db) as s:
+        queue(s, GRID, REPS)
+        summary = work(s, workers=2, on_event=on_event)
+        assert (summary.done, summary.failed) == (4, 0)
+    assert any(e[0] == "lost" for e in events)
+    _assert_complete(db, 4, EPOCHS)
+    _assert_same(_results(db), reference)
+
+
+def test_runs_of_a_dead_driver_are_queued_again_when_the_database_is_opened(store):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    queue(store, [tiny()], 2)
+    (mine,) = store.claim(f"{socket.gethostname()}:{dead.pid}", limit=1)  # a dead driver here
+    (theirs,) = store.claim("elsewhere:1", limit=1)  # a driver on another host: left alone
+    with open_store(store.path, create=False) as again:
+        rows = {r["id"]: (r["status"], r["worker"]) for r in again.run_rows()}
+    assert rows[mine.id] == ("queued", None)
+    assert rows[theirs.id] == ("running", "elsewhere:1")
+    summary = work(store, workers=1)  # "elsewhere" is requeued only after the heartbeat timeout
+    assert (summary.done, summary.requeued) == (1, 0)
+
+
+def _freeze(pid: int, db: Path) -> None:
+    """SIGSTOP a process group, at a moment when it does not hold the database's write lock."""
+    for _ in range(100):
+        os.killpg(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(str(db), timeout=0.2)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.killpg(pid, signal.SIGCONT)  # frozen inside a write: let it finish, try again
+            time.sleep(0.05)
+        finally:
+            conn.close()
+    raise AssertionError("the driver always held the write lock")
+
+
+def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_works(
+        tmp_path, monkeypatch):
+    frozen_config = tiny(structure="shared", epochs=3)
+    other = tiny(structure="independent", epochs=4)
+    db = tmp_path / "frozen.db"
+    with open_store(db) as s:
+        queue(s, [frozen_config], 1)
+    driver = _pairs_work(db, "--workers", "1", "--no-vectorize")
+    try:
+        _wait_for(lambda: _epoch_count(db) >= 1 or driver.poll() is not None, what="epoch 1")
+        _freeze(driver.pid, db)  # alive (its pid exists, so only its silence gives it away)
+        with open_store(db) as s:
+            (held,) = s.run_rows(status="running")
+            queue(s, [other], 1)
+            monkeypatch.setattr(scheduler, "STALE_CHECK_EVERY_S", 0.0)
+            seen_queued_while_working = []
+
+            def on_event(event):
+                if event[0] == "started" and event[1] != held["id"]:
+                    # The frozen driver's last heartbeat, as it will look an hour later.
+                    s.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = ?",
+                                 [held["id"]])
+                if event[0] == "epoch" and event[1] != held["id"]:
+                    seen_queued_while_working.append(s.db["runs"].get(held["id"])["status"])
+
+            summary = scheduler.work(s, workers=1, vectorize=False, on_event=on_event)
+            assert summary.requeued == 1 and (summary.done, summary.failed) == (2, 0)
+            assert "queued" in seen_queued_while_working  # requeued while the other run trained
+            assert s.db["runs"].get(held["id"])["worker"] != held["worker"]
+    finally:
+        os.killpg(driver.pid, signal.SIGCONT)
+    # The frozen driver wakes up: its writes for the run it lost are refused; it exits cleanly.
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0 and "Traceback" not in output, output
+    per_run = dict(_read(db, "SELECT run_id, count(*) FROM epochs GROUP BY run_id"))
+    assert sorted(per_run.values()) == [3, 4]
+    assert dict(_read(db, "SELECT status, count(*) FROM runs GROUP BY status")) == {"done": 2}
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from core._sqlite_utils import sqlite_utils
+    from core.api import open_store, work
+
+    db, marker = sys.argv[1], Path(sys.argv[2])
+    upsert = sqlite_utils.db.Table.upsert
+
+    def slow_upsert(self, record, **kwargs):
+        if self.name == "checkpoints" and record["epoch"] == 2:
+            marker.write_text("in the transaction")  # the epoch-2 row is written, not committed
+            time.sleep(600)
+        return upsert(self, record, **kwargs)
+
+    sqlite_utils.db.Table.upsert = slow_upsert
+    with open_store(db) as s:
+        work(s, workers=1, vectorize=False)
+""")
+
+
+def test_a_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_path):
+    config = tiny(epochs=3)
+    reference_db, db = tmp_path / "reference.db", tmp_path / "killed.db"
+    for path in (reference_db, db):
+        with open_store(path) as s:
+            queue(s, [config], 1)
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(marker)], cwd=ROOT,
+                             start_new_session=True)
+    try:
+        _wait_for(lambda: marker.exists() or child.poll() is not None, what="the epoch-2 write")
+        assert child.poll() is None
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    # Epoch 2's row was inside the killed transaction: neither it nor its checkpoint exists.
+    assert _read(db, "SELECT epoch FROM epochs") == [(1,)]
+    assert _read(db, "SELECT epoch FROM checkpoints") == [(1,)]
+    with open_store(db) as s:
+        (run,) = s.run_rows()
+        assert run["status"] == "queued"  # its driver is gone
+        (claim,) = s.claim("probe:1")
+        assert claim.checkpoint is not None
+        s.release_run(claim.id, "probe:1")
+        assert work(s, workers=1, vectorize=False).done == 1
+    with open_store(reference_db) as s:
+        assert work(s, workers=1, vectorize=False).done == 1
+    _assert_complete(db, 1, 3)
+    assert _results(db) == _results(reference_db)  # one run alone, resumed: bitwise equal
