@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from core.config import DEFAULT_REPS, ConfigError, RunConfig, parse_grid, preset
+from core.config import DEFAULT_REPS, ConfigError, RunConfig, parse_grid, preset_configs
 from core.errors import DataError
 from core.report import (
     FORMATS,
@@ -70,13 +70,9 @@ def _checked(configs: list[RunConfig]) -> list[RunConfig]:
 
 def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
                 reps: int = DEFAULT_REPS) -> list[RunConfig]:
-    """A named grid (``paper``) with the given scalar options applied to every setup."""
+    """A named grid (``paper``, ``beyond``) with the given scalar options applied to every setup."""
     check_reps(reps)
-    spec = preset(name)
-    configs = []
-    for scalar_config in parse_grid(options, base):
-        configs.extend(spec.expand(scalar_config))
-    return _checked(list(dict.fromkeys(configs)))
+    return _checked(preset_configs(name, options, base))
 
 
 def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:

@@ -6,10 +6,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-STRUCTURES: tuple[str, ...] = ("independent", "shared", "shared-aux")
+#: The paper's three structures (Figs 1-3): the paper grid and the tables' order.
+PAPER_STRUCTURES: tuple[str, ...] = ("independent", "shared", "shared-aux")
+#: Every structure: the paper's, then ``digits`` (beyond the paper: the comparison is decided
+#: from the two digit posteriors of a shared tower, see ``core.models.Digits``).
+STRUCTURES: tuple[str, ...] = (*PAPER_STRUCTURES, "digits")
 #: Table I of the paper: channels of each convolutional layer.
 ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "A1": (16,),
@@ -23,6 +27,7 @@ KERNELS: tuple[int, ...] = (3, 5)
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+POOLINGS: tuple[str, ...] = ("max", "avg")
 DEFAULT_REPS = 10
 
 #: Fields a grid may vary; everything else in RunConfig is a scalar.
@@ -53,8 +58,33 @@ class RunConfig:
     test_pairs: int = 1000
     seed: int = 0
     precision: str = "fp32"
+    # -- beyond the paper (EXTENSION_FIELDS: left out of the id at their default) -------------
+    #: batch normalisation after each convolution (and the hidden layer)
+    batch_norm: bool = False
+    #: dropout probability before each fully-connected layer
+    dropout: float = 0.0
+    #: the tower's pooling: max (the paper's) or avg
+    pooling: str = "max"
+    #: units of a hidden fully-connected layer before the output layer(s); 0: none (the paper's)
+    hidden: int = 0
+    #: SGD momentum (sgd only)
+    momentum: float = 0.0
+    #: L2 weight decay of the optimiser
+    weight_decay: float = 0.0
+    #: training-time augmentation, drawn anew each epoch: re-pair the training digits
+    repair: bool = False
+    #: ... shift each training image by up to this many pixels in x and y
+    shift: int = 0
+    #: ... rotate each training image by up to this many degrees
+    rotate: float = 0.0
+    #: ... swap the two images of half the training pairs (label recomputed from the classes)
+    swap: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("dropout", "momentum", "weight_decay", "rotate"):  # 10 and 10.0: one id
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         self.validate()
 
     def validate(self) -> None:
@@ -65,6 +95,21 @@ class RunConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("data", self.data, DATA_SOURCES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("pooling", self.pooling, POOLINGS)
+        for name in ("batch_norm", "repair", "swap"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name.replace('_', '-')} must be true or false, "
+                                  f"got {getattr(self, name)!r}")
+        _number_in("dropout", self.dropout, 0.0, 1.0, "a number >= 0 and < 1", upper_open=True)
+        _number_in("momentum", self.momentum, 0.0, 1.0, "a number >= 0 and < 1", upper_open=True)
+        _number_in("weight_decay", self.weight_decay, 0.0, 1.0, "a number >= 0 and <= 1")
+        _number_in("rotate", self.rotate, 0.0, 180.0, "a number of degrees >= 0 and <= 180")
+        for name, top in (("hidden", 100_000), ("shift", 7)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+                raise ConfigError(f"{name} must be an integer between 0 and {top}, got {value!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError("momentum is for --optimizer sgd: leave --momentum at 0 with adam")
         _positive_int("epochs", self.epochs)
         _positive_int("lr_step", self.lr_step)
         _positive_int("batch_size", self.batch_size)
@@ -96,6 +141,15 @@ class RunConfig:
     @property
     def label(self) -> str:
         return f"{self.structure} {self.arch} k{self.kernel}"
+
+    @property
+    def augments(self) -> bool:
+        """Whether training data is augmented (re-pairing, shifts, rotations, swap-and-flip)."""
+        return self.repair or bool(self.shift) or bool(self.rotate) or self.swap
+
+    def options_label(self) -> str:
+        """The extension fields that differ from their default, e.g. ``bn drop 0.3 shift 1``."""
+        return options_label(self.extension_values())
 
     def canonical_json(self) -> str:
         """Every field, except extension fields left at their default (so ids never change)."""
@@ -133,8 +187,35 @@ def run_seed(config: RunConfig, rep: int) -> int:
 
 #: Fields added after the paper's protocol: not columns of ``configs`` but its ``options`` JSON,
 #: and left out of the id at their default, so adding one never changes an existing id.
-EXTENSION_FIELDS: tuple[str, ...] = ()
+EXTENSION_FIELDS: tuple[str, ...] = (
+    "batch_norm", "dropout", "pooling", "hidden", "momentum", "weight_decay",
+    "repair", "shift", "rotate", "swap",
+)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+#: Short names of the extension fields in labels.
+_SHORT = {"batch_norm": "bn", "dropout": "drop", "pooling": "pool", "hidden": "fc",
+          "momentum": "mom", "weight_decay": "wd", "repair": "repair", "shift": "shift",
+          "rotate": "rot", "swap": "swap"}
+
+
+def options_label(values: Mapping) -> str:
+    """Extension values that differ from their default, shortly: ``bn drop 0.3 shift 1``."""
+    parts = []
+    for name in EXTENSION_FIELDS:
+        value = values.get(name, _DEFAULTS[name])
+        if value == _DEFAULTS[name]:
+            continue
+        parts.append(_SHORT[name] if value is True else f"{_SHORT[name]} {value:g}"
+                     if isinstance(value, float) else f"{_SHORT[name]} {value}")
+    return " ".join(parts)
+
+
+def vectorizable(config: RunConfig) -> bool:
+    """Whether ``core.vectorized`` trains this configuration with the very numbers of the
+    one-at-a-time path. Batch normalisation (running statistics) and dropout (random masks)
+    are not done identically under vmap, so those configurations train one run at a time.
+    Augmentation is drawn per run and epoch before the batches, identically in both paths."""
+    return not config.batch_norm and not config.dropout
 
 
 def lr_at(config: RunConfig, epoch: int) -> float:
@@ -146,7 +227,7 @@ def lr_at(config: RunConfig, epoch: int) -> float:
 class GridSpec:
     """A product of values; ``expand`` gives its configurations."""
 
-    structures: Sequence[str] = STRUCTURES
+    structures: Sequence[str] = PAPER_STRUCTURES
     archs: Sequence[str] = tuple(ARCHITECTURES)
     kernels: Sequence[int] = KERNELS
     scalars: Mapping[str, Sequence] = field(default_factory=dict)
@@ -172,14 +253,56 @@ class GridSpec:
 #: Named grids for ``pairs grid NAME``.
 PRESETS: dict[str, str] = {
     "paper": "the paper's grid: 3 structures x 6 architectures x 2 kernels (Tables II-IV)",
+    "beyond": "the digits structure, adding one ingredient at a time (ablation, docs/beyond)",
 }
+
+#: ``pairs grid beyond``: each step adds one ingredient to the previous one. The first row is
+#: the paper's best structure (shared-aux A6 k5, the paper's protocol); then ``digits`` (the
+#: comparison from the digit posteriors) on the LeNet-style tower (A4 = conv 32/64, kernel 3,
+#: a hidden layer of 200), then the training recipe and the augmentations one by one.
+BEYOND_STEPS: tuple[tuple[str, dict], ...] = (
+    ("paper's best (shared-aux A6 k5)", {"structure": "shared-aux", "arch": "A6", "kernel": 5}),
+    ("digits: comparison from the digit posteriors",
+     {"structure": "digits", "arch": "A4", "kernel": 3, "hidden": 200}),
+    ("+ adam, batch 32, 40 epochs",
+     {"optimizer": "adam", "lr": 0.001, "batch_size": 32, "epochs": 40, "lr_step": 30}),
+    ("+ re-pairing", {"repair": True}),
+    ("+ swap-and-flip", {"swap": True}),
+    ("+ shifts (1 px)", {"shift": 1}),
+    ("+ rotations (10°)", {"rotate": 10.0}),
+    ("+ batch norm", {"batch_norm": True}),
+    ("+ dropout 0.3", {"dropout": 0.3}),
+)
+
+
+def beyond_steps(base: RunConfig | None = None) -> list[tuple[str, RunConfig]]:
+    """The ablation of ``pairs grid beyond``: (what the step adds, its configuration)."""
+    base = base or RunConfig()
+    steps, changes = [], {}
+    for index, (label, step) in enumerate(BEYOND_STEPS):
+        changes = dict(step) if index < 2 else {**changes, **step}
+        steps.append((label, base.replace(**changes)))
+    return steps
 
 
 def preset(name: str) -> GridSpec:
-    """The grid of a named preset."""
+    """The structure x architecture x kernel grid of a named preset (``paper``)."""
     if name == "paper":
         return GridSpec()
     raise ConfigError(f"unknown grid preset {name!r}: choose one of {', '.join(PRESETS)}")
+
+
+def preset_configs(name: str, options: Mapping[str, Iterable[str] | str | None],
+                   base: RunConfig | None = None) -> list[RunConfig]:
+    """The configurations of a named preset. ``options`` (text, as for ``parse_grid``) apply to
+    every setup: the paper grid is expanded over them; each step of ``beyond`` takes them over
+    its own values (e.g. ``--epochs 2`` for a quick look)."""
+    if name == "beyond":
+        configs = [c for _, step in beyond_steps(base) for c in parse_grid(options, step)]
+    else:
+        spec = preset(name)
+        configs = [c for scalar in parse_grid(options, base) for c in spec.expand(scalar)]
+    return list(dict.fromkeys(configs))
 
 
 def _unique(values: Iterable) -> list:
@@ -197,18 +320,37 @@ def _positive_int(name: str, value) -> None:
         raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
 
 
+def _number_in(name: str, value, low: float, high: float, what: str, upper_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not low <= value <= high or (upper_open and value == high):
+        raise ConfigError(f"{name.replace('_', '-')} must be {what}, got {value!r}")
+
+
 def _positive_float(name: str, value) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (0 < value < float("inf")):
         raise ConfigError(f"{name.replace('_', '-')} must be a number > 0, got {value!r}")
 
 
+def parse_bool(text: str) -> bool:
+    """``true/false``, ``on/off``, ``yes/no`` or ``1/0`` (any case)."""
+    value = str(text).strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise ValueError(text)
+
+
 #: Options whose values a grid may vary, with how to read one value from the command line.
-GRID_PARSERS: dict[str, type] = {
+GRID_PARSERS: dict[str, type | Callable[[str], object]] = {
     "structure": str, "arch": str, "kernel": int, "epochs": int, "lr": float, "lr_step": int,
     "lr_gamma": float, "optimizer": str, "batch_size": int, "aux_weight": float, "seed": int,
     "precision": str,
+    "batch_norm": parse_bool, "dropout": float, "pooling": str, "hidden": int, "momentum": float,
+    "weight_decay": float, "repair": parse_bool, "shift": int, "rotate": float, "swap": parse_bool,
 }
+_KINDS = {int: "an integer", float: "a number", parse_bool: "true or false (on/off, yes/no, 1/0)"}
 
 
 def split_values(values: Iterable[str] | str | None) -> list[str]:
@@ -236,13 +378,15 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
             try:
                 value = GRID_PARSERS[name](text)
             except ValueError:
-                kind = "an integer" if GRID_PARSERS[name] is int else "a number"
+                kind = _KINDS.get(GRID_PARSERS[name], "a number")
                 flag = name.replace("_", "-")
                 raise ConfigError(f"--{flag} must be {kind}, got {text!r}") from None
             if name == "structure":
                 value = value.lower()
             elif name == "arch":
                 value = value.upper()
+            elif name == "pooling":
+                value = value.lower()
             parsed.append(value)
         if parsed:
             axes[name] = parsed

@@ -1,7 +1,12 @@
-"""The three structures of the paper (Figs 1-3) over the Table I convolutional towers.
+"""The three structures of the paper (Figs 1-3) over the Table I convolutional towers, and
+``digits`` (beyond the paper: the comparison decided from the two digit posteriors).
 
 Every model maps x (n, 2, 14, 14) to (comparison logits (n, 2), digit logits): the digit logits
-are (n, 2, 10) for ``shared-aux`` and None otherwise.
+are (n, 2, 10) for ``shared-aux`` and ``digits``, and None otherwise.
+
+The options beyond the paper (batch normalisation, dropout, average pooling, a hidden layer) are
+keyword arguments; at their defaults every model is module for module the paper's, so its
+initialisation and checkpoints are unchanged.
 """
 
 from __future__ import annotations
@@ -16,17 +21,21 @@ NUM_CLASSES = 10
 
 
 class ConvTower(nn.Module):
-    """Conv(k, same padding) -> ReLU -> MaxPool(2) per Table I layer, then flatten."""
+    """Conv(k, same padding) [-> BatchNorm] -> ReLU -> MaxPool(2) (or AvgPool) per Table I
+    layer, then flatten."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int):
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
+                 pooling: str = "max"):
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, size = 1, IMAGE_SIZE
+        pool = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pooling]
         for out_channels in channels:
             layers += [
                 nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2),
+                *([nn.BatchNorm2d(out_channels)] if batch_norm else []),
                 nn.ReLU(),
-                nn.MaxPool2d(2),
+                pool(2),
             ]
             in_channels, size = out_channels, size // 2
         layers.append(nn.Flatten())
@@ -37,14 +46,31 @@ class ConvTower(nn.Module):
         return self.layers(image)
 
 
+def dense(in_features: int, out_features: int, *, hidden: int = 0, dropout: float = 0.0,
+          batch_norm: bool = False) -> nn.Module:
+    """The fully-connected end of a structure: one linear layer (the paper's, a plain
+    ``nn.Linear``), optionally after dropout and a hidden layer [-> BatchNorm] -> ReLU."""
+    drop = [nn.Dropout(dropout)] if dropout else []
+    if not hidden:
+        return nn.Sequential(*drop, nn.Linear(in_features, out_features)) if drop else \
+            nn.Linear(in_features, out_features)
+    return nn.Sequential(
+        *drop, nn.Linear(in_features, hidden),
+        *([nn.BatchNorm1d(hidden)] if batch_norm else []), nn.ReLU(),
+        *drop, nn.Linear(hidden, out_features),
+    )
+
+
 class Independent(nn.Module):
     """Fig. 1: two distinct towers, flatten, concatenate, one linear layer."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int):
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
+                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.tower1 = ConvTower(channels, kernel)
-        self.tower2 = ConvTower(channels, kernel)
-        self.classifier = nn.Linear(2 * self.tower1.out_features, 2)
+        self.tower1 = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
+        self.tower2 = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
+        self.classifier = dense(2 * self.tower1.out_features, 2, hidden=hidden, dropout=dropout,
+                                batch_norm=batch_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         first = self.tower1(x[:, 0:1])
@@ -55,10 +81,12 @@ class Independent(nn.Module):
 class Shared(nn.Module):
     """Fig. 2: one tower applied to both digits (the very same parameters), one linear layer."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int):
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
+                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.tower = ConvTower(channels, kernel)
-        self.classifier = nn.Linear(2 * self.tower.out_features, 2)
+        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
+        self.classifier = dense(2 * self.tower.out_features, 2, hidden=hidden, dropout=dropout,
+                                batch_norm=batch_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         features = _shared_features(self.tower, x)
@@ -68,15 +96,62 @@ class Shared(nn.Module):
 class SharedAux(nn.Module):
     """Fig. 3: shared tower -> shared linear to 10 digit logits per image -> linear head on 20."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int):
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
+                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.tower = ConvTower(channels, kernel)
-        self.digit = nn.Linear(self.tower.out_features, NUM_CLASSES)
+        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
+        self.digit = dense(self.tower.out_features, NUM_CLASSES, hidden=hidden, dropout=dropout,
+                           batch_norm=batch_norm)
         self.head = nn.Linear(2 * NUM_CLASSES, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        digits = self.digit(_shared_features(self.tower, x))  # (n, 2, 10)
+        digits = _per_image(self.digit, _shared_features(self.tower, x))  # (n, 2, 10)
         return self.head(digits.flatten(1)), digits
+
+
+class Digits(nn.Module):
+    """Beyond the paper: the shared tower classifies each image into 10 digit logits, and the
+    comparison is decided from the two digit posteriors, P(first > second) =
+    sum_{i>j} p1(i) p2(j) (:func:`comparison_logits`). No parameter decides the comparison:
+    the main loss (eq. 1 on that posterior) and the digit losses (eq. 2) both train the tower."""
+
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
+                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
+        self.digit = dense(self.tower.out_features, NUM_CLASSES, hidden=hidden, dropout=dropout,
+                           batch_norm=batch_norm)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        features = self.tower(x.reshape(2 * n, 1, IMAGE_SIZE, IMAGE_SIZE))
+        digits = self.digit(features).reshape(n, 2, NUM_CLASSES)
+        return comparison_logits(digits), digits
+
+
+def comparison_logits(digit_logits: torch.Tensor) -> torch.Tensor:
+    """(n, 2) logits [log(1 - P), log P] with P = P(first > second) = sum_{i>j} p1(i) p2(j),
+    the digits independent given the images; p = softmax of ``digit_logits`` (n, 2, 10).
+
+    Computed in log space (logsumexp over the 45 pairs i > j and the 55 pairs i <= j), so
+    softmax of the result is exactly (1 - P, P), cross-entropy on it is the negative log
+    likelihood of the comparison, and its argmax decides P > 1/2.
+    """
+    log_p = digit_logits.float().log_softmax(-1)
+    joint = log_p[:, 0, :, None] + log_p[:, 1, None, :]  # (n, 10, 10): log p1(i) + log p2(j)
+    classes = torch.arange(NUM_CLASSES, device=digit_logits.device)
+    greater = classes[:, None] > classes[None, :]
+    log_greater = joint.masked_fill(~greater, float("-inf")).logsumexp((1, 2))
+    log_not_greater = joint.masked_fill(greater, float("-inf")).logsumexp((1, 2))
+    return torch.stack([log_not_greater, log_greater], dim=1)
+
+
+def _per_image(module: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """A dense module on (n, 2, features) per image (batch norm needs the images as rows)."""
+    if isinstance(module, nn.Linear):
+        return module(features)
+    n = features.shape[0]
+    return module(features.reshape(2 * n, -1)).reshape(n, 2, -1)
 
 
 def _shared_features(tower: ConvTower, x: torch.Tensor) -> torch.Tensor:
@@ -89,12 +164,21 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "independent": Independent,
     "shared": Shared,
     "shared-aux": SharedAux,
+    "digits": Digits,
 }
+#: Structures whose models also return digit logits (trained with the digit losses of eq. 2).
+DIGIT_STRUCTURES: tuple[str, ...] = ("shared-aux", "digits")
+
+
+def model_options(config: RunConfig) -> dict:
+    """The model keyword arguments of a configuration (the options beyond the paper)."""
+    return {"batch_norm": config.batch_norm, "pooling": config.pooling, "hidden": config.hidden,
+            "dropout": config.dropout}
 
 
 def build_model(config: RunConfig) -> nn.Module:
     """The model of a configuration, freshly initialised from torch's current RNG."""
-    return MODEL_CLASSES[config.structure](config.channels, config.kernel)
+    return MODEL_CLASSES[config.structure](config.channels, config.kernel, **model_options(config))
 
 
 def parameter_count(model: nn.Module) -> int:

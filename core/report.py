@@ -15,6 +15,7 @@ TABLE_TITLES = {
     "independent": "Training performance using two independent CNNs",
     "shared": "Training performance using weight sharing",
     "shared-aux": "Training performance using weight sharing and auxiliary losses",
+    "digits": "Beyond the paper (digits): the comparison from the two digit posteriors",
 }
 FORMATS = ("rich", "markdown", "latex", "csv", "json")
 
@@ -57,27 +58,29 @@ def paper_tables(rows: list[SetupRow]) -> list[Table]:
         number = TABLE_NUMBERS.get(structure, "")
         title = f"Table {number}: {TABLE_TITLES.get(structure, structure)}".replace("Table : ", "")
         body = []
+        options = any(r.options for r in group)  # a column only where some setup has them
         for r in group:
             n = f"{r.done}/{r.total}" + ("" if r.complete else " (unfinished)")
             body.append(
                 [
                     Cell(r.arch),
                     Cell(str(r.kernel)),
+                    *([Cell(r.options or "-")] if options else []),
                     Cell(format_mean_std(r.metrics["train_loss"])),
                     Cell(format_mean_std(r.metrics["val_loss"]), "val_loss" in r.bold),
                     Cell(format_mean_std(r.metrics["val_acc"], percent=True), "val_acc" in r.bold),
                     Cell(n),
                 ]
             )
-        duplicates = len({(r.arch, r.kernel) for r in group}) < len(group)
+        duplicates = len({(r.arch, r.kernel, r.options) for r in group}) < len(group)
         notes = (
             ["Some setups appear more than once: they differ in other hyperparameters."]
             if duplicates
             else []
         )
-        tables.append(
-            Table(title, ["A", "K", "Train Loss", "Val. Loss", "Val. Acc. (%)", "n"], body, notes)
-        )
+        columns = ["A", "K", *(["Options"] if options else []), "Train Loss", "Val. Loss",
+                   "Val. Acc. (%)", "n"]
+        tables.append(Table(title, columns, body, notes))
     return tables
 
 
@@ -85,7 +88,7 @@ def best_table(comparison: BestComparison) -> Table:
     """The paper's final comparison: the best setup of each structure on the test set."""
     body = [
         [
-            Cell(b.structure),
+            Cell(f"{b.structure} ({b.row.options})" if b.row.options else b.structure),
             Cell(b.row.arch),
             Cell(str(b.row.kernel)),
             Cell(format_mean_std(b.row.metrics["val_acc"], percent=True)),
@@ -150,7 +153,8 @@ def setup_records(rows: list[SetupRow]) -> list[dict]:
     records = []
     for r in rows:
         record = {"structure": r.structure, "arch": r.arch, "kernel": r.kernel,
-                  "config_id": r.config_id, "done": r.done, "total": r.total}
+                  "options": r.options, "config_id": r.config_id, "done": r.done,
+                  "total": r.total}
         for name, value in r.metrics.items():
             record[f"{name}_mean"] = None if not value.n else value.mean
             record[f"{name}_std"] = value.std

@@ -5,10 +5,11 @@ Aggregation happens in SQL (sums and sums of squares), so tables of very large g
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
-from core.config import ARCHITECTURES, STRUCTURES
+from core.config import ARCHITECTURES, STRUCTURES, options_label
 from core.store import Store
 
 METRICS = ("train_loss", "val_loss", "val_acc")
@@ -48,6 +49,8 @@ class SetupRow:
     total: int
     metrics: dict[str, MeanStd]
     bold: set[str] = field(default_factory=set)
+    #: the options beyond the paper that differ from their default (``bn drop 0.3``), or ""
+    options: str = ""
 
     @property
     def complete(self) -> bool:
@@ -83,7 +86,7 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
                    count(val_acc) AS n, {_sum_columns(METRICS, "finals")}
             FROM finals GROUP BY config_id
         )
-        SELECT c.id, c.structure, c.arch, c.kernel, agg.*
+        SELECT c.id, c.structure, c.arch, c.kernel, c.options, agg.*
         FROM configs c JOIN agg ON agg.config_id = c.id
     """
     rows = []
@@ -97,7 +100,8 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
         }
         rows.append(
             SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
-                     raw["total"], metrics)
+                     raw["total"], metrics,
+                     options=options_label(json.loads(raw["options"])) if raw["options"] else "")
         )
     rows.sort(key=_paper_order)
     _mark_best(rows)

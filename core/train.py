@@ -159,8 +159,9 @@ def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr)
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> bytes:
@@ -201,6 +202,8 @@ def run_training(
             source=config.data, data_dir=data_dir,
         )
     train, val, test = (_to(split, device) for split in (data.train, data.val, data.test))
+    if config.augments:
+        from core.augment import augment_generator, augment_split
     torch.manual_seed(seed)
     model = build_model(config).to(device)
     optimizer = make_optimizer(config, model)
@@ -214,8 +217,11 @@ def run_training(
         for group in optimizer.param_groups:
             group["lr"] = lr
         generator = torch.Generator().manual_seed(seed + epoch)
+        pairs = train
+        if config.augments:  # drawn on the CPU from (run seed, epoch), as the vectorised path
+            pairs = _to(augment_split(data.train, config, augment_generator(seed, epoch)), device)
         fit = train_one_epoch(
-            model, optimizer, train, batch_size=config.batch_size,
+            model, optimizer, pairs, batch_size=config.batch_size,
             aux_weight=config.aux_weight, generator=generator, precision=config.precision,
         )
         if not math.isfinite(fit["loss"]):

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from core.config import RunConfig, lr_at, run_seed
+from core.config import RunConfig, lr_at, run_seed, vectorizable
 from core.data import PairData, draw_pairs
-from core.models import build_model
+from core.models import DIGIT_STRUCTURES, build_model
 from core.train import EVAL_BATCH, EpochMetrics, RunInterrupted, TestMetrics, autocast, make_optimizer
 
 
@@ -49,6 +49,9 @@ class VectorizedRuns:
 
     def __init__(self, config: RunConfig, reps: list[int], device: str,
                  checkpoints: list[bytes | None]):
+        if not vectorizable(config):
+            raise ValueError(f"{config.label} {config.options_label()} cannot be vectorised "
+                             "(batch norm or dropout): train its runs one at a time")
         self.config, self.reps, self.device = config, reps, device
         models, states = [], []
         for rep, state in zip(reps, checkpoints):
@@ -68,7 +71,7 @@ class VectorizedRuns:
         self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         self.buffers = buffers
         self.base = copy.deepcopy(models[0]).to("meta")
-        self.has_digits = config.structure == "shared-aux"
+        self.has_digits = config.structure in DIGIT_STRUCTURES
         out_dims = (0, 0) if self.has_digits else (0, None)
         self.forward = vmap(self._call, in_dims=(0, 0, 0), out_dims=out_dims)
         self.optimizer = make_optimizer(config, _ParamList(list(self.params.values())))
@@ -219,7 +222,13 @@ def run_group(
         if should_stop():
             raise RunInterrupted(f"stopped before epoch {epoch}")
         started = time.perf_counter()
-        fit = group.train_epoch(train, epoch)
+        pairs = train
+        if config.augments:  # each repetition's own draw, as on the one-at-a-time path
+            from core.augment import augment_generator, augment_split
+
+            pairs = _stack([augment_split(d.train, config, augment_generator(run_seed(config, rep), epoch))
+                            for d, rep in zip(data, reps)], device)
+        fit = group.train_epoch(pairs, epoch)
         held_out = group.evaluate(val)
         seconds = (time.perf_counter() - started) / len(reps)
         for i in list(alive):

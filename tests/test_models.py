@@ -8,11 +8,11 @@ SETUPS = [(s, a, k) for s in STRUCTURES for a in ARCHITECTURES for k in KERNELS]
 
 
 @pytest.mark.parametrize(("structure", "arch", "kernel"), SETUPS)
-def test_output_shapes_of_all_36_setups(structure, arch, kernel):
+def test_output_shapes_of_all_setups(structure, arch, kernel):
     model = build_model(RunConfig(structure=structure, arch=arch, kernel=kernel))
     logits, digits = model(torch.randn(5, 2, 14, 14))
     assert logits.shape == (5, 2)
-    if structure == "shared-aux":
+    if structure in ("shared-aux", "digits"):
         assert digits.shape == (5, 2, 10)
     else:
         assert digits is None
@@ -45,4 +45,6 @@ def test_parameter_counts():
     assert parameter_count(independent) == 2 * conv + (2 * features * 2 + 2)
     aux = build_model(RunConfig(structure="shared-aux", arch="A1", kernel=3))
     assert parameter_count(aux) == conv + (features * 10 + 10) + (20 * 2 + 2)
-    assert len(model_catalog()) == 36
+    assert len(model_catalog()) == 48  # the paper's 36 and digits'
+    digits = build_model(RunConfig(structure="digits", arch="A1", kernel=3))
+    assert parameter_count(digits) == conv + (features * 10 + 10)
