@@ -41,7 +41,9 @@ def _multi(help_text: str, default: object = None):
                         show_default=False)
 
 
-StructureOpt = Annotated[Multi, _multi("independent, shared or shared-aux.", DEFAULTS.structure)]
+StructureOpt = Annotated[Multi, _multi("independent, shared or shared-aux (the paper's), or digits "
+                                       "(comparison from the two digit posteriors).",
+                                       DEFAULTS.structure)]
 ArchOpt = Annotated[Multi, _multi("Table I architecture A1-A6.", DEFAULTS.arch)]
 KernelOpt = Annotated[Multi, _multi("Convolution kernel, 3 or 5.", DEFAULTS.kernel)]
 EpochsOpt = Annotated[Multi, _multi("Epochs.", DEFAULTS.epochs)]
@@ -51,9 +53,28 @@ LrStepOpt = Annotated[Multi, _multi("Multiply the lr by --lr-gamma every this ma
 LrGammaOpt = Annotated[Multi, _multi("Learning-rate decay factor.", DEFAULTS.lr_gamma)]
 OptimizerOpt = Annotated[Multi, _multi("sgd or adam.", DEFAULTS.optimizer)]
 BatchOpt = Annotated[Multi, _multi("Mini-batch size.", DEFAULTS.batch_size)]
-AuxOpt = Annotated[Multi, _multi("Weight of the digit losses (shared-aux).", DEFAULTS.aux_weight)]
+AuxOpt = Annotated[Multi, _multi("Weight of the digit losses (shared-aux, digits).",
+                                 DEFAULTS.aux_weight)]
 SeedOpt = Annotated[Multi, _multi("Base seed of data draws and initialisations.", DEFAULTS.seed)]
 PrecisionOpt = Annotated[Multi, _multi("fp32 or bf16 (autocast).", DEFAULTS.precision)]
+# Beyond the paper (each at a default that is the paper's protocol); on/off values: on or off.
+BatchNormOpt = Annotated[Multi, _multi("Batch normalisation after each convolution: on or off.",
+                                       "off")]
+DropoutOpt = Annotated[Multi, _multi("Dropout probability before each fully-connected layer.",
+                                     DEFAULTS.dropout)]
+PoolingOpt = Annotated[Multi, _multi("Pooling of the tower: max or avg.", DEFAULTS.pooling)]
+HiddenOpt = Annotated[Multi, _multi("Units of a hidden fully-connected layer (0: none).",
+                                    DEFAULTS.hidden)]
+MomentumOpt = Annotated[Multi, _multi("SGD momentum.", DEFAULTS.momentum)]
+WeightDecayOpt = Annotated[Multi, _multi("L2 weight decay.", DEFAULTS.weight_decay)]
+RepairOpt = Annotated[Multi, _multi("Augment: pair the training digits anew each epoch: on or off.",
+                                    "off")]
+ShiftOpt = Annotated[Multi, _multi("Augment: shift training images by up to this many pixels.",
+                                   DEFAULTS.shift)]
+RotateOpt = Annotated[Multi, _multi("Augment: rotate training images by up to this many degrees.",
+                                    DEFAULTS.rotate)]
+SwapOpt = Annotated[Multi, _multi("Augment: swap the two images of half the training pairs "
+                                  "(label recomputed): on or off.", "off")]
 RepsOpt = Annotated[int, typer.Option(help="Repetitions (new weights and new data each).")]
 DataOpt = Annotated[str, typer.Option(help="sample (embedded 5000 MNIST digits) or mnist (full, "
                                            "torchvision).")]
@@ -99,6 +120,9 @@ def run(
     epochs: EpochsOpt = None, lr: LrOpt = None, lr_step: LrStepOpt = None,
     lr_gamma: LrGammaOpt = None, optimizer: OptimizerOpt = None, batch_size: BatchOpt = None,
     aux_weight: AuxOpt = None, seed: SeedOpt = None, precision: PrecisionOpt = None,
+    batch_norm: BatchNormOpt = None, dropout: DropoutOpt = None, pooling: PoolingOpt = None,
+    hidden: HiddenOpt = None, momentum: MomentumOpt = None, weight_decay: WeightDecayOpt = None,
+    repair: RepairOpt = None, shift: ShiftOpt = None, rotate: RotateOpt = None, swap: SwapOpt = None,
     data: DataOpt = DEFAULTS.data, data_dir: DataDirOpt = None,
     train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
     test_pairs: PairsOpt = DEFAULTS.test_pairs,
@@ -110,7 +134,10 @@ def run(
         _grid_options(structure=structure, arch=arch, kernel=kernel, epochs=epochs, lr=lr,
                       lr_step=lr_step, lr_gamma=lr_gamma, optimizer=optimizer,
                       batch_size=batch_size, aux_weight=aux_weight, seed=seed,
-                      precision=precision),
+                      precision=precision, batch_norm=batch_norm, dropout=dropout,
+                      pooling=pooling, hidden=hidden, momentum=momentum,
+                      weight_decay=weight_decay, repair=repair, shift=shift, rotate=rotate,
+                      swap=swap),
         _base(data, train_pairs, val_pairs, test_pairs), reps,
     )
     api.check_workers(workers)
@@ -131,6 +158,9 @@ def queue(
     epochs: EpochsOpt = None, lr: LrOpt = None, lr_step: LrStepOpt = None,
     lr_gamma: LrGammaOpt = None, optimizer: OptimizerOpt = None, batch_size: BatchOpt = None,
     aux_weight: AuxOpt = None, seed: SeedOpt = None, precision: PrecisionOpt = None,
+    batch_norm: BatchNormOpt = None, dropout: DropoutOpt = None, pooling: PoolingOpt = None,
+    hidden: HiddenOpt = None, momentum: MomentumOpt = None, weight_decay: WeightDecayOpt = None,
+    repair: RepairOpt = None, shift: ShiftOpt = None, rotate: RotateOpt = None, swap: SwapOpt = None,
     data: DataOpt = DEFAULTS.data,
     train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
     test_pairs: PairsOpt = DEFAULTS.test_pairs, db: DbOption = None,
@@ -140,7 +170,10 @@ def queue(
         _grid_options(structure=structure, arch=arch, kernel=kernel, epochs=epochs, lr=lr,
                       lr_step=lr_step, lr_gamma=lr_gamma, optimizer=optimizer,
                       batch_size=batch_size, aux_weight=aux_weight, seed=seed,
-                      precision=precision),
+                      precision=precision, batch_norm=batch_norm, dropout=dropout,
+                      pooling=pooling, hidden=hidden, momentum=momentum,
+                      weight_decay=weight_decay, repair=repair, shift=shift, rotate=rotate,
+                      swap=swap),
         _base(data, train_pairs, val_pairs, test_pairs), reps,
     )
     with api.open_store(db) as store:

@@ -18,6 +18,7 @@ from core.config import (
     ARCHITECTURES,
     DEFAULT_REPS,
     KERNELS,
+    PAPER_STRUCTURES,
     STRUCTURES,
     ConfigError,
     RunConfig,
@@ -44,12 +45,24 @@ SCALAR_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("train_pairs", "Train pairs", str(DEFAULTS.train_pairs)),
     ("val_pairs", "Val. pairs", str(DEFAULTS.val_pairs)),
     ("test_pairs", "Test pairs", str(DEFAULTS.test_pairs)),
+    # beyond the paper: at the defaults, the paper's protocol
+    ("batch_norm", "Batch norm", "off"),
+    ("dropout", "Dropout", f"{DEFAULTS.dropout:g}"),
+    ("pooling", "Pooling", DEFAULTS.pooling),
+    ("hidden", "Hidden units", str(DEFAULTS.hidden)),
+    ("momentum", "Momentum", f"{DEFAULTS.momentum:g}"),
+    ("weight_decay", "Weight decay", f"{DEFAULTS.weight_decay:g}"),
+    ("repair", "Aug. re-pair", "off"),
+    ("swap", "Aug. swap", "off"),
+    ("shift", "Aug. shift (px)", str(DEFAULTS.shift)),
+    ("rotate", "Aug. rotate (°)", f"{DEFAULTS.rotate:g}"),
 )
 #: Fields of the base configuration (one value each).
 BASE_FIELDS = ("data", "train_pairs", "val_pairs", "test_pairs")
 #: Fields that may take several values (their product is queued).
 GRID_SCALARS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size", "aux_weight",
-                "seed", "precision")
+                "seed", "precision", "batch_norm", "dropout", "pooling", "hidden", "momentum",
+                "weight_decay", "repair", "swap", "shift", "rotate")
 LISTS = ("structure", "arch", "kernel")
 
 
@@ -111,8 +124,9 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     if plan.errors:
         return plan
     options = {name: values[name] for name in GRID_SCALARS}
-    everything = all(len(lists[n]) == len(all_values) for n, all_values in
-                     (("structure", STRUCTURES), ("arch", ARCHITECTURES), ("kernel", KERNELS)))
+    everything = set(lists["structure"]) == set(PAPER_STRUCTURES) and all(
+        len(lists[n]) == len(all_values) for n, all_values in
+        (("arch", ARCHITECTURES), ("kernel", KERNELS)))
     try:
         if everything:
             plan.preset = "paper"
@@ -264,9 +278,14 @@ class QueueScreen(PairsScreen):
         (self.query_one("#q-structure") if go.disabled else go).focus()
 
     def action_paper_preset(self) -> None:
-        """The paper's grid: every structure, architecture and kernel (protocol kept)."""
+        """The paper's grid: the paper's structures, every architecture and kernel (protocol
+        kept)."""
         for name in LISTS:
             self.query_one(f"#q-{name}", SelectionList).select_all()
+        structures = self.query_one("#q-structure", SelectionList)
+        for structure in STRUCTURES:
+            if structure not in PAPER_STRUCTURES:
+                structures.deselect(structure)
         self.notify("paper grid: 3 structures x 6 architectures x 2 kernels; ^s queues it")
 
     def action_reset(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from core.config import RunConfig
+from core.config import RunConfig, options_label
 
 DEFAULTS = RunConfig()
 
@@ -21,7 +22,7 @@ def protocol_label(row: Mapping) -> str:
         f"{row['optimizer']}",
         f"b{row['batch_size']}",
     ]
-    if row["structure"] == "shared-aux" or row["aux_weight"] != DEFAULTS.aux_weight:
+    if row["structure"] in ("shared-aux", "digits") or row["aux_weight"] != DEFAULTS.aux_weight:
         parts.append(f"aux {row['aux_weight']:g}")
     if row["seed"] != DEFAULTS.seed:
         parts.append(f"seed {row['seed']}")
@@ -32,4 +33,8 @@ def protocol_label(row: Mapping) -> str:
         parts.append("pairs {}/{}/{}".format(*pairs))
     if row.get("precision", DEFAULTS.precision) != DEFAULTS.precision:
         parts.append(row["precision"])
+    if row.get("options"):  # the options beyond the paper that differ from their default
+        extra = options_label(json.loads(row["options"]))
+        if extra:
+            parts.append(extra)
     return " ".join(parts)
