@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +91,20 @@ VectorizeOpt = Annotated[bool, typer.Option(help="Train a configuration's repeti
                                                  "vectorised model (same numbers, faster).")]
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = Annotated[Executor, typer.Option(help="local (worker processes here) or ray (tasks on a Ray "
+                                                    "cluster; needs the ray extra).")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a "
+                                                     "local Ray instance).", show_default=False)]
+MaxRetriesOpt = Annotated[int, typer.Option(min=0, help="Times a run whose worker (or node) is lost is "
+                                                        "tried again from its last checkpoint before it "
+                                                        "fails.")]
+
+
 def _grid_options(**values) -> dict:
     return {k: v for k, v in values.items() if v}
 
@@ -127,6 +142,7 @@ def run(
     train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
     test_pairs: PairsOpt = DEFAULTS.test_pairs,
     workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
+    executor: ExecutorOpt = Executor.local, address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
     db: DbOption = None,
 ) -> None:
     """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
@@ -145,7 +161,8 @@ def run(
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
-        summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize)
+        summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
+                                      executor=executor.value, address=address, max_retries=max_retries)
         for line in api.run_summary(store, configs):
             out.print(line)
     _exit_for(summary)
@@ -208,17 +225,19 @@ def grid(
 @app.command()
 def work(
     workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
-    vectorize: VectorizeOpt = True, db: DbOption = None,
+    vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor.local, address: AddressOpt = None,
+    max_retries: MaxRetriesOpt = 4, db: DbOption = None,
 ) -> None:
-    """Run the queue with worker processes until it is empty (Ctrl-C stops after the epoch)."""
+    """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
     device = api.check_device(device)
     with api.open_store(db, create=False) as store:
-        total = store.status_counts()["queued"]
-        if total == 0:
+        counts = store.status_counts()
+        if counts["queued"] + counts["running"] == 0:  # running: maybe left by a killed driver
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
             return
-        summary = _work_with_progress(store, None, workers, device, data_dir, vectorize)
+        summary = _work_with_progress(store, None, workers, device, data_dir, vectorize,
+                                      executor=executor.value, address=address, max_retries=max_retries)
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
     _exit_for(summary)
 
@@ -306,7 +325,7 @@ def _rich_table(t: Table) -> RichTable:
     return table
 
 
-def _work_with_progress(store, configs, workers, device, data_dir, vectorize):
+def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **executor):
     total_epochs = api.pending_epochs(store, configs)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("eta"), TimeRemainingColumn()]
@@ -321,7 +340,7 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize):
                 progress.advance(runs_task)
 
         summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
-                           configs=configs, on_event=on_event, vectorize=vectorize)
+                           configs=configs, on_event=on_event, vectorize=vectorize, **executor)
     return summary
 
 
