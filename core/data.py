@@ -94,35 +94,75 @@ def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     )
 
 
+#: The four files of MNIST (uncompressed, as torchvision keeps them in ``MNIST/raw``).
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+#: Images in MNIST's training and test sets.
+MNIST_SIZES = {True: 60000, False: 10000}
+
+
 @lru_cache(maxsize=2)
 def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
-    """Full MNIST via torchvision: its train set is the training pool, its test set the test pool."""
+    """Full MNIST via torchvision: its train set is the training pool, its test set the test pool.
+
+    Missing files are downloaded; files that are there but damaged (garbage, cut short, the wrong
+    number of images or labels, labels outside 0-9) are a DataError naming the folder.
+    """
     try:
         from torchvision.datasets import MNIST
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
         raise DataError("--data mnist needs torchvision: pip install torchvision") from exc
+    raw = Path(data_dir, "MNIST", "raw")
+    damaged = ("delete them (or put intact copies there) and run again to download, "
+               "or use --data sample")
 
     def load(train: bool) -> DigitPool:
-        try:
-            dataset = MNIST(data_dir, train=train, download=False)
-        except RuntimeError:
+        if all((raw / name).is_file() for name in MNIST_FILES):
+            try:
+                dataset = MNIST(data_dir, train=train, download=False)
+            except Exception as exc:  # noqa: BLE001 - whatever the parser trips on
+                raise DataError(f"the MNIST files in {raw} are unreadable ({_reason(exc)}): "
+                                f"{damaged}") from None
+        else:
             try:
                 dataset = MNIST(data_dir, train=train, download=True)
             except Exception as exc:  # noqa: BLE001 - any download failure means the same fix
+                archives = [name for name in MNIST_FILES if (raw / f"{name}.gz").is_file()]
+                if archives:
+                    raise DataError(
+                        f"the MNIST archives in {raw} ({', '.join(a + '.gz' for a in archives)}) "
+                        f"could not be used ({_reason(exc)}) and no download was possible: "
+                        f"{damaged}"
+                    ) from None
                 raise DataError(
-                    f"MNIST is not in {data_dir}/MNIST/raw and could not be downloaded "
+                    f"MNIST is not in {raw} and could not be downloaded "
                     f"({type(exc).__name__}): put train-images-idx3-ubyte.gz, "
                     f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
                     f"t10k-labels-idx1-ubyte.gz there, or use --data sample"
                 ) from None
-        except Exception as exc:  # noqa: BLE001 - corrupt files
+        images, classes = dataset.data.numpy(), dataset.targets.numpy().astype(np.int64)
+        expected = MNIST_SIZES[train]
+        part = "training" if train else "test"
+        if images.shape != (expected, 28, 28) or classes.shape != (expected,):
             raise DataError(
-                f"the MNIST files in {data_dir}/MNIST are unreadable ({exc}): delete that folder "
-                f"and download again, or use --data sample"
-            ) from None
-        return DigitPool(dataset.data.numpy(), dataset.targets.numpy().astype(np.int64))
+                f"the MNIST files in {raw} are incomplete: the {part} set has "
+                f"{images.shape[0] if images.ndim else 0} images of shape "
+                f"{tuple(images.shape[1:])} and {classes.shape[0] if classes.ndim else 0} labels, "
+                f"MNIST has {expected} of 28x28: {damaged}"
+            )
+        if classes.size and (classes.min() < 0 or classes.max() > 9):
+            odd = int(classes.max()) if classes.max() > 9 else int(classes.min())
+            raise DataError(f"the MNIST files in {raw} are corrupt: the {part} labels hold "
+                            f"{odd}, digits are 0-9: {damaged}")
+        return DigitPool(images, classes)
 
     return load(True), load(False)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple[DigitPool, DigitPool]:

@@ -15,6 +15,7 @@ import random
 import socket
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from core._sqlite_utils import sqlite_utils
 from core.config import ConfigError, RunConfig, run_seed
 
 SCHEMA_VERSION = 2
+#: Databases up to this size are checked (PRAGMA quick_check) when opened: ~5 ms per MB.
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_DB = "runs.db"
@@ -51,7 +54,20 @@ EPOCH_COLUMNS = {
 
 
 class StoreError(RuntimeError):
-    """The database cannot be used; the message names the problem and the fix."""
+    """The database cannot be used; the message names the problem and the fix.
+
+    Always one line: control characters (a newline in a --db path) are shown escaped.
+    """
+
+    def __init__(self, message: str = ""):
+        super().__init__(_one_line(str(message)))
+
+
+def _one_line(text: str) -> str:
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 class DatabaseUnusable(StoreError, sqlite3.DatabaseError):
@@ -184,9 +200,17 @@ class Store:
         _check_file(self.path, create=create)
         conn = None
         try:
-            conn = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-            )
+            if not create and _read_only_copy(self.path):
+                # A database in a read-only folder (a shipped result, a read-only mount) that no
+                # one has open: SQLite cannot create its -wal/-shm there, so read it as immutable.
+                conn = sqlite3.connect(
+                    f"file:{urllib.parse.quote(str(self.path.resolve()))}?immutable=1", uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(
+                    str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+                )
             self.db = _Database(conn)
             self.db.path = self.path
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -201,6 +225,7 @@ class Store:
 
     # -- opening -----------------------------------------------------------------------------
     def _prepare(self, create: bool) -> None:
+        self._check_integrity()
         version = self.schema_version()
         if version is None:
             if not create:
@@ -240,13 +265,32 @@ class Store:
         """
         host = socket.gethostname()
         try:
-            rows = self.db.execute(
-                "SELECT worker FROM runs WHERE status = 'running' AND host = ?", [host]
-            ).fetchall()
-            if any(not _pid_alive(worker) for (worker,) in rows):
+            rows = self.db.execute("SELECT worker FROM runs WHERE status = 'running'").fetchall()
+            if any((worker or "").rsplit(":", 1)[0] == host and not _pid_alive(worker)
+                   for (worker,) in rows):
                 self.requeue_stale(float("inf"), host=host)
         except (sqlite3.OperationalError, StoreError):
             pass  # read-only or busy: `pairs work` requeues them when it starts
+
+    def _check_integrity(self) -> None:
+        """Refuse a damaged file before anything reads or writes it (``PRAGMA quick_check``).
+
+        A few milliseconds per MB: done for files up to ``QUICK_CHECK_MAX_BYTES``; a larger file
+        is checked page by page as it is read (SQLite then reports "malformed").
+        """
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > QUICK_CHECK_MAX_BYTES:
+            return
+        (result,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+        if result != "ok":
+            first = str(result).strip().splitlines()[-1]
+            raise DatabaseUnusable(
+                f"{self.path} is corrupted (quick_check: {first}): restore a backup, or recover "
+                f"what is readable with: sqlite3 {self.path} .recover | sqlite3 recovered.db"
+            )
 
     def schema_version(self) -> int | None:
         if "meta" not in self.db.table_names():
@@ -685,6 +729,16 @@ def _check_file(path: Path, *, create: bool) -> None:
         raise StoreError(f"{path} is not an SQLite database: pass a pairs database with --db")
     if create and not os.access(path, os.W_OK):
         raise StoreError(f"{path} is read-only: make it writable (chmod u+w) or choose another --db")
+
+
+def _read_only_copy(path: Path) -> bool:
+    """An existing database in a folder we cannot write, and not open anywhere (no -wal/-shm)."""
+    return (
+        path.is_file()
+        and not os.access(path.parent, os.W_OK)
+        and not Path(f"{path}-wal").exists()
+        and not Path(f"{path}-shm").exists()
+    )
 
 
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
