@@ -311,3 +311,79 @@ def test_a_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_
         assert work(s, workers=1, vectorize=False).done == 1
     _assert_complete(db, 1, 3)
     assert _results(db) == _results(reference_db)  # one run alone, resumed: bitwise equal
+
+
+# -- bad data and diverging training --------------------------------------------------------------
+def _idx(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack(f">I{len(dims)}I", magic, *dims) + payload
+
+
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+
+def _mnist(folder: Path, train_images: bytes, train_labels: bytes, test_images: bytes,
+           test_labels: bytes) -> Path:
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, blob in zip(MNIST_NAMES, (train_images, train_labels, test_images, test_labels)):
+        (raw / name).write_bytes(blob)
+    return folder
+
+
+def test_corrupt_mnist_files_are_a_one_line_error(tmp_path, fresh_db):
+    from core.data import DataError, load_mnist_pools
+    from tests.test_bad_input_props import call
+
+    garbage = _mnist(tmp_path / "garbage", *(b"garbage" * 50,) * 4)
+    before = fresh_db.read_bytes()
+    code, _, err = call(["run", "--data", "mnist", "--data-dir", str(garbage), "--arch", "A1",
+                         "--db", str(fresh_db)], tmp_path)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "are unreadable" in lines[0], err
+    assert "--data sample" in lines[0] and fresh_db.read_bytes() == before
+
+    def images(n: int) -> bytes:
+        return _idx(2051, (n, 28, 28), bytes(n * 28 * 28))
+
+    def labels(n: int, first: int = 0) -> bytes:
+        return _idx(2049, (n,), bytes([first]) + bytes(n - 1))
+
+    cases = {
+        "cut short": ((images(60000)[:100_000], labels(60000), images(10000), labels(10000)),
+                      "unreadable"),
+        "too few": ((images(100), labels(100), images(10), labels(10)), "incomplete"),
+        "labels do not match": ((images(60000), labels(59000), images(10000), labels(10000)),
+                                "incomplete"),
+        "not a digit": ((images(60000), labels(60000, first=200), images(10000), labels(10000)),
+                        "digits are 0-9"),
+    }
+    for name, (blobs, message) in cases.items():
+        folder = _mnist(tmp_path / name.replace(" ", "-"), *blobs)
+        with pytest.raises(DataError, match=message) as caught:
+            load_mnist_pools(str(folder))
+        assert "\n" not in str(caught.value) and "--data sample" in str(caught.value)
+
+
+def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeues_it(
+        tmp_path, fresh_db):
+    from tests.test_bad_input_props import call
+
+    flags = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "1",
+             "--train-pairs", "100", "--val-pairs", "10", "--test-pairs", "100", "--db", str(fresh_db)]
+    assert call(["queue", "--lr", "1e6", *flags], tmp_path)[0] == 0
+    assert call(["queue", "--lr", "0.01", *flags], tmp_path)[0] == 0
+    code, out, err = call(["work", "--workers", "1", "--db", str(fresh_db)], tmp_path)
+    assert code == 1 and "1 run(s) done, 1 failed" in out, (out, err)
+    assert "pairs retry" in err and "Traceback" not in err
+    code, out, _ = call(["status", "--db", str(fresh_db)], tmp_path)
+    assert "failed: 1" in out and "done: 1" in out
+    assert "TrainingDiverged" in out and "lower --lr" in out
+    code, out, _ = call(["retry", "--db", str(fresh_db)], tmp_path)
+    assert code == 0 and "re-queued 1 failed run(s)" in out
+    with open_store(fresh_db, create=False) as s:
+        assert s.status_counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0}
+        (run,) = s.run_rows(status="queued")
+        assert run["error"] is None
