@@ -126,7 +126,8 @@ def work(
             for lost in pool.lost_runs():
                 held.pop(lost, None)
                 deaths[lost] = deaths.get(lost, 0) + 1
-                _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts)
+                _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts,
+                             getattr(pool, "lost_reason", lambda _run: None)(lost))
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -182,6 +183,8 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
             summary.errors.append(f"{run}: {event[2]}")
         elif kind == "interrupted":
             store.release_run(run, me)
+        elif kind == "host":  # where a remote executor trains it
+            store.set_host(run, me, event[2])
     except LostClaim:
         pass  # requeued as stale meanwhile: its new holder writes it
     if kind in ("done", "failed", "interrupted"):
@@ -191,7 +194,7 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
 
 
 def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSummary, on_event,
-                 max_attempts: int) -> None:
+                 max_attempts: int, lost_reason: str | None = None) -> None:
     """Queue a run whose worker was lost again, or fail it after ``max_attempts`` losses.
 
     Only losses count (``deaths``, under this driver), not the run's claims: a run interrupted
@@ -199,7 +202,8 @@ def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSumm
     """
     try:
         if deaths >= max_attempts:
-            store.fail_run(run, me, f"its worker process died {deaths} times")
+            reason = f"its worker process died {deaths} times"
+            store.fail_run(run, me, f"{reason}: {lost_reason}" if lost_reason else reason)
             summary.failed += 1
         else:
             store.release_run(run, me)

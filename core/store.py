@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import random
 import socket
@@ -35,7 +36,7 @@ CONFIG_COLUMNS = {
     "id": str, "structure": str, "arch": str, "kernel": int, "epochs": int, "lr": float,
     "lr_step": int, "lr_gamma": float, "optimizer": str, "batch_size": int, "aux_weight": float,
     "data": str, "train_pairs": int, "val_pairs": int, "test_pairs": int, "seed": int,
-    "precision": str, "created_at": float,
+    "precision": str, "options": str, "created_at": float,
 }
 RUN_COLUMNS = {
     "id": str, "config_id": str, "rep": int, "seed": int, "status": str, "attempts": int,
@@ -413,7 +414,7 @@ class Store:
         with self.transaction() as db:
             before = db.execute("SELECT count(*) FROM runs").fetchone()[0]
             db["configs"].insert_all(
-                [{"id": c.id, **c.to_dict(), "created_at": now} for c in configs], ignore=True
+                [_config_row(c, now) for c in configs], ignore=True
             )
             db["runs"].insert_all(
                 [
@@ -584,7 +585,8 @@ class Store:
                 if row["worker"] == me:
                     continue
                 old = (row["heartbeat_at"] or 0) < now - timeout_s
-                dead = row["host"] == host and not _pid_alive(row["worker"])
+                driver_host = (row["worker"] or "").rsplit(":", 1)[0]
+                dead = driver_host == host and not _pid_alive(row["worker"])
                 if old or dead:
                     stale.append(row["id"])
             for chunk in _chunks(stale, 500):
@@ -594,6 +596,12 @@ class Store:
                     chunk,
                 )
         return stale
+
+    def set_host(self, run_id_: str, worker: str, host: str) -> None:
+        """Record the machine that trains a run (a Ray node), while this worker holds it."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET host = ? WHERE id = ? AND worker = ? AND status = 'running'",
+                       [host, run_id_, worker])
 
     # -- queries -----------------------------------------------------------------------------
     def status_counts(self) -> dict[str, int]:
@@ -630,7 +638,9 @@ class Store:
                 "sum(r.status = 'done') AS done, sum(r.status = 'running') AS running, "
                 "sum(r.status = 'queued') AS queued, sum(r.status = 'failed') AS failed, "
                 "(SELECT max(e.epoch) FROM epochs e JOIN runs rr ON rr.id = e.run_id "
-                " WHERE rr.config_id = c.id AND rr.status = 'running') AS current_epoch "
+                " WHERE rr.config_id = c.id AND rr.status = 'running') AS current_epoch, "
+                "(SELECT group_concat(DISTINCT rh.host) FROM runs rh "
+                " WHERE rh.config_id = c.id AND rh.status = 'running') AS hosts "
                 "FROM configs c LEFT JOIN runs r ON r.config_id = c.id "
                 "GROUP BY c.id ORDER BY c.created_at, c.structure, c.arch, c.kernel"
             )
@@ -673,6 +683,13 @@ class Store:
         )
 
 
+def _config_row(config: RunConfig, now: float) -> dict:
+    """A ``configs`` row: the paper's fields as columns, later ones as ``options`` JSON."""
+    extensions = config.extension_values()
+    row = {k: v for k, v in config.to_dict().items() if k not in extensions}
+    return {"id": config.id, **row, "options": json.dumps(extensions, sort_keys=True), "created_at": now}
+
+
 def run_id(config: RunConfig, rep: int) -> str:
     return f"{config.id}-r{rep:03d}"
 
@@ -687,7 +704,10 @@ def _add_precision(db: sqlite_utils.Database) -> None:
 
 
 def _add_final_metrics(db: sqlite_utils.Database) -> None:
-    """Version 1 -> 2: the final epoch's metrics on the run row (fast tables on huge grids)."""
+    """Version 1 -> 2: the final epoch's metrics on the run row (fast tables on huge grids), and
+    ``configs.options`` (JSON of the hyperparameters added after the paper's)."""
+    if "options" not in {c.name for c in db["configs"].columns}:
+        db.execute("ALTER TABLE configs ADD COLUMN options TEXT")
     columns = {c.name for c in db["runs"].columns}
     for name in ("final_train_loss", "final_val_loss", "final_val_acc"):
         if name not in columns:

@@ -250,10 +250,11 @@ def status(db: DbOption = None) -> None:
         out.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
         running = store.running()
         if running:
-            table = RichTable("run", "setup", "rep", "epoch", "worker", title="running")
+            table = RichTable("run", "setup", "rep", "epoch", "host", "driver", title="running")
             for r in running:
                 table.add_row(r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}",
-                              str(r["rep"]), f"{r['epoch'] or 0}/{r['epochs']}", r["worker"])
+                              str(r["rep"]), f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "",
+                              r["worker"] or "")
             out.print(table)
         for f in store.failures():
             out.print(f"[red]failed[/] {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: "
@@ -273,8 +274,9 @@ def table(
     """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV."""
     fmt = api.check_format(format)
     api.check_compare(compare)
+    structures = api.check_structures(structure)
     with api.open_store(db, create=False) as store:
-        rows = api.table_rows(store, structure)
+        rows = api.table_rows(store, structures)
     if fmt == "rich":
         for t in api.compare_tables(rows) if compare else api.paper_tables(rows):
             out.print(_rich_table(t))

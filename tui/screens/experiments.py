@@ -23,6 +23,7 @@ COLUMNS = (
     ("queued", "Queued", lambda r: r["queued"] or 0),
     ("failed", "Failed", lambda r: r["failed"] or 0),
     ("epoch", "Epoch", lambda r: r["current_epoch"] or 0),
+    ("hosts", "Host", lambda r: r.get("hosts") or ""),
     ("protocol", "Protocol", lambda r: protocol_label(r)),
 )
 SORT_KEYS = {key: sort for key, _, sort in COLUMNS}
@@ -164,6 +165,7 @@ class ExperimentsScreen(PairsScreen):
             str(row["queued"] or ""),
             Text(str(row["failed"] or ""), style="bold red"),
             epoch,
+            row.get("hosts") or "",
             protocol_label(row),
         )
 
