@@ -153,12 +153,12 @@ def setup_records(rows: list[SetupRow]) -> list[dict]:
     records = []
     for r in rows:
         record = {"structure": r.structure, "arch": r.arch, "kernel": r.kernel,
-                  "options": r.options, "config_id": r.config_id, "done": r.done,
-                  "total": r.total}
+                  "config_id": r.config_id, "done": r.done, "total": r.total}
         for name, value in r.metrics.items():
             record[f"{name}_mean"] = None if not value.n else value.mean
             record[f"{name}_std"] = value.std
         record["best"] = ",".join(sorted(r.bold))
+        record["options"] = r.options  # beyond the paper: non-default options, or ""
         records.append(record)
     return records
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import core
 from core import compare
-from core.config import DEFAULT_REPS, ConfigError, RunConfig
+from core.config import DEFAULT_REPS, EXTENSION_FIELDS, ConfigError, RunConfig
 from core.curves import epoch_curves, save_figure
 from core.report import Cell, Table, format_mean_std, to_markdown
 from core.stats import MeanStd, best_setups, setup_rows
@@ -153,7 +153,8 @@ def _protocol(store: Store, repo_root: Path) -> str:
         ["Setting", "Default", "In this database", "Paper"],
         [
             [Cell(f"`{name}`"), Cell(str(value)), Cell(used.get(name, "-")),
-             Cell(PAPER_SAYS.get(name) or "not stated")]
+             Cell(PAPER_SAYS.get(name) or ("beyond the paper" if name in EXTENSION_FIELDS
+                                           else "not stated"))]
             for name, value in dataclasses.asdict(defaults).items()
         ]
         + [[Cell("repetitions"), Cell(str(DEFAULT_REPS)), Cell(_reps_in_db(store)), Cell("10")]],
@@ -164,7 +165,18 @@ def _protocol(store: Store, repo_root: Path) -> str:
 
 def _values_in_db(store: Store) -> dict[str, str]:
     used = {}
-    for name in dataclasses.asdict(RunConfig()):
+    defaults = RunConfig()
+    for name in dataclasses.asdict(defaults):
+        if name in EXTENSION_FIELDS:  # in the options JSON; absent there: the default
+            default = getattr(defaults, name)
+            kind = type(default)  # JSON true comes back from SQLite as 1
+            values = sorted({str(default if r["value"] is None else kind(r["value"]))
+                             for r in store.db.query(
+                                 "SELECT DISTINCT json_extract(options, ?) AS value FROM configs",
+                                 [f"$.{name}"])})
+            if values:
+                used[name] = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
+            continue
         values = [str(r[name]) for r in store.db.query(
             f"SELECT DISTINCT {name} FROM configs ORDER BY {name}")]
         if values:

@@ -213,7 +213,7 @@ TINY = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "2", "--trai
         "--val-pairs", "10", "--test-pairs", "100"]
 
 
-def test_digits_trains_through_pairs_run_and_appears_in_the_tables(fresh_db):
+def test_digits_trains_through_pairs_run_and_appears_in_the_tables(fresh_db, tmp_path):
     result = invoke("run", "--structure", "digits", *TINY, "--shift", "1", "--swap", "on",
                     "--workers", "1", "--db", fresh_db)
     assert result.exit_code == 0, result.output
@@ -222,6 +222,10 @@ def test_digits_trains_through_pairs_run_and_appears_in_the_tables(fresh_db):
     assert "Beyond the paper (digits)" in table and "shift 1 swap" in table and "2/2" in table
     assert "digits" in invoke("best", "--db", fresh_db).stdout
     assert "digits" in invoke("table", "--structure", "digits", "--db", fresh_db).stdout
+    assert "structure,arch,kernel,config_id" in invoke("table", "-f", "csv", "--db", fresh_db).stdout
+    assert invoke("report", "--output", tmp_path / "report", "--db", fresh_db).exit_code == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "beyond the paper" in report and "| `shift` | 0 | 1 |" in report
 
 
 def test_grid_beyond_queues_the_ablation(fresh_db):
