@@ -38,7 +38,8 @@ def grid(seeds: range) -> list[RunConfig]:
             for seed in seeds for s in ("independent", "shared", "shared-aux")]
 
 
-def poll(db: Path, seconds: float, drivers: list[subprocess.Popen], queue_every: float = 5.0) -> dict:
+def poll(db: Path, seconds: float, drivers: list[subprocess.Popen], queue_every: float = 5.0,
+         queue_at_most: int | None = None) -> dict:
     """Read like the console until ``seconds`` passed or every driver exited; count what fails."""
     stats = {"polls": 0, "reads": 0, "changes": 0, "queued_by_reader": 0, "errors": []}
     store = open_store(db, create=False)
@@ -60,7 +61,8 @@ def poll(db: Path, seconds: float, drivers: list[subprocess.Popen], queue_every:
                     store.running()
                     store.status_counts()
                     stats["reads"] += 1
-                if time.monotonic() > next_queue:
+                if time.monotonic() > next_queue and (
+                        queue_at_most is None or stats["queued_by_reader"] < 2 * queue_at_most):
                     queue(store, grid(range(extra_seed, extra_seed + 1))[:1], 2)
                     extra_seed += 1
                     stats["queued_by_reader"] += 2
@@ -98,7 +100,7 @@ def check(db: Path) -> list[str]:
 
 
 def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: Path | None = None,
-        queue_every: float = 5.0) -> dict:
+        queue_every: float = 5.0, queue_at_most: int | None = None) -> dict:
     """The whole experiment; returns its counts (``problems`` empty when all is well)."""
     with open_store(db) as store:
         queue(store, grid(range(configs // 3)), 2)
@@ -111,7 +113,7 @@ def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: 
     ]
     started = time.perf_counter()
     try:
-        stats = poll(db, seconds, procs, queue_every)
+        stats = poll(db, seconds, procs, queue_every, queue_at_most)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 import typer.main
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.api import open_store
@@ -189,6 +189,8 @@ def test_read_commands_either_answer_or_fail_cleanly(command, data):
 
 
 @SETTINGS
+@example(command="table", path="a\nb.db")  # a newline in a path stays one line (escaped)
+@example(command="queue", path="missing/x.db")
 @given(command=st.sampled_from(["queue", "table", "status", "work", "retry"]),
        path=st.one_of(TEXT, st.sampled_from(["", ".", "..", "sub/runs.db", "missing/x.db",
                                              "runs.db/", "-", "--db"])))
@@ -202,3 +204,15 @@ def test_any_db_path_is_used_or_refused_in_one_line(command, path):
             assert_clean_failure(code, err, [command, "--db", path])
         else:
             assert not err.strip() or "queued" in out or "nothing" in out, (path, out, err)
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    with throwaway_db() as (folder, db):
+        before = db.read_bytes()
+        code, _, err = call(["run", "--device", "cuda", "--db", str(db)], folder)
+        assert_clean_failure(code, err, ["run", "--device", "cuda"])
+        assert "no CUDA GPU is visible" in err and db.read_bytes() == before

@@ -387,3 +387,46 @@ def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeu
         assert s.status_counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0}
         (run,) = s.run_rows(status="queued")
         assert run["error"] is None
+
+
+# -- concurrency -------------------------------------------------------------------------------------
+def test_three_drivers_and_a_polling_reader_share_one_database(tmp_path):
+    """The fast version of bench/concurrency.py: the grid is run to its end."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("concurrency", ROOT / "bench" / "concurrency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    stats = bench.run(tmp_path / "shared.db", seconds=240, configs=3, queue_every=2.0,
+                      queue_at_most=1)
+    assert stats["problems"] == [], stats["problems"]
+    assert all(code == 0 for code in stats["exit_codes"]), stats
+    assert stats["reads"] > 0 and not stats["errors"]
+    counts = stats["counts"]
+    assert counts.get("running", 0) == 0 and counts.get("failed", 0) == 0
+    assert 6 <= counts["done"] <= 8 and counts["done"] == stats["done_reported"]
+    assert stats["epoch_rows"] == stats["distinct_rows"] == 3 * counts["done"]
+
+
+def test_a_run_whose_worker_keeps_dying_fails_after_max_attempts(tmp_path):
+    """Only its losses count: the run fails with the reason, the rest of the grid goes on."""
+    db = tmp_path / "poison.db"
+    victim = None
+    events = []
+
+    def on_event(event):
+        nonlocal victim
+        events.append(event)
+        if event[0] == "started" and victim is None:
+            victim = event[1]
+        if event[0] == "epoch" and event[1] == victim:
+            for pid in _workers(os.getpid()):
+                os.kill(pid, signal.SIGKILL)
+
+    with open_store(db) as s:
+        queue(s, [tiny(epochs=3), tiny(epochs=3, structure="independent")], 1)
+        summary = scheduler.work(s, workers=1, vectorize=False, max_attempts=2, on_event=on_event)
+        assert (summary.done, summary.failed) == (1, 1)
+        failed = s.db["runs"].get(victim)
+        assert failed["status"] == "failed" and failed["error"] == "its worker process died 2 times"
+    assert [e for e in events if e[0] == "lost"] == [("lost", victim)] * 2
