@@ -235,11 +235,8 @@ class LocalExecutor:
         process."""
         lost = []
         for index, slot in enumerate(self.slots):
-            if slot.process.is_alive():
-                continue
-            slot.drain()  # normally empty: poll read the events before the process was found dead
-            if not slot.closed:
-                continue
+            if slot.process.is_alive() or not slot.closed:
+                continue  # alive, or its last events are still to be read (and persisted) by poll
             lost.extend(sorted(slot.run_ids))
             slot.process.join(timeout=1)
             slot.close()
