@@ -1,7 +1,7 @@
 """Chaos test: kill ``pairs work`` (and single worker processes) at random moments, restart, and
 check that nothing is lost, nothing is doubled and the numbers are those of an undisturbed run.
 
-A small grid (2 structures x A1 x k3, 3 reps, 6 epochs, 200 pairs) is queued in two databases.
+A small grid (2 structures x A1 x k3, 3 reps, 8 epochs, 200 pairs) is queued in two databases.
 One is trained undisturbed (the reference). The other is trained by ``pairs work --workers 2``
 started again and again in its own process group, which is killed with SIGKILL (the driver and
 its workers at once) at a random moment: during start-up, right after an epoch row was committed
@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--structure", "shared,independent", "--arch", "A1", "--kernel", "3", "--reps", "3",
-        "--epochs", "6", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
+        "--epochs", "8", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
 EPOCH_FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss",
                 "val_acc", "val_digit_acc", "lr")
 TEST_FIELDS = ("test_loss", "test_main_loss", "test_acc", "test_digit_acc")
@@ -214,23 +214,32 @@ def main() -> int:
     kills = worker_kills = lives = 0
     problems: list[str] = []
     modes: dict[str, int] = {}
+    reserve = 4 * 6  # rows left for the last life, where single workers are killed
     started = time.perf_counter()
     while True:
         lives += 1
-        # Until --kills driver kills: each life ends in one (its rows bounded so the grid cannot
-        # finish first). Then lives only kill single workers, until --worker-kills, and finish.
-        kill_driver = kills < args.kills
-        remaining_rows = total_rows - epoch_count(chaos)
-        budget = remaining_rows // (args.kills - kills + 1) if kill_driver else total_rows
-        mode = rng.choice(["startup", "epoch", "timed"]) if kill_driver else "none"
-        kill_worker = worker_kills < args.worker_kills and (
-            not kill_driver or rng.random() < 1.5 * args.worker_kills / max(1, args.kills))
+        # Lives 1..--kills each end in a kill of the whole process group; the rows they may add
+        # are rationed so that the grid cannot finish first (a life that cannot afford an
+        # epoch's burst of rows is killed during start-up). The last life kills single workers.
+        remaining = total_rows - epoch_count(chaos)
+        left = args.kills - kills
+        kill_driver = left > 0
+        budget, mode, kill_worker = total_rows, "none", False
+        if kill_driver:
+            spend = max(0, remaining - reserve)
+            budget = spend // left
+            if budget < 3 and rng.random() > spend / (3 * left):
+                mode, budget = "startup", 0
+            else:
+                mode = rng.choice(["startup", "epoch", "timed"])
+            kill_worker = worker_kills < args.worker_kills and budget >= 6 and rng.random() < 0.5
         delay = rng.uniform(0.05, 4.0) if mode == "startup" else rng.uniform(0.0, 3.0)
         log = open(folder / f"life-{lives:03d}.log", "w")
         proc = start_work(chaos, log, args.vectorize)
         t0 = time.monotonic()
         rows0 = epoch_count(chaos)
         first_row_at = last_worker_kill = None
+        rows_at_worker_kill = 0
         killed_here = 0
         while proc.poll() is None:
             time.sleep(0.01)
@@ -238,25 +247,26 @@ def main() -> int:
             new_rows = epoch_count(chaos) - rows0
             if new_rows and first_row_at is None:
                 first_row_at = now
-            if (kill_worker and worker_kills < args.worker_kills and first_row_at is not None
-                    and now - (last_worker_kill or first_row_at) >= (3.0 if last_worker_kill else delay / 2)):
+            wants_worker_kill = worker_kills < args.worker_kills and (
+                (kill_driver and kill_worker and killed_here == 0 and first_row_at is not None
+                 and now - first_row_at >= delay / 2)
+                or (not kill_driver and new_rows > rows_at_worker_kill
+                    and now - (last_worker_kill or 0.0) >= 3.0))
+            if wants_worker_kill:
                 workers = worker_pids(proc.pid)
                 if workers:
                     os.kill(rng.choice(workers), signal.SIGKILL)
-                    last_worker_kill = now
+                    last_worker_kill, rows_at_worker_kill = now, new_rows
                     worker_kills += 1
                     killed_here += 1
-                    if kill_driver:
-                        kill_worker = False  # one per life while the driver is also killed
                     continue
-            if not kill_driver or (last_worker_kill is not None and now - last_worker_kill < 2.0):
-                continue  # let the driver notice the loss, requeue the runs and restart a worker
-            if kill_worker and new_rows <= budget + 3:
-                continue  # this life kills a worker first
-            if ((mode == "startup" and now - t0 >= delay)
+            if not kill_driver:
+                continue
+            grace = last_worker_kill is not None and now - last_worker_kill < 2.0
+            if new_rows > budget or (not grace and (
+                    (mode == "startup" and now - t0 >= delay)
                     or (mode == "epoch" and new_rows >= 1)
-                    or (mode == "timed" and first_row_at is not None and now - first_row_at >= delay)
-                    or new_rows > budget):
+                    or (mode == "timed" and first_row_at is not None and now - first_row_at >= delay))):
                 os.killpg(proc.pid, signal.SIGKILL)
                 kills += 1
                 modes[mode] = modes.get(mode, 0) + 1
