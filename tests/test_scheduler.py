@@ -8,6 +8,7 @@ import pytest
 
 from core.api import open_store, queue, work
 from core.scheduler import plan_work
+from core.store import StoreError
 from tests.conftest import tiny
 
 
@@ -98,9 +99,12 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     while time.time() < deadline:
         time.sleep(0.2)
         if crashed.exists():
-            with open_store(crashed, create=False) as s:
-                if s.db["epochs"].count >= 2:
-                    break
+            try:
+                with open_store(crashed, create=False) as s:
+                    if s.db["epochs"].count >= 2:
+                        break
+            except StoreError:
+                continue  # the driver is still creating the database
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with open_store(crashed, create=False) as s:
