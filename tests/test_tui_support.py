@@ -81,7 +81,7 @@ def build_fixture_db(path: Path) -> Path:
     return path
 
 
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Let the app run until ``condition()`` holds (no key presses), or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -91,7 +91,7 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 10.0) 
     await pilot.pause()
 
 
-def wait_for_sync(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for_sync(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -99,7 +99,7 @@ def wait_for_sync(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-async def settle(pilot, screen_type: type, loads: int = 1, timeout: float = 10.0):
+async def settle(pilot, screen_type: type, loads: int = 1, timeout: float = 30.0):
     """Wait until the screen in front is ``screen_type`` and has shown ``loads`` loads."""
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, screen_type)

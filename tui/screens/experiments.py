@@ -63,6 +63,8 @@ class ExperimentsScreen(PairsScreen):
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
+    #: The table has the focus from the start (not the filter box, the first focusable widget).
+    AUTO_FOCUS = "#exp-table"
     sort_key = "setup"
     sort_reverse = False
 
@@ -94,7 +96,6 @@ class ExperimentsScreen(PairsScreen):
         for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"),
                             ("error", "Error")):
             failures.add_column(header, key=key)
-        table.focus()
         self.show_pool()
         self.reload()
 
