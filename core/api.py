@@ -9,7 +9,15 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from core.config import DEFAULT_REPS, ConfigError, RunConfig, parse_grid, preset_configs
+from core.config import (
+    DEFAULT_REPS,
+    MAX_QUEUED_RUNS,
+    MAX_REPS,
+    ConfigError,
+    RunConfig,
+    parse_grid,
+    preset_configs,
+)
 from core.errors import DataError
 from core.report import (
     FORMATS,
@@ -49,20 +57,29 @@ def base_config(**fields) -> RunConfig:
 
 
 def check_reps(reps: int) -> int:
-    if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
-        raise ConfigError(f"--reps must be an integer >= 1, got {reps!r}")
+    if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= MAX_REPS:
+        raise ConfigError(f"--reps must be an integer from 1 to {MAX_REPS}, got {reps!r}")
     return reps
+
+
+def check_size(configs: list[RunConfig], reps: int) -> None:
+    """Refuse more than MAX_QUEUED_RUNS runs in one command (a typo, not a study)."""
+    if len(configs) * reps > MAX_QUEUED_RUNS:
+        raise ConfigError(f"{len(configs):,} setups x {reps} repetitions = {len(configs) * reps:,} "
+                          f"runs, more than {MAX_QUEUED_RUNS:,} in one command: give fewer values "
+                          "or fewer --reps")
 
 
 def plan(options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_REPS) -> list[RunConfig]:
     """The configurations of a product of option values (see ``config.parse_grid``)."""
     check_reps(reps)
-    return _checked(parse_grid(options, base))
+    return _checked(parse_grid(options, base), reps)
 
 
-def _checked(configs: list[RunConfig]) -> list[RunConfig]:
+def _checked(configs: list[RunConfig], reps: int) -> list[RunConfig]:
     from core.data import check_pair_counts
 
+    check_size(configs, reps)
     for config in configs:
         check_pair_counts(config.data, config.train_pairs, config.test_pairs)
     return configs
@@ -72,7 +89,7 @@ def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
                 reps: int = DEFAULT_REPS) -> list[RunConfig]:
     """A named grid (``paper``, ``beyond``) with the given scalar options applied to every setup."""
     check_reps(reps)
-    return _checked(preset_configs(name, options, base))
+    return _checked(preset_configs(name, options, base), reps)
 
 
 def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
@@ -82,7 +99,8 @@ def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> S
 
 def queue(store: Store, configs: list[RunConfig], reps: int) -> int:
     """Queue ``reps`` repetitions of each configuration; returns how many runs were new."""
-    return store.queue(configs, check_reps(reps))
+    check_size(configs, check_reps(reps))
+    return store.queue(configs, reps)
 
 
 def check_workers(workers: int | None) -> int | None:

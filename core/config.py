@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,11 @@ DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 DEFAULT_REPS = 10
+#: Limits of one queue command, far above any study (the paper: 36 setups x 10 repetitions) and
+#: low enough that a typo (``--reps 100000000``) is refused at once instead of filling the disk.
+MAX_REPS = 1000
+MAX_SETUPS = 10_000
+MAX_QUEUED_RUNS = 100_000
 
 #: Fields a grid may vary; everything else in RunConfig is a scalar.
 GRID_FIELDS: tuple[str, ...] = ("structure", "arch", "kernel")
@@ -392,6 +398,11 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
             parsed.append(value)
         if parsed:
             axes[name] = parsed
+    sizes = [len(values) for values in axes.values()]
+    setups = math.prod(sizes)
+    if setups > MAX_SETUPS:
+        raise ConfigError(f"the product of the given values is {setups:,} setups, more than "
+                          f"{MAX_SETUPS:,}: give fewer values per option (or queue it in parts)")
     spec = GridSpec(
         structures=axes.pop("structure", [base.structure]),
         archs=axes.pop("arch", [base.arch]),

@@ -180,3 +180,15 @@ def welch_p(a: list[float], b: list[float]) -> float:
 
     result = scipy_stats.ttest_ind(a, b, equal_var=False)
     return float(result.pvalue)
+
+
+def paired_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the paired t-test (a[i] and b[i] share repetition i, hence its data);
+    NaN with fewer than 2 pairs or unequal lengths, 1.0 when every pair is equal."""
+    if len(a) < 2 or len(a) != len(b):
+        return math.nan
+    if all(x == y for x, y in zip(a, b)):
+        return 1.0
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.ttest_rel(a, b).pvalue)

@@ -92,3 +92,18 @@ def test_empty_database_gives_empty_tables(fresh_db):
     with open_store(fresh_db) as s:
         assert table_rows(s) == []
         assert best(s).best == []
+
+
+def test_paired_p_matches_the_t_statistic_of_the_differences():
+    from core.stats import paired_p
+
+    a, b = [0.80, 0.82, 0.85, 0.81], [0.78, 0.81, 0.82, 0.80]
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    t = mean / (sd / math.sqrt(len(diffs)))
+    from scipy import stats
+
+    assert paired_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), len(diffs) - 1))
+    assert paired_p(a, a) == 1.0
+    assert math.isnan(paired_p([1.0], [1.0])) and math.isnan(paired_p([1.0, 2.0], [1.0]))

@@ -417,14 +417,14 @@ def test_db_path_from_environment(monkeypatch, tmp_path):
     assert str(make_app().db_path) == "runs.db"
 
 
-def test_importing_the_app_never_loads_torch_nor_pandas():
+def test_importing_the_app_never_loads_torch_pandas_nor_numpy():
     code = textwrap.dedent("""
         import sys
         import tui.app, tui.watcher
         import tui.screens.plots, tui.screens.tables, tui.screens.help, tui.screens.dialogs
         from tui.app import make_app
         make_app("unused.db")
-        heavy = ("torch", "torchvision", "pandas")  # pandas: startup time (core/_sqlite_utils.py)
+        heavy = ("torch", "torchvision", "pandas", "numpy")  # start-up time (core/_sqlite_utils.py)
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     """)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
