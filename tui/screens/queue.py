@@ -110,8 +110,10 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     try:
         plan.reps = int(values["reps"].strip())
         api.check_reps(plan.reps)
+    except ConfigError as exc:
+        plan.errors["reps"] = str(exc).replace("--reps", "repetitions")
     except ValueError:
-        plan.errors["reps"] = f"repetitions must be an integer >= 1, got {values['reps']!r}"
+        plan.errors["reps"] = f"repetitions must be an integer, got {values['reps']!r}"
     base = _base(values, plan.errors)
     for name in GRID_SCALARS:
         try:
