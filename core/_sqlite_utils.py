@@ -16,7 +16,7 @@ import sys
 _SKIPPED = ("pandas", "numpy")
 
 
-def _import_without_pandas():
+def _import_lightly():
     if any(name in sys.modules for name in ("sqlite_utils", *_SKIPPED)):
         return importlib.import_module("sqlite_utils")
     for name in _SKIPPED:
@@ -28,4 +28,4 @@ def _import_without_pandas():
             del sys.modules[name]
 
 
-sqlite_utils = _import_without_pandas()
+sqlite_utils = _import_lightly()
