@@ -59,8 +59,7 @@ def ablation(store) -> tuple[Table, list[dict]]:
         delta = welch = paired = "-"
         step.update(test_ms=test, delta=None)
         if previous and test.n and previous["runs"]:
-            before = MeanStd.of([r["test_acc"] for r in previous["runs"]])
-            step["delta"] = (test.mean - before.mean) * 100
+            step["delta"] = (test.mean - previous["test_ms"].mean) * 100
             step["welch"] = welch_p([r["test_acc"] for r in runs],
                                     [r["test_acc"] for r in previous["runs"]])
             common = sorted(set(step["test"]) & set(previous["test"]))
