@@ -157,7 +157,11 @@ class RayExecutor:
 
     # -- the executor interface ----------------------------------------------------------------
     def free_slots(self) -> int:
-        return max(0, self.capacity() - len(self.submitted))
+        # A task whose runs all reported a terminal event is finished for the driver, though its
+        # reference may resolve a little later: counting it busy could leave the driver with
+        # nothing held and no slot to claim the rest of the queue with.
+        busy = sum(1 for submitted in self.submitted.values() if submitted.open)
+        return max(0, self.capacity() - busy)
 
     def capacity(self) -> int:
         """Tasks at once: the workers asked for on a local instance, else the cluster's CPUs;

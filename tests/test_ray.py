@@ -111,6 +111,28 @@ def test_a_grid_on_ray_gives_the_numbers_of_the_local_executor(ray_address, tmp_
 
 
 @needs_ray
+def test_the_queue_is_worked_to_the_end_when_finished_tasks_resolve_late(
+        ray_address, tmp_path, two_cores, monkeypatch):
+    """A task's reference may resolve after its runs reported done: the driver must still claim
+    the rest of the queue with that slot instead of ending with runs left queued."""
+    import ray
+
+    real_wait = ray.wait
+
+    def late_wait(refs, *, num_returns=1, timeout=None, **kwargs):
+        if timeout == 0:
+            return [], list(refs)  # nothing has resolved yet, whatever the hub has received
+        return real_wait(refs, num_returns=num_returns, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(ray, "wait", late_wait)
+    with open_store(tmp_path / "late.db") as s:
+        queue(s, GRID, 1)
+        summary = work(s, workers=2, vectorize=False, executor="ray")
+        assert (summary.done, summary.failed) == (3, 0)
+    _assert_complete(tmp_path / "late.db", 3, 2)
+
+
+@needs_ray
 def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, two_cores, slow_reference):
     pids: dict[str, int] = {}
     killed: dict[str, float] = {}
