@@ -28,7 +28,6 @@ SCHEMA_VERSION = 2
 #: Databases up to this size are checked (PRAGMA quick_check) when opened: ~5 ms per MB.
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 BUSY_TIMEOUT_MS = 30_000
-SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_DB = "runs.db"
 STATUSES = ("queued", "running", "done", "failed")
 
@@ -740,13 +739,12 @@ def _check_file(path: Path, *, create: bool) -> None:
         if not os.access(path.parent, os.W_OK):
             raise StoreError(f"cannot create {path}: its folder is not writable; choose another --db")
         return
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreError(f"cannot read {path} ({exc.strerror}): check its permissions") from None
-    if header and header != SQLITE_HEADER:
-        raise StoreError(f"{path} is not an SQLite database: pass a pairs database with --db")
+    # Never open() the file here: closing any descriptor of a database file drops every POSIX
+    # lock this process holds on it, including those of an open SQLite connection (the TUI has
+    # two), and another process could then checkpoint and delete the WAL under it. SQLite itself
+    # tells a file that is not a database (see _explain).
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read {path} (permission denied): check its permissions")
     if create and not os.access(path, os.W_OK):
         raise StoreError(f"{path} is read-only: make it writable (chmod u+w) or choose another --db")
 
@@ -766,6 +764,8 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     lower = text.lower()
     if "locked" in lower or "busy" in lower:
         return f"{path} is locked by another program: wait for it to finish or close it"
+    if "file is not a database" in lower:
+        return f"{path} is not an SQLite database: pass a pairs database with --db"
     if "malformed" in lower or "not a database" in lower or "corrupt" in lower:
         return f"{path} is corrupted ({text}): restore a backup or start a new --db"
     if "readonly" in lower or "unable to open" in lower:

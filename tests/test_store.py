@@ -1,6 +1,8 @@
 import multiprocessing as mp
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -87,6 +89,28 @@ def test_two_processes_never_claim_the_same_run(fresh_db):
         p.join()
     assert len(results[0]) + len(results[1]) == 60
     assert not set(results[0]) & set(results[1])
+
+
+def _write_from_another_process(path, sql: str) -> None:
+    script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit(); c.close()"
+    subprocess.run([sys.executable, "-c", script, str(path), sql], check=True)
+
+
+def test_opening_a_second_store_keeps_the_first_ones_locks(fresh_db):
+    """Closing any descriptor of a database file drops the process's POSIX locks on it: opening a
+    second store (the TUI has two) must not, or the next writer that closes its connection takes
+    the file for its last user, checkpoints and deletes the WAL under the first store."""
+    with open_store(fresh_db) as first:
+        first.queue([tiny()], 1)
+        version = first.db.execute("PRAGMA data_version").fetchone()[0]
+        with open_store(fresh_db):
+            pass
+        _write_from_another_process(fresh_db, "INSERT INTO meta (key, value) VALUES ('a', 'x')")
+        assert os.path.exists(f"{fresh_db}-wal"), "the WAL was deleted while a store had it open"
+        _write_from_another_process(fresh_db, "INSERT INTO meta (key, value) VALUES ('b', 'y')")
+        assert first.db.execute("PRAGMA data_version").fetchone()[0] != version
+        assert first.db.execute("SELECT count(*) FROM meta WHERE key IN ('a', 'b')").fetchone()[0] == 2
+        assert first.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_a_directory_is_refused(tmp_path):
