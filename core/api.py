@@ -15,6 +15,7 @@ from core.config import (
     MAX_REPS,
     ConfigError,
     RunConfig,
+    check_pair_counts,
     parse_grid,
     preset_configs,
 )
@@ -52,8 +53,11 @@ __all__ = [
 
 
 def base_config(**fields) -> RunConfig:
-    """A configuration from the paper's defaults and the given fields (validated)."""
-    return RunConfig().replace(**fields)
+    """A configuration from the paper's defaults and the given fields (validated, the pair counts
+    against the data source's pools too)."""
+    config = RunConfig().replace(**fields)
+    check_pair_counts(config.data, config.train_pairs, config.test_pairs)
+    return config
 
 
 def check_reps(reps: int) -> int:
@@ -77,8 +81,6 @@ def plan(options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_RE
 
 
 def _checked(configs: list[RunConfig], reps: int) -> list[RunConfig]:
-    from core.data import check_pair_counts
-
     check_size(configs, reps)
     for config in configs:
         check_pair_counts(config.data, config.train_pairs, config.test_pairs)

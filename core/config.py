@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core.errors import DataError
+
 #: The paper's three structures (Figs 1-3): the paper grid and the tables' order.
 PAPER_STRUCTURES: tuple[str, ...] = ("independent", "shared", "shared-aux")
 #: Every structure: the paper's, then ``digits`` (beyond the paper: the comparison is decided
@@ -410,3 +412,18 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
         scalars=axes,
     )
     return spec.expand(base)
+
+
+#: (training pool, test pool) sizes of each source.
+POOL_SIZES = {"sample": (2500, 2500), "mnist": (60000, 10000)}
+
+
+def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
+    """Raise DataError when a draw needs more digits than a pool holds."""
+    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), POOL_SIZES[source]):
+        if 2 * pairs > size:
+            hint = " or --data mnist" if source == "sample" else ""
+            raise DataError(
+                f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
+                f"has {size}: use at most {size // 2}{hint}"
+            )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.config import check_pair_counts
 from core.errors import DataError
 
 if TYPE_CHECKING:
@@ -172,21 +173,6 @@ def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple
     if source == "mnist":
         return load_mnist_pools(str(data_dir or default_data_dir()))
     raise DataError(f"unknown data source {source!r}: choose sample or mnist")
-
-
-#: (training pool, test pool) sizes of each source.
-POOL_SIZES = {"sample": (2500, 2500), "mnist": (60000, 10000)}
-
-
-def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
-    """Raise DataError when a draw needs more digits than a pool holds."""
-    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), POOL_SIZES[source]):
-        if 2 * pairs > size:
-            hint = " or --data mnist" if source == "sample" else ""
-            raise DataError(
-                f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
-                f"has {size}: use at most {size // 2}{hint}"
-            )
 
 
 def pool_pairs(images: np.ndarray) -> np.ndarray:

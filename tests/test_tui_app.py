@@ -294,6 +294,22 @@ async def test_invalid_values_are_marked_and_never_sent(fresh_db):
         assert not queue.query(".invalid-field")
 
 
+async def test_more_pairs_than_the_data_has_are_marked_not_a_crash(fresh_db):
+    app = make_app(fresh_db, workers=2)
+    async with app.run_test(size=SIZE) as pilot:
+        queue = await open_queue(pilot)
+        fill_form(queue, train_pairs="1300", test_pairs="2000")
+        await pilot.pause()
+        for name in ("train_pairs", "test_pairs"):
+            assert queue.query_one(f"#q-{name}").has_class("invalid-field"), name
+        errors = str(queue.query_one("#queue-errors", Static).render())
+        assert "use at most 1250 or --data mnist" in errors
+        assert queue.query_one("#queue-go", Button).disabled
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert app.is_running and runs_in(fresh_db) == []
+
+
 async def test_paper_preset_is_one_key(fresh_db):
     app = make_app(fresh_db, workers=2)
     async with app.run_test(size=SIZE) as pilot:

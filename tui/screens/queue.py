@@ -23,6 +23,7 @@ from core.config import (
     ConfigError,
     RunConfig,
 )
+from core.errors import DataError
 from core.store import StoreError
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
@@ -64,6 +65,8 @@ GRID_SCALARS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size"
                 "seed", "precision", "batch_norm", "dropout", "pooling", "hidden", "momentum",
                 "weight_decay", "repair", "swap", "shift", "rotate")
 LISTS = ("structure", "arch", "kernel")
+#: What a form value can be refused with (a bad value; more digits than the data has).
+INVALID = (ConfigError, DataError)
 
 
 @dataclass
@@ -93,12 +96,12 @@ def _base(values: dict[str, str], errors: dict[str, str]) -> RunConfig:
         return DEFAULTS
     try:
         return api.base_config(**fields)
-    except ConfigError as exc:
+    except INVALID as exc:
         alone = {}
         for name, value in fields.items():
             try:
                 api.base_config(**{name: value})
-            except ConfigError as own:
+            except INVALID as own:
                 alone[name] = str(own)
         errors.update(alone or {"val_pairs": str(exc)})  # alone fine: their combination is not
         return DEFAULTS
@@ -110,7 +113,7 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     try:
         plan.reps = int(values["reps"].strip())
         api.check_reps(plan.reps)
-    except ConfigError as exc:
+    except INVALID as exc:
         plan.errors["reps"] = str(exc).replace("--reps", "repetitions")
     except ValueError:
         plan.errors["reps"] = f"repetitions must be an integer, got {values['reps']!r}"
@@ -118,7 +121,7 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     for name in GRID_SCALARS:
         try:
             api.plan({name: values[name]}, base)
-        except ConfigError as exc:
+        except INVALID as exc:
             plan.errors[name] = str(exc)
     for name in LISTS:
         if not lists[name]:
@@ -137,7 +140,7 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
             grid = {**options, "structure": lists["structure"], "arch": lists["arch"],
                     "kernel": [str(k) for k in lists["kernel"]]}
             plan.configs = api.plan(grid, base, plan.reps)
-    except ConfigError as exc:
+    except INVALID as exc:
         plan.errors["form"] = str(exc)
     return plan
 
