@@ -243,6 +243,10 @@ def render_best(comparison: BestComparison, fmt: str) -> str:
             for name, value in b.test.items():
                 record[f"{name}_mean"] = value.mean if value.n else None
                 record[f"{name}_std"] = value.std
+            for other in comparison.best:  # Welch's p on test accuracy against each best
+                pair = (b.structure, other.structure)
+                record[f"welch_p_vs_{other.structure}"] = comparison.p_values.get(
+                    pair, comparison.p_values.get(pair[::-1]))
             records.append(record)
         return to_csv(records) if fmt == "csv" else to_json(
             {"best": records,

@@ -25,6 +25,7 @@ from core.report import (
     Table,
     format_mean_std,
     format_p,
+    progress_label,
     to_csv,
     to_latex,
     to_markdown,
@@ -230,7 +231,7 @@ def compare_tables(rows: list[SetupRow]) -> list[Table]:
                 reference = setup.metrics[metric]
                 cells.append(Cell(format_mean_std(reference.as_mean_std(), percent)))
                 cells.append(Cell(format_sigma(reference.z(ours))))
-            cells.append(Cell(f"{r.done}/{r.total}" + ("" if r.complete else " (unfinished)")))
+            cells.append(Cell(progress_label(r)))
             body.append(cells)
         number = TABLE_NUMBERS.get(structure, "")
         title = (f"Table {number}: {TABLE_TITLES.get(structure, structure)}, compared with "

@@ -50,6 +50,14 @@ def format_p(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def progress_label(row: SetupRow) -> str:
+    """``n``: done / queued runs, ``(unfinished)`` and the failures when there are some."""
+    marks = [] if row.complete else ["unfinished"]
+    if row.failed:
+        marks.append(f"{row.failed} failed")
+    return f"{row.done}/{row.total}" + (f" ({', '.join(marks)})" if marks else "")
+
+
 def paper_tables(rows: list[SetupRow]) -> list[Table]:
     """One table per structure in the layout of Tables II-IV (n = done runs / queued runs)."""
     tables = []
@@ -60,7 +68,7 @@ def paper_tables(rows: list[SetupRow]) -> list[Table]:
         body = []
         options = any(r.options for r in group)  # a column only where some setup has them
         for r in group:
-            n = f"{r.done}/{r.total}" + ("" if r.complete else " (unfinished)")
+            n = progress_label(r)
             body.append(
                 [
                     Cell(r.arch),
@@ -77,7 +85,7 @@ def paper_tables(rows: list[SetupRow]) -> list[Table]:
             ["Some setups appear more than once: they differ in other hyperparameters."]
             if duplicates
             else []
-        )
+        )  # only from rows built by hand: setup_rows tells such rows apart in their options
         columns = ["A", "K", *(["Options"] if options else []), "Train Loss", "Val. Loss",
                    "Val. Acc. (%)", "n"]
         tables.append(Table(title, columns, body, notes))
@@ -94,7 +102,7 @@ def best_table(comparison: BestComparison) -> Table:
             Cell(format_mean_std(b.row.metrics["val_acc"], percent=True)),
             Cell(format_mean_std(b.test["test_loss"])),
             Cell(format_mean_std(b.test["test_acc"], percent=True)),
-            Cell(f"{b.row.done}/{b.row.total}" + ("" if b.row.complete else " (unfinished)")),
+            Cell(progress_label(b.row)),
         ]
         for b in comparison.best
     ]

@@ -49,8 +49,11 @@ class SetupRow:
     total: int
     metrics: dict[str, MeanStd]
     bold: set[str] = field(default_factory=set)
-    #: the options beyond the paper that differ from their default (``bn drop 0.3``), or ""
+    #: the options beyond the paper that differ from their default (``bn drop 0.3``), and the
+    #: protocol values that tell apart rows otherwise alike (``lr 1e+06``), or ""
     options: str = ""
+    #: runs that failed (neither done nor to be trained without ``pairs retry``)
+    failed: int = 0
 
     @property
     def complete(self) -> bool:
@@ -83,13 +86,15 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
             FROM runs r JOIN configs c ON c.id = r.config_id
         ), agg AS (
             SELECT config_id, count(*) AS total, sum(status = 'done') AS done,
+                   sum(status = 'failed') AS failed,
                    count(val_acc) AS n, {_sum_columns(METRICS, "finals")}
             FROM finals GROUP BY config_id
         )
-        SELECT c.id, c.structure, c.arch, c.kernel, c.options, agg.*
+        SELECT c.*, agg.*
         FROM configs c JOIN agg ON agg.config_id = c.id
     """
     rows = []
+    protocols = {}
     for raw in store.db.query(sql):
         if structures and raw["structure"] not in structures:
             continue
@@ -101,11 +106,40 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
         rows.append(
             SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
                      raw["total"], metrics,
-                     options=options_label(json.loads(raw["options"])) if raw["options"] else "")
+                     options=options_label(json.loads(raw["options"])) if raw["options"] else "",
+                     failed=raw["failed"] or 0)
         )
+        protocols[raw["id"]] = {name: raw[name] for name in PROTOCOL_COLUMNS}
+    _tell_apart(rows, protocols)
     rows.sort(key=_paper_order)
     _mark_best(rows)
     return rows
+
+
+#: The configuration columns besides structure, arch, kernel and the extension options.
+PROTOCOL_COLUMNS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size", "aux_weight",
+                    "data", "train_pairs", "val_pairs", "test_pairs", "seed", "precision")
+
+
+def _tell_apart(rows: list[SetupRow], protocols: dict[str, dict]) -> None:
+    """Rows of one structure, arch and kernel that differ only in their protocol get the
+    protocol values that tell them apart in their options (``lr 1e+06``)."""
+    groups: dict[tuple, list[SetupRow]] = {}
+    for row in rows:
+        groups.setdefault((row.structure, row.arch, row.kernel, row.options), []).append(row)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        differing = [name for name in PROTOCOL_COLUMNS
+                     if len({protocols[r.config_id][name] for r in group}) > 1]
+        for row in group:
+            values = protocols[row.config_id]
+            label = " ".join(f"{name.replace('_', '-')} {_short(values[name])}" for name in differing)
+            row.options = f"{row.options} {label}".strip()
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _paper_order(row: SetupRow) -> tuple:

@@ -1,8 +1,10 @@
+import csv
+import io
 import math
 
 import pytest
 
-from core.api import best, open_store, queue, render_rows, table_rows
+from core.api import best, open_store, queue, render_best, render_rows, table_rows
 from core.report import paper_tables
 from core.stats import MeanStd, welch_p
 from tests.conftest import tiny
@@ -80,6 +82,30 @@ def test_best_setups_and_welch(known):
     assert p == pytest.approx(welch_p([0.70, 0.72, 0.74], [0.85, 0.86, 0.87]))
     assert 0 < p < 0.05
     assert math.isnan(welch_p([1.0], [1.0, 2.0]))
+
+
+def test_best_csv_carries_the_p_values(known):
+    store, a, b, c = known
+    comparison = best(store)
+    records = list(csv.DictReader(io.StringIO(render_best(comparison, "csv"))))
+    assert {"welch_p_vs_independent", "welch_p_vs_shared"} <= set(records[0])
+    independent = records[0]
+    assert independent["structure"] == "independent" and independent["welch_p_vs_independent"] == ""
+    assert float(independent["welch_p_vs_shared"]) == pytest.approx(
+        comparison.p_values[("independent", "shared")])
+
+
+def test_rows_alike_but_for_the_protocol_are_told_apart_and_failures_shown(store):
+    slow, wild = tiny(structure="shared", arch="A1"), tiny(structure="shared", arch="A1", lr=1e6)
+    queue(store, [slow, wild], 2)
+    for rep in range(2):
+        _finish(store, slow, rep, 0.8, 0.5, 0.1, 0.8)
+        store.db["runs"].update(f"{wild.id}-r{rep:03d}", {"status": "failed", "error": "diverged"})
+    rows = {r.config_id: r for r in table_rows(store)}
+    assert rows[slow.id].options == "lr 0.01" and rows[wild.id].options == "lr 1e+06"
+    text = render_rows(list(rows.values()), "markdown")
+    assert "| A1 | 3 | lr 1e+06 | - | - | - | 0/2 (unfinished, 2 failed) |" in text
+    assert "appear more than once" not in text
 
 
 def test_tables_follow_the_papers_order(known):

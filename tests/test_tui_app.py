@@ -106,6 +106,13 @@ async def test_experiments_filter_and_sort(tmp_path):
         screen.query_one("#exp-filter", Input).value = "running"
         await pilot.pause()
         assert [r[0] for r in table_texts(table)] == ["independent A1 k3"]
+        screen.query_one("#exp-filter", Input).value = "shared a1"  # not shared-aux
+        await pilot.pause()
+        assert [r[0] for r in table_texts(table)] == ["shared A1 k3"]
+        config_id = next(r["id"] for r in screen.snapshot.progress)
+        screen.query_one("#exp-filter", Input).value = config_id[:6]  # hidden: never matched
+        await pilot.pause()
+        assert table_texts(table) == []
         screen.query_one("#exp-filter", Input).value = ""
         await pilot.press("escape", "s")  # sort by Done, most first
         assert screen.sort_key == "done"
@@ -236,6 +243,9 @@ async def test_unusable_database_shows_a_message(tmp_path, damage, expected):
         await pilot.press("3", "4", "1")  # every screen copes
         await pilot.pause(0.3)
         assert app.is_running
+        await pilot.press("w")  # no worker started only to exit on it
+        await pilot.pause()
+        assert not app.pool.running and not app.screen.query_one("#exp-failures").display
 
 
 # -- queue form ----------------------------------------------------------------------------------
@@ -512,12 +522,13 @@ async def test_start_and_stop_workers_end_to_end(fresh_db):
         await pilot.press("x")
         await wait_for(pilot, lambda: app.pool.process is None, timeout=60)
         assert reader.status_counts()["running"] == 0  # stopped runs went back to the queue
+        table = screen.query_one("#exp-table", DataTable)
         screen.query_one("#pool-n", Input).value = "2"
         await pilot.click("#pool-start")
         assert app.pool.workers == 2
+        assert app.focused is table  # the keys act on the screen, not in the count box
         await wait_for(pilot, lambda: reader.status_counts()["done"] == 2, timeout=120)
         await wait_for(pilot, lambda: app.pool.process is None, timeout=30)
-        table = screen.query_one("#exp-table", DataTable)
         await wait_for(pilot, lambda: table_texts(table)[0][1] == "2/2", timeout=5)
     rows = reader.run_rows()
     assert [r["status"] for r in rows] == ["done", "done"]

@@ -110,8 +110,8 @@ class PairsApp(App[None]):
         Binding("3", "switch_mode('plots')", "Plots"),
         Binding("4", "switch_mode('tables')", "Tables"),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("d", "toggle_dark", "Theme", show=False),
-        Binding("q", "quit", "Quit", show=False),
+        Binding("d", "toggle_dark", "Theme"),
+        Binding("q", "quit", "Quit"),
     ]
 
     #: The configuration the Plots screen shows (the Experiments cursor sets it).
@@ -167,6 +167,9 @@ class PairsApp(App[None]):
             return
         if not self.db.exists():
             self.notify("nothing to train: queue runs first (2)", severity="warning")
+            return
+        if self.db_error:  # the workers would only exit on it: say it here
+            self.notify(f"cannot start workers: {self.db_error}", severity="error", markup=False)
             return
         try:
             process = self.pool.start(workers)

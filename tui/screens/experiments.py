@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
+from core.config import STRUCTURES
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.labels import protocol_label, setup_label
@@ -47,8 +48,13 @@ def status_words(row: dict) -> str:
 
 
 def matches(row: dict, terms: list[str]) -> bool:
-    text = f"{setup_label(row)} {protocol_label(row)} {status_words(row)} {row['id']}".lower()
-    return all(term in text for term in terms)
+    """Every term is in a word of what the row shows; a structure's name is that structure
+    (``shared`` is not ``shared-aux``)."""
+    words = f"{setup_label(row)} {protocol_label(row)} {status_words(row)}".lower().split()
+    return all(
+        term in words if term in STRUCTURES else any(term in word for word in words)
+        for term in terms
+    )
 
 
 class ExperimentsScreen(PairsScreen):
@@ -56,10 +62,10 @@ class ExperimentsScreen(PairsScreen):
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
-        Binding("s", "cycle_sort", "Sort", show=False),
+        Binding("s", "cycle_sort", "Sort"),
         Binding("w", "start_workers", "Start"),
         Binding("x", "stop_workers", "Stop"),
-        Binding("r", "retry_failed", "Retry failed", show=False),
+        Binding("r", "retry_failed", "Retry failed"),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
@@ -96,6 +102,7 @@ class ExperimentsScreen(PairsScreen):
         for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"),
                             ("error", "Error")):
             failures.add_column(header, key=key)
+        self.query_one("#exp-failures").display = False  # until failures are read
         self.show_pool()
         self.reload()
 
@@ -220,9 +227,11 @@ class ExperimentsScreen(PairsScreen):
 
     def on_pool_panel_start_requested(self, event: PoolPanel.StartRequested) -> None:
         self.app.start_workers(event.workers)
+        self.action_leave_filter()  # not the count box: the keys would type into it
 
     def on_pool_panel_stop_requested(self, event: PoolPanel.StopRequested) -> None:
         self.app.stop_workers()
+        self.action_leave_filter()
 
     # -- actions -----------------------------------------------------------------------------
     def action_focus_filter(self) -> None:

@@ -103,8 +103,8 @@ class PlotsScreen(PairsScreen):
             return "no configurations yet: queue some (2)"
         reps = len(curves["reps"]) if curves else 0
         epoch = curves["epochs"][-1] if curves and curves["epochs"] else 0
-        return (f"{config['done'] or 0}/{config['total']} done, {config['running'] or 0} "
-                f"running · {reps} rep(s) plotted, up to epoch {epoch}/{config['epochs']}")
+        return (f"{config['done'] or 0}/{config['total']} done · {config['running'] or 0} "
+                f"running · {reps} plotted · epoch {epoch}/{config['epochs']}")
 
     # -- events ------------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:

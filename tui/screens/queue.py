@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Button, Footer, Header, Input, Label, SelectionList, Static
 from textual.worker import get_current_worker
@@ -183,6 +183,7 @@ class QueueScreen(PairsScreen):
                     yield Label(label, classes="field-label")
                     yield Input(default, id=f"q-{name}", compact=True, validate_on=[],
                                 classes="field")
+        with Vertical(id="queue-bar"):  # below the scrolling form: always in sight
             yield Static("", id="queue-preview")
             yield Static("", id="queue-errors")
             with Horizontal(id="queue-buttons"):
