@@ -110,7 +110,7 @@ class PairsApp(App[None]):
         Binding("3", "switch_mode('plots')", "Plots"),
         Binding("4", "switch_mode('tables')", "Tables"),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("d", "toggle_dark", "Theme"),
+        Binding("d", "toggle_dark", "Theme", show=False),
         Binding("q", "quit", "Quit"),
     ]
 

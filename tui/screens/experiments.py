@@ -61,11 +61,11 @@ class ExperimentsScreen(PairsScreen):
     """Configurations (sortable, filterable), the worker pool and failures."""
 
     BINDINGS = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("s", "cycle_sort", "Sort"),
+        Binding("slash", "focus_filter", "Find"),
+        Binding("s", "cycle_sort", "Sort", show=False),
         Binding("w", "start_workers", "Start"),
         Binding("x", "stop_workers", "Stop"),
-        Binding("r", "retry_failed", "Retry failed"),
+        Binding("r", "retry_failed", "Retry failed", show=False),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
