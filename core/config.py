@@ -363,13 +363,23 @@ GRID_PARSERS: dict[str, type | Callable[[str], object]] = {
 _KINDS = {int: "an integer", float: "a number", parse_bool: "true or false (on/off, yes/no, 1/0)"}
 
 
-def split_values(values: Iterable[str] | str | None) -> list[str]:
-    """Repeated and comma-separated option values, flattened: ["A1,A2", "A3"] -> [A1, A2, A3]."""
+def split_values(values: Iterable[str] | str | None, name: str = "") -> list[str]:
+    """Repeated and comma-separated option values, flattened: ["A1,A2", "A3"] -> [A1, A2, A3].
+
+    An empty value is nothing (the default); an empty item in a list (``2,,3``) is refused.
+    """
     if values is None:
         return []
     if isinstance(values, str):
         values = [values]
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    parts = []
+    for value in values:
+        items = [item.strip() for item in str(value).split(",")]
+        if len(items) > 1 and not all(items):
+            flag = f"--{name.replace('_', '-')} " if name else ""
+            raise ConfigError(f"{flag}has an empty item in {str(value)!r}: remove the extra comma")
+        parts.extend(item for item in items if item)
+    return parts
 
 
 def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfig | None = None) -> list[RunConfig]:
@@ -384,7 +394,7 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
         if name not in GRID_PARSERS:
             raise ConfigError(f"unknown option {name!r}")
         parsed = []
-        for text in split_values(raw):
+        for text in split_values(raw, name):
             try:
                 value = GRID_PARSERS[name](text)
             except ValueError:

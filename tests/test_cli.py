@@ -85,6 +85,7 @@ BAD_INPUTS = [
     (["queue", "--lr", ",".join(f"0.{i}" for i in range(1, 10)), "--seed",
       ",".join(str(i) for i in range(40)), "--epochs", ",".join(str(i) for i in range(1, 31))],
      "10,800 setups, more than 10,000"),
+    (["queue", "--arch", "A1,,A2"], "--arch has an empty item in 'A1,,A2'"),
     (["run", "--lr", "-0.1"], "lr must be a number > 0"),
     (["run", "--lr", "nan"], "lr must be a number > 0"),
     (["run", "--epochs", "0"], "epochs must be an integer >= 1"),
