@@ -13,6 +13,7 @@ from core.config import (
     DEFAULT_REPS,
     MAX_QUEUED_RUNS,
     MAX_REPS,
+    MAX_WORKERS,
     ConfigError,
     RunConfig,
     check_pair_counts,
@@ -106,8 +107,9 @@ def queue(store: Store, configs: list[RunConfig], reps: int) -> int:
 
 
 def check_workers(workers: int | None) -> int | None:
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers} "
+                          "(leave it out: one worker per core)")
     return workers
 
 

@@ -37,6 +37,8 @@ DEFAULT_REPS = 10
 MAX_REPS = 1000
 MAX_SETUPS = 10_000
 MAX_QUEUED_RUNS = 100_000
+#: Worker processes (or Ray tasks at once) one driver may be asked for: a typo beyond that.
+MAX_WORKERS = 256
 
 #: Fields a grid may vary; everything else in RunConfig is a scalar.
 GRID_FIELDS: tuple[str, ...] = ("structure", "arch", "kernel")

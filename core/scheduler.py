@@ -48,11 +48,10 @@ def plan_work(queued_by_config: list[int], workers: int | None = None, cores: in
     """
     cores = cores or os.cpu_count() or 1
     total = sum(queued_by_config)
+    n = min(workers or cores, max(total, 1))  # never a process without a run to train
     if not vectorize:
-        n = workers or min(cores, max(total, 1))
         return WorkPlan(max(1, n), max(1, cores // max(1, n)), 1)
     groups = max(1, len(queued_by_config))
-    n = workers or min(cores, max(total, 1))
     largest = max(queued_by_config, default=1)
     per_config = max(1, n // groups) if groups < n else 1
     group_size = max(1, min(MAX_GROUP, -(-largest // per_config)))

@@ -86,6 +86,8 @@ BAD_INPUTS = [
       ",".join(str(i) for i in range(40)), "--epochs", ",".join(str(i) for i in range(1, 31))],
      "10,800 setups, more than 10,000"),
     (["queue", "--arch", "A1,,A2"], "--arch has an empty item in 'A1,,A2'"),
+    (["run", "--workers", "9999999"], "--workers must be from 1 to 256"),
+    (["work", "--workers", "0"], "--workers must be from 1 to 256"),
     (["run", "--lr", "-0.1"], "lr must be a number > 0"),
     (["run", "--lr", "nan"], "lr must be a number > 0"),
     (["run", "--epochs", "0"], "epochs must be an integer >= 1"),
@@ -98,7 +100,6 @@ BAD_INPUTS = [
     (["table", "--format", "html"], "unknown format 'html'"),
     (["table", "--structure", "bogus"], "unknown structure 'bogus'"),
     (["run", "--bogus-flag"], "No such option"),
-    (["work", "--workers", "0"], "--workers must be >= 1"),
 ]
 
 

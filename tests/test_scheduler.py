@@ -55,6 +55,11 @@ def test_work_plan_splits_one_configuration_across_the_cores():
     assert (grid.workers, grid.threads, grid.group_size) == (2, 1, 10)
 
 
+def test_work_plan_never_starts_a_process_without_a_run():
+    assert plan_work([1], 9_999_999, 2).workers == 1
+    assert plan_work([3, 2], 64, 2, vectorize=False).workers == 5
+
+
 def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path):
     results = {}
     for vectorize in (True, False):

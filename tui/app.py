@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from core import __version__, api
+from core.config import MAX_WORKERS
 from core.store import StoreError, resolve_db_path
 from tui.screens.base import PairsScreen
 from tui.screens.experiments import ExperimentsScreen
@@ -288,8 +289,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="worker processes the Start button proposes (default: CPU cores)")
     parser.add_argument("--version", action="version", version=f"pairs-tui {__version__}")
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be >= 1")
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers must be from 1 to {MAX_WORKERS}")
     make_app(args.db, workers=args.workers).run()
 
 

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
-from core.config import STRUCTURES
+from core.config import MAX_WORKERS, STRUCTURES
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.labels import protocol_label, setup_label
@@ -249,7 +249,7 @@ class ExperimentsScreen(PairsScreen):
     def action_start_workers(self) -> None:
         n = self.query_one(PoolPanel).requested_workers
         if n is None:
-            self.notify("workers: enter a whole number >= 1", severity="error")
+            self.notify(f"workers: enter a whole number from 1 to {MAX_WORKERS}", severity="error")
             return
         self.app.start_workers(n)
 

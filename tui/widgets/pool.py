@@ -20,6 +20,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
+from core.config import MAX_WORKERS
+
 #: What an exit status of ``pairs work`` means.
 EXIT_MEANINGS = {
     0: "finished: nothing left in the queue",
@@ -140,7 +142,7 @@ class PoolPanel(Horizontal):
             n = int(text)
         except ValueError:
             return None
-        return n if n >= 1 else None
+        return n if 1 <= n <= MAX_WORKERS else None
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -148,7 +150,8 @@ class PoolPanel(Horizontal):
             n = self.requested_workers
             if n is None:
                 self.query_one("#pool-n", Input).add_class("-invalid")
-                self.app.notify("workers: enter a whole number >= 1", severity="error")
+                self.app.notify(f"workers: enter a whole number from 1 to {MAX_WORKERS}",
+                                severity="error")
                 return
             self.query_one("#pool-n", Input).remove_class("-invalid")
             self.post_message(self.StartRequested(n))
