@@ -223,7 +223,7 @@ def options_label(values: Mapping) -> str:
 def vectorizable(config: RunConfig) -> bool:
     """Whether ``core.vectorized`` trains this configuration with the very numbers of the
     one-at-a-time path. Batch normalisation (running statistics) and dropout (random masks)
-    are not done identically under vmap, so those configurations train one run at a time.
+    would not match the one-at-a-time path, so those configurations train one run at a time.
     Augmentation is drawn per run and epoch before the batches, identically in both paths."""
     return not config.batch_norm and not config.dropout
 

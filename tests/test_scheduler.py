@@ -60,11 +60,12 @@ def test_work_plan_never_starts_a_process_without_a_run():
     assert plan_work([3, 2], 64, 2, vectorize=False).workers == 5
 
 
-def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path):
+@pytest.mark.parametrize("structure", ["independent", "shared-aux"])
+def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path, structure):
     results = {}
     for vectorize in (True, False):
         with open_store(tmp_path / f"{vectorize}.db") as s:
-            queue(s, [tiny(structure="shared-aux")], 3)
+            queue(s, [tiny(structure=structure)], 3)
             work(s, workers=1, vectorize=vectorize)
             results[vectorize] = {
                 r["rep"]: r["train_loss"] for r in s.db.query(

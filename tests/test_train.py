@@ -4,6 +4,7 @@ import torch
 from core.config import RunConfig, lr_at
 from core.data import draw_pairs
 from core.train import RunInterrupted, TrainingDiverged, run_training
+from core.vectorized import run_group
 from tests.conftest import tiny
 
 
@@ -78,3 +79,6 @@ def test_bf16_path_runs_on_cpu():
     test = run_training(tiny(precision="bf16"), 0)
     assert 0 <= test.test_acc <= 1
     assert torch.isfinite(torch.tensor(test.test_loss))
+    grouped = run_group(tiny(precision="bf16", structure="shared-aux"), [0, 1])
+    assert sorted(grouped) == [0, 1]
+    assert all(0 <= t.test_acc <= 1 and torch.isfinite(torch.tensor(t.test_loss)) for t in grouped.values())

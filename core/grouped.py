@@ -1,0 +1,83 @@
+"""The forward pass of R models of one configuration at once, on their stacked parameters.
+
+Convolutions of the R towers run as one grouped convolution (the repetitions side by side on the
+channel axis, ``groups=R``) and linear layers as one batched matmul, following the modules of the
+model module for module, so every repetition computes exactly what its own ``nn.Module`` computes.
+This is what ``vmap(functional_call)`` lowers to, without its per-operator overhead, and with the
+memory layouts chosen for small images on a CPU: pooling runs channels-last (PyTorch's NCHW
+pooling kernel is ~10x slower on 14x14 maps), and so does a tower's only convolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.models import IMAGE_SIZE, NUM_CLASSES, ConvTower, Digits, Independent, Shared, SharedAux, comparison_logits
+
+Params = dict[str, torch.Tensor]
+
+
+def grouped_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model``'s forward for R stacked parameter sets: x (R, n, 2, 14, 14) -> comparison logits
+    (R, n, 2) and digit logits (R, n, 2, 10) or None. ``params`` are keyed like
+    ``model.named_parameters()`` with a leading R dimension (``torch.func.stack_module_state``)."""
+    r, n = x.shape[:2]
+    if isinstance(model, Independent):
+        features = torch.cat([_tower(model.tower1, "tower1", params, x[:, :, 0]),
+                              _tower(model.tower2, "tower2", params, x[:, :, 1])], dim=2)
+        return _dense(model.classifier, "classifier", params, features), None
+    features = _tower(model.tower, "tower", params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
+    if isinstance(model, Shared):
+        return _dense(model.classifier, "classifier", params, features.reshape(r, n, -1)), None
+    digits = _dense(model.digit, "digit", params, features).reshape(r, n, 2, NUM_CLASSES)
+    if isinstance(model, SharedAux):
+        return _linear("head", params, digits.reshape(r, n, 2 * NUM_CLASSES)), digits
+    if isinstance(model, Digits):
+        return comparison_logits(digits.reshape(r * n, 2, NUM_CLASSES)).reshape(r, n, 2), digits
+    raise TypeError(f"no grouped forward for {type(model).__name__}")
+
+
+def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) -> torch.Tensor:
+    """(R, m, 14, 14) images -> (R, m, features), flattened per image like ``nn.Flatten``."""
+    r, m = images.shape[:2]
+    x = images.transpose(0, 1)  # (m, R, 14, 14): repetition r is input channel r
+    single_conv = sum(isinstance(layer, nn.Conv2d) for layer in tower.layers) == 1
+    if single_conv:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for index, layer in enumerate(tower.layers):
+        name = f"{prefix}.layers.{index}"
+        if isinstance(layer, nn.Conv2d):
+            weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+            x = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
+                         padding=layer.padding, groups=r)
+        elif isinstance(layer, nn.ReLU):
+            x = F.relu(x)
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            pool = F.max_pool2d if isinstance(layer, nn.MaxPool2d) else F.avg_pool2d
+            x = pool(x.contiguous(memory_format=torch.channels_last), layer.kernel_size)
+            if not single_conv:
+                x = x.contiguous()
+        elif not isinstance(layer, nn.Flatten):
+            raise TypeError(f"no grouped form of {type(layer).__name__}")
+    return x.contiguous().reshape(m, r, -1).transpose(0, 1)
+
+
+def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
+    """``core.models.dense`` (a Linear, or Linear -> ReLU -> Linear) on (R, m, in)."""
+    if isinstance(module, nn.Linear):
+        return _linear(prefix, params, features)
+    for index, layer in enumerate(module):
+        if isinstance(layer, nn.Linear):
+            features = _linear(f"{prefix}.{index}", params, features)
+        elif isinstance(layer, nn.ReLU):
+            features = F.relu(features)
+        else:
+            raise TypeError(f"no grouped form of {type(layer).__name__}")
+    return features
+
+
+def _linear(prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
+    return torch.baddbmm(params[f"{prefix}.bias"].unsqueeze(1), features,
+                         params[f"{prefix}.weight"].transpose(1, 2))

@@ -1,0 +1,43 @@
+"""The grouped forward of R stacked models computes what each model computes on its own."""
+
+import pytest
+import torch
+from torch.func import stack_module_state
+
+from core.config import RunConfig
+from core.grouped import grouped_forward
+from core.models import build_model
+
+
+@pytest.mark.parametrize("structure", ["independent", "shared", "shared-aux", "digits"])
+@pytest.mark.parametrize("arch, pooling, hidden", [("A1", "max", 0), ("A3", "max", 0), ("A2", "avg", 8),
+                                                   ("A5", "avg", 0)])
+def test_grouped_forward_matches_each_model(structure, arch, pooling, hidden):
+    config = RunConfig(structure=structure, arch=arch, kernel=3, pooling=pooling, hidden=hidden)
+    torch.manual_seed(0)
+    models = [build_model(config) for _ in range(3)]
+    params, _ = stack_module_state(models)
+    x = torch.randn(3, 5, 2, 14, 14)
+    logits, digits = grouped_forward(models[0], params, x)
+    assert logits.shape == (3, 5, 2)
+    for rep, model in enumerate(models):
+        own_logits, own_digits = model(x[rep])
+        torch.testing.assert_close(logits[rep], own_logits, rtol=1e-5, atol=1e-6)
+        if own_digits is None:
+            assert digits is None
+        else:
+            torch.testing.assert_close(digits[rep], own_digits, rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_forward_gives_each_repetition_its_own_gradient():
+    config = RunConfig(structure="shared", arch="A3", kernel=5)
+    torch.manual_seed(1)
+    models = [build_model(config) for _ in range(2)]
+    params, _ = stack_module_state(models)
+    params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    x = torch.randn(2, 4, 2, 14, 14)
+    grouped_forward(models[0], params, x)[0][1].sum().backward()
+    models[1](x[1])[0].sum().backward()
+    for name, own in models[1].named_parameters():
+        torch.testing.assert_close(params[name].grad[1], own.grad, rtol=1e-5, atol=1e-6)
+        assert not params[name].grad[0].any()
