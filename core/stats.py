@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from core.config import ARCHITECTURES, STRUCTURES, options_label
@@ -212,8 +213,9 @@ def welch_p(a: list[float], b: list[float]) -> float:
         return math.nan
     from scipy import stats as scipy_stats
 
-    result = scipy_stats.ttest_ind(a, b, equal_var=False)
-    return float(result.pvalue)
+    with warnings.catch_warnings():  # near-identical samples: scipy warns, the p-value says it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def paired_p(a: list[float], b: list[float]) -> float:
@@ -225,4 +227,6 @@ def paired_p(a: list[float], b: list[float]) -> float:
         return 1.0
     from scipy import stats as scipy_stats
 
-    return float(scipy_stats.ttest_rel(a, b).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(scipy_stats.ttest_rel(a, b).pvalue)

@@ -1,6 +1,7 @@
 import csv
 import io
 import math
+import warnings
 
 import pytest
 
@@ -82,6 +83,12 @@ def test_best_setups_and_welch(known):
     assert p == pytest.approx(welch_p([0.70, 0.72, 0.74], [0.85, 0.86, 0.87]))
     assert 0 < p < 0.05
     assert math.isnan(welch_p([1.0], [1.0, 2.0]))
+
+
+def test_identical_accuracies_give_no_p_value_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(welch_p([0.85] * 10, [0.85] * 10))
 
 
 def test_best_csv_carries_the_p_values(known):
