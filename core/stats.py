@@ -211,11 +211,7 @@ def welch_p(a: list[float], b: list[float]) -> float:
     """Two-sided p-value of Welch's t-test; NaN when either side has fewer than 2 values."""
     if len(a) < 2 or len(b) < 2:
         return math.nan
-    from scipy import stats as scipy_stats
-
-    with warnings.catch_warnings():  # near-identical samples: scipy warns, the p-value says it
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return _p_value("ttest_ind", a, b, equal_var=False)
 
 
 def paired_p(a: list[float], b: list[float]) -> float:
@@ -225,8 +221,12 @@ def paired_p(a: list[float], b: list[float]) -> float:
         return math.nan
     if all(x == y for x, y in zip(a, b)):
         return 1.0
+    return _p_value("ttest_rel", a, b)
+
+
+def _p_value(test: str, a: list[float], b: list[float], **options) -> float:
     from scipy import stats as scipy_stats
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # near-identical samples: scipy warns, the NaN p-value says it
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(scipy_stats.ttest_rel(a, b).pvalue)
+        return float(getattr(scipy_stats, test)(a, b, **options).pvalue)
