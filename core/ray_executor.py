@@ -223,14 +223,20 @@ class RayExecutor:
             self.hub.set_stop.remote()
 
     def shutdown(self, *, kill: bool = False) -> None:
+        """Let the tasks return, then drop the hub (a task still running stops at its next epoch:
+        its stop check fails). Only a hard stop cancels tasks, and only on a cluster this executor
+        did not connect to (``ray.shutdown`` ends the tasks of its own job): Ray's driver aborts
+        ("Tried to complete task that was not pending") when a cancel races the task's return."""
         refs = list(self.submitted)
-        if refs and not kill:
-            ray.wait(refs, num_returns=len(refs), timeout=10)
-        for ref in refs:
-            try:
-                ray.cancel(ref, force=kill)
-            except Exception:  # noqa: BLE001 - finished or already gone
-                pass
+        pending = []
+        if refs:
+            _, pending = ray.wait(refs, num_returns=len(refs), timeout=0 if kill else 30)
+        if kill and not self.started:
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - finished or already gone
+                    pass
         self.submitted.clear()
         try:
             ray.kill(self.hub)
