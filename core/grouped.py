@@ -46,17 +46,25 @@ def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) 
     single_conv = sum(isinstance(layer, nn.Conv2d) for layer in tower.layers) == 1
     if single_conv:
         x = x.contiguous(memory_format=torch.channels_last)
-    for index, layer in enumerate(tower.layers):
+    layers = list(tower.layers)
+    relu_after_pool = False
+    for index, layer in enumerate(layers):
         name = f"{prefix}.layers.{index}"
         if isinstance(layer, nn.Conv2d):
             weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
             x = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
                          padding=layer.padding, groups=r)
         elif isinstance(layer, nn.ReLU):
-            x = F.relu(x)
+            # ReLU -> MaxPool equals MaxPool -> ReLU, values and gradients alike (ReLU is monotone
+            # and its gradient at the pooled element is the same): on a quarter of the elements.
+            relu_after_pool = index + 1 < len(layers) and isinstance(layers[index + 1], nn.MaxPool2d)
+            if not relu_after_pool:
+                x = F.relu(x)
         elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
             pool = F.max_pool2d if isinstance(layer, nn.MaxPool2d) else F.avg_pool2d
             x = pool(x.contiguous(memory_format=torch.channels_last), layer.kernel_size)
+            if relu_after_pool:
+                x, relu_after_pool = F.relu(x), False
             if not single_conv:
                 x = x.contiguous()
         elif not isinstance(layer, nn.Flatten):
