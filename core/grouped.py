@@ -47,7 +47,6 @@ def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) 
     if single_conv:
         x = x.contiguous(memory_format=torch.channels_last)
     layers = list(tower.layers)
-    relu_after_pool = False
     for index, layer in enumerate(layers):
         name = f"{prefix}.layers.{index}"
         if isinstance(layer, nn.Conv2d):
@@ -55,21 +54,26 @@ def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) 
             x = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
                          padding=layer.padding, groups=r)
         elif isinstance(layer, nn.ReLU):
-            # ReLU -> MaxPool equals MaxPool -> ReLU, values and gradients alike (ReLU is monotone
-            # and its gradient at the pooled element is the same): on a quarter of the elements.
-            relu_after_pool = index + 1 < len(layers) and isinstance(layers[index + 1], nn.MaxPool2d)
-            if not relu_after_pool:
+            if not _relu_before_max_pool(layers, index):
                 x = F.relu(x)
         elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
             pool = F.max_pool2d if isinstance(layer, nn.MaxPool2d) else F.avg_pool2d
             x = pool(x.contiguous(memory_format=torch.channels_last), layer.kernel_size)
-            if relu_after_pool:
-                x, relu_after_pool = F.relu(x), False
+            if _relu_before_max_pool(layers, index - 1):
+                x = F.relu(x)
             if not single_conv:
                 x = x.contiguous()
         elif not isinstance(layer, nn.Flatten):
             raise TypeError(f"no grouped form of {type(layer).__name__}")
     return x.contiguous().reshape(m, r, -1).transpose(0, 1)
+
+
+def _relu_before_max_pool(layers: list[nn.Module], index: int) -> bool:
+    """Whether ``layers[index]`` is a ReLU followed by a max-pool: the grouped tower then pools
+    first. MaxPool -> ReLU equals ReLU -> MaxPool, values and gradients alike (ReLU is monotone and
+    its gradient at the pooled element is the same), with the ReLU on a quarter of the elements."""
+    return (0 <= index < len(layers) - 1 and isinstance(layers[index], nn.ReLU)
+            and isinstance(layers[index + 1], nn.MaxPool2d))
 
 
 def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
