@@ -25,10 +25,9 @@ def grouped_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[
     ``model.named_parameters()`` with a leading R dimension (``torch.func.stack_module_state``)."""
     r, n = x.shape[:2]
     if isinstance(model, Independent):
-        features = torch.cat([_tower(model.tower1, "tower1", params, x[:, :, 0]),
-                              _tower(model.tower2, "tower2", params, x[:, :, 1])], dim=2)
-        return _dense(model.classifier, "classifier", params, features), None
-    features = _tower(model.tower, "tower", params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
+        first, second = _independent_towers(model, params, x)
+        return _dense(model.classifier, "classifier", params, torch.cat([first, second], dim=2)), None
+    features = _tower(model.tower, ("tower",), params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
     if isinstance(model, Shared):
         return _dense(model.classifier, "classifier", params, features.reshape(r, n, -1)), None
     digits = _dense(model.digit, "digit", params, features).reshape(r, n, 2, NUM_CLASSES)
@@ -39,20 +38,38 @@ def grouped_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[
     raise TypeError(f"no grouped forward for {type(model).__name__}")
 
 
-def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) -> torch.Tensor:
-    """(R, m, 14, 14) images -> (R, m, features), flattened per image like ``nn.Flatten``."""
-    r, m = images.shape[:2]
-    x = images.transpose(0, 1)  # (m, R, 14, 14): repetition r is input channel r
-    single_conv = sum(isinstance(layer, nn.Conv2d) for layer in tower.layers) == 1
+def _independent_towers(model: Independent, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Features of the first and the second image, each through its own tower. A one-layer tower
+    is dominated by per-call overhead, so both run as one grouped tower of 2R groups (their
+    weights concatenated each step); deeper towers run apart, where that copy costs more."""
+    r, n = x.shape[:2]
+    if _conv_count(model.tower1) == 1:
+        images = x.permute(2, 0, 1, 3, 4).reshape(2 * r, n, IMAGE_SIZE, IMAGE_SIZE)
+        return _tower(model.tower1, ("tower1", "tower2"), params, images).split(r)
+    return (_tower(model.tower1, ("tower1",), params, x[:, :, 0]),
+            _tower(model.tower2, ("tower2",), params, x[:, :, 1]))
+
+
+def _conv_count(tower: ConvTower) -> int:
+    return sum(isinstance(layer, nn.Conv2d) for layer in tower.layers)
+
+
+def _tower(tower: ConvTower, prefixes: tuple[str, ...], params: Params, images: torch.Tensor) -> torch.Tensor:
+    """(G, m, 14, 14) images -> (G, m, features), flattened per image like ``nn.Flatten``.
+
+    The towers named by ``prefixes`` (same layers, R stacked parameter sets each) run as one
+    grouped tower: G = len(prefixes) x R groups, the first R for the first prefix."""
+    groups, m = images.shape[:2]
+    x = images.transpose(0, 1)  # (m, G, 14, 14): group g is input channel g
+    single_conv = _conv_count(tower) == 1
     if single_conv:
         x = x.contiguous(memory_format=torch.channels_last)
     layers = list(tower.layers)
     for index, layer in enumerate(layers):
-        name = f"{prefix}.layers.{index}"
         if isinstance(layer, nn.Conv2d):
-            weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+            weight, bias = (_stacked(params, prefixes, f"layers.{index}.{kind}") for kind in ("weight", "bias"))
             x = F.conv2d(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
-                         padding=layer.padding, groups=r)
+                         padding=layer.padding, groups=groups)
         elif isinstance(layer, nn.ReLU):
             if not _relu_before_max_pool(layers, index):
                 x = F.relu(x)
@@ -65,7 +82,13 @@ def _tower(tower: ConvTower, prefix: str, params: Params, images: torch.Tensor) 
                 x = x.contiguous()
         elif not isinstance(layer, nn.Flatten):
             raise TypeError(f"no grouped form of {type(layer).__name__}")
-    return x.contiguous().reshape(m, r, -1).transpose(0, 1)
+    return x.contiguous().reshape(m, groups, -1).transpose(0, 1)
+
+
+def _stacked(params: Params, prefixes: tuple[str, ...], name: str) -> torch.Tensor:
+    if len(prefixes) == 1:
+        return params[f"{prefixes[0]}.{name}"]
+    return torch.cat([params[f"{prefix}.{name}"] for prefix in prefixes])
 
 
 def _relu_before_max_pool(layers: list[nn.Module], index: int) -> bool:

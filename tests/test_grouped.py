@@ -29,10 +29,14 @@ def test_grouped_forward_matches_each_model(structure, arch, pooling, hidden):
             torch.testing.assert_close(digits[rep], own_digits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch, pooling", [("A1", "max"), ("A3", "max"), ("A3", "avg")])
-def test_grouped_forward_gives_each_repetition_its_own_gradient(arch, pooling):
-    """Also the gradients of the pooled-then-ReLU order that the grouped tower runs."""
-    config = RunConfig(structure="shared", arch=arch, kernel=5, pooling=pooling)
+@pytest.mark.parametrize("structure, arch, pooling", [
+    ("shared", "A1", "max"), ("shared", "A3", "max"), ("shared", "A3", "avg"),
+    ("independent", "A1", "max"), ("independent", "A3", "max"),
+])
+def test_grouped_forward_gives_each_repetition_its_own_gradient(structure, arch, pooling):
+    """Also the gradients of the pooled-then-ReLU order that the grouped tower runs, and of the
+    two towers of ``independent`` run as one grouped tower (A1) or apart (A3)."""
+    config = RunConfig(structure=structure, arch=arch, kernel=5, pooling=pooling)
     torch.manual_seed(1)
     models = [build_model(config) for _ in range(2)]
     params, _ = stack_module_state(models)
