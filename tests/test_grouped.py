@@ -47,3 +47,34 @@ def test_grouped_forward_gives_each_repetition_its_own_gradient(structure, arch,
     for name, own in models[1].named_parameters():
         torch.testing.assert_close(params[name].grad[1], own.grad, rtol=1e-5, atol=1e-6)
         assert not params[name].grad[0].any()
+
+
+class _ConvDtypes(torch.overrides.TorchFunctionMode):
+    """Records the dtype each conv2d computes in (its input's under autocast's casting)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if func is torch.nn.functional.conv2d:
+            self.dtypes.append(result.dtype)
+        return result
+
+
+@pytest.mark.parametrize("kernel, expected", [(5, [torch.bfloat16, torch.bfloat16, torch.float32]),
+                                              (3, [torch.bfloat16] * 3)])
+def test_bf16_runs_a_kernel_wider_than_its_map_in_fp32(kernel, expected):
+    """A5's last convolution sees 3x3 maps: with a 5x5 kernel it runs in fp32 under bf16 autocast
+    (oneDNN's bf16 kernels are slower there), and the forward stays close to fp32's."""
+    config = RunConfig(structure="shared-aux", arch="A5", kernel=kernel)
+    torch.manual_seed(2)
+    models = [build_model(config) for _ in range(2)]
+    params, _ = stack_module_state(models)
+    x = torch.randn(2, 4, 2, 14, 14)
+    full, _ = grouped_forward(models[0], params, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16), _ConvDtypes() as seen:
+        half, _ = grouped_forward(models[0], params, x)
+    assert seen.dtypes == expected
+    torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
