@@ -1,0 +1,85 @@
+"""bf16 against fp32 on the paper's best setups: wall time, compute time and accuracy.
+
+    python bench/precision.py                                   # the 3 best setups, 10 reps x 30 epochs
+    python bench/precision.py --configs shared:A6:5 --reps 4 --epochs 5
+
+Each precision trains the same runs (same seeds, same data) with ``pairs work`` on its own
+temporary database. Printed per setup: the training seconds summed over its runs' epochs (what
+the epochs table records, so the worker start-up is left out), the bf16 speed-up, and the
+validation and test accuracy (mean +- std over the repetitions) with bf16's difference in points.
+The default setups are the three of the paper's test comparison (the best of each structure:
+independent A4 k5, shared A5 k5, shared-aux A6 k5), all in the A4-A6 range of the bf16 goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from core.api import open_store, queue, work
+from core.config import RunConfig
+from core.data import draw_pairs
+from core.stats import MeanStd
+
+DEFAULT_CONFIGS = "independent:A4:5,shared:A5:5,shared-aux:A6:5"
+PRECISIONS = ("fp32", "bf16")
+
+
+def train(configs: list[RunConfig], reps: int, workers: int | None) -> tuple[float, dict]:
+    """Wall seconds of ``pairs work`` and, per setup label, (training seconds, val acc, test acc)."""
+    with tempfile.TemporaryDirectory() as folder, open_store(Path(folder) / "bench.db") as store:
+        queue(store, configs, reps)
+        started = time.perf_counter()
+        summary = work(store, workers=workers)
+        wall = time.perf_counter() - started
+        assert summary.done == len(configs) * reps, summary
+        results = {}
+        for config in configs:
+            runs = list(store.db.query("SELECT id, final_val_acc, test_acc FROM runs WHERE config_id = ?",
+                                       [config.id]))
+            seconds = store.db.execute(
+                "SELECT SUM(seconds) FROM epochs WHERE run_id IN (SELECT id FROM runs WHERE config_id = ?)",
+                [config.id]).fetchone()[0]
+            results[f"{config.structure} {config.arch} k{config.kernel}"] = (
+                seconds, MeanStd.of([r["final_val_acc"] for r in runs]), MeanStd.of([r["test_acc"] for r in runs]))
+    return wall, results
+
+
+def _pct(stat) -> str:
+    return f"{100 * stat.mean:5.2f} +- {100 * (stat.std or 0):4.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated structure:arch:kernel")
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+
+    items = [item.split(":") for item in args.configs.split(",")]
+    runs = {precision: [RunConfig(structure=s, arch=a, kernel=int(k), epochs=args.epochs, precision=precision)
+                        for s, a, k in items] for precision in PRECISIONS}
+    for config in runs["fp32"]:  # warm the data cache so neither precision pays for loading
+        draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+          f"{args.reps} reps x {args.epochs} epochs per setup")
+    measured = {precision: train(runs[precision], args.reps, args.workers) for precision in PRECISIONS}
+    for precision, (wall, _) in measured.items():
+        print(f"{precision}: pairs work {wall:.1f} s wall")
+    (_, fp32), (_, bf16) = measured["fp32"], measured["bf16"]
+    print(f"{'setup':24} {'fp32 s':>8} {'bf16 s':>8} {'speed-up':>8}   {'val % fp32':>15} {'val % bf16':>15} "
+          f"{'diff':>6}   {'test % fp32':>15} {'test % bf16':>15} {'diff':>6}")
+    for label, (full_s, full_val, full_test) in fp32.items():
+        half_s, half_val, half_test = bf16[label]
+        print(f"{label:24} {full_s:8.1f} {half_s:8.1f} {full_s / half_s:7.2f}x   {_pct(full_val):>15} "
+              f"{_pct(half_val):>15} {100 * (half_val.mean - full_val.mean):+6.2f}   {_pct(full_test):>15} "
+              f"{_pct(half_test):>15} {100 * (half_test.mean - full_test.mean):+6.2f}")
+
+
+if __name__ == "__main__":
+    main()
