@@ -14,6 +14,7 @@ independent A4 k5, shared A5 k5, shared-aux A6 k5), all in the A4-A6 range of th
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def train(configs: list[RunConfig], reps: int, workers: int | None) -> tuple[float, dict]:
-    """Wall seconds of ``pairs work`` and, per setup label, (training seconds, val acc, test acc)."""
+    """Wall seconds of ``pairs work`` and, per setup label, the training seconds and each
+    repetition's final validation and test accuracy (in repetition order)."""
     with tempfile.TemporaryDirectory() as folder, open_store(Path(folder) / "bench.db") as store:
         queue(store, configs, reps)
         started = time.perf_counter()
@@ -39,18 +41,26 @@ def train(configs: list[RunConfig], reps: int, workers: int | None) -> tuple[flo
         assert summary.done == len(configs) * reps, summary
         results = {}
         for config in configs:
-            runs = list(store.db.query("SELECT id, final_val_acc, test_acc FROM runs WHERE config_id = ?",
+            runs = list(store.db.query("SELECT final_val_acc, test_acc FROM runs WHERE config_id = ? ORDER BY rep",
                                        [config.id]))
             seconds = store.db.execute(
                 "SELECT SUM(seconds) FROM epochs WHERE run_id IN (SELECT id FROM runs WHERE config_id = ?)",
                 [config.id]).fetchone()[0]
-            results[f"{config.structure} {config.arch} k{config.kernel}"] = (
-                seconds, MeanStd.of([r["final_val_acc"] for r in runs]), MeanStd.of([r["test_acc"] for r in runs]))
+            results[f"{config.structure} {config.arch} k{config.kernel}"] = {
+                "seconds": seconds, "val": [r["final_val_acc"] for r in runs], "test": [r["test_acc"] for r in runs]}
     return wall, results
 
 
-def _pct(stat) -> str:
+def _pct(values: list[float]) -> str:
+    stat = MeanStd.of(values)
     return f"{100 * stat.mean:5.2f} +- {100 * (stat.std or 0):4.2f}"
+
+
+def _paired(full: list[float], half: list[float]) -> str:
+    """bf16 minus fp32 in points, with the standard error of the mean of the paired differences
+    (the two precisions train the same repetitions: same seeds, same data)."""
+    diff = MeanStd.of([b - a for a, b in zip(full, half)])
+    return f"{100 * diff.mean:+6.2f} +- {100 * (diff.std or 0) / math.sqrt(diff.n):4.2f}"
 
 
 def main() -> None:
@@ -72,13 +82,15 @@ def main() -> None:
     for precision, (wall, _) in measured.items():
         print(f"{precision}: pairs work {wall:.1f} s wall")
     (_, fp32), (_, bf16) = measured["fp32"], measured["bf16"]
-    print(f"{'setup':24} {'fp32 s':>8} {'bf16 s':>8} {'speed-up':>8}   {'val % fp32':>15} {'val % bf16':>15} "
-          f"{'diff':>6}   {'test % fp32':>15} {'test % bf16':>15} {'diff':>6}")
-    for label, (full_s, full_val, full_test) in fp32.items():
-        half_s, half_val, half_test = bf16[label]
-        print(f"{label:24} {full_s:8.1f} {half_s:8.1f} {full_s / half_s:7.2f}x   {_pct(full_val):>15} "
-              f"{_pct(half_val):>15} {100 * (half_val.mean - full_val.mean):+6.2f}   {_pct(full_test):>15} "
-              f"{_pct(half_test):>15} {100 * (half_test.mean - full_test.mean):+6.2f}")
+    print("training seconds (summed over the runs' epochs) and accuracy in % (mean +- std; bf16 - fp32: "
+          "mean +- standard error of the paired differences)")
+    for label, full in fp32.items():
+        half = bf16[label]
+        print(f"{label}: fp32 {full['seconds']:.1f} s, bf16 {half['seconds']:.1f} s, "
+              f"speed-up {full['seconds'] / half['seconds']:.2f}x")
+        for metric in ("val", "test"):
+            print(f"  {metric:4} fp32 {_pct(full[metric])}  bf16 {_pct(half[metric])}  "
+                  f"bf16 - fp32 {_paired(full[metric], half[metric])}")
 
 
 if __name__ == "__main__":
