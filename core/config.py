@@ -27,6 +27,8 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "A6": (32, 64, 128),
 }
 KERNELS: tuple[int, ...] = (3, 5)
+#: Side of an input image: 28x28 MNIST average-pooled by 2.
+IMAGE_SIZE = 14
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
@@ -226,6 +228,16 @@ def vectorizable(config: RunConfig) -> bool:
     would not match the one-at-a-time path, so those configurations train one run at a time.
     Augmentation is drawn per run and epoch before the batches, identically in both paths."""
     return not config.batch_norm and not config.dropout
+
+
+def training_cost(arch: str, kernel: int, epochs: int, train_pairs: int, val_pairs: int) -> int:
+    """Convolution multiply-adds of one run's training (both images of every training pair, every
+    epoch): the scheduler's estimate of a configuration's work, to start the costliest first."""
+    macs, size, in_channels = 0, IMAGE_SIZE, 1
+    for out_channels in ARCHITECTURES.get(arch, ()):
+        macs += in_channels * out_channels * kernel * kernel * size * size
+        in_channels, size = out_channels, size // 2
+    return 2 * macs * max(train_pairs - val_pairs, 0) * epochs
 
 
 def lr_at(config: RunConfig, epoch: int) -> float:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.config import ARCHITECTURES, KERNELS, STRUCTURES, RunConfig
+from core.config import ARCHITECTURES, IMAGE_SIZE, KERNELS, STRUCTURES, RunConfig
 
-IMAGE_SIZE = 14
 NUM_CLASSES = 10
 
 

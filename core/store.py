@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core._sqlite_utils import sqlite_utils
-from core.config import ConfigError, RunConfig, run_seed
+from core.config import ConfigError, RunConfig, run_seed, training_cost
 
 SCHEMA_VERSION = 2
 #: Databases up to this size are checked (PRAGMA quick_check) when opened: ~5 ms per MB.
@@ -457,8 +457,9 @@ class Store:
     def claim(self, worker: str, limit: int = 1, config_ids: list[str] | None = None) -> list[ClaimedRun]:
         """Atomically mark up to ``limit`` queued runs of ONE configuration as running for ``worker``.
 
-        The configuration is the one of the first queued run (lowest repetition first, then queue
-        order), optionally among ``config_ids``; its queued runs are taken lowest repetition first.
+        The configuration: among those with the lowest queued repetition, the costliest to train
+        (``config.training_cost``), so a grid's last runs are its cheapest and no process idles
+        through a long tail; then queue order. Its queued runs are taken lowest repetition first.
         """
         now = time.time()
         host = worker.rsplit(":", 1)[0]
@@ -467,13 +468,15 @@ class Store:
             where += f" AND r.config_id IN ({','.join('?' * len(config_ids))})"
             params.extend(config_ids)
         with self.transaction() as db:
-            first = db.execute(
-                f"SELECT r.config_id FROM runs r JOIN configs c ON c.id = r.config_id WHERE {where} "
-                f"ORDER BY r.rep, c.created_at, c.id LIMIT 1",
+            candidates = db.execute(
+                f"SELECT r.config_id, min(r.rep), c.created_at, c.arch, c.kernel, c.epochs, c.train_pairs, "
+                f"c.val_pairs FROM runs r JOIN configs c ON c.id = r.config_id WHERE {where} "
+                f"GROUP BY r.config_id",
                 params,
-            ).fetchone()
-            if first is None:
+            ).fetchall()
+            if not candidates:
                 return []
+            first = min(candidates, key=lambda c: (c[1], -_cost_or_zero(c[3:]), c[2], c[0]))
             config = RunConfig.from_dict(db["configs"].get(first[0]))
             rows = list(
                 db.query(
@@ -806,3 +809,11 @@ def copy_database(source: Path, target: Path) -> None:
     with sqlite3.connect(str(source)) as src, sqlite3.connect(str(target)) as dst:
         src.backup(dst)
 
+
+def _cost_or_zero(columns: tuple) -> int:
+    """``training_cost`` of a configs row; 0 for a row edited into nonsense by hand (claiming it
+    then names the problem, through ``RunConfig.from_dict``)."""
+    try:
+        return training_cost(*columns)
+    except (TypeError, ValueError):
+        return 0

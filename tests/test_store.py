@@ -8,6 +8,7 @@ import time
 import pytest
 
 from core.api import open_store
+from core.config import training_cost
 from core.store import SCHEMA_VERSION, LostClaim, Store, StoreError, run_id
 from tests.conftest import tiny
 
@@ -29,6 +30,33 @@ def test_queue_is_idempotent(store):
     assert store.queue(configs, 4) == 2
     assert store.db["runs"].count == 8 and store.db["configs"].count == 2
     assert store.count_new([tiny(arch="A3"), tiny()], 4) == 4
+
+
+def test_the_costliest_configuration_is_claimed_first(store):
+    """Largest first, so that a grid ends on its cheapest runs instead of one process training
+    the last big configuration while the others idle."""
+    cheap, costly = tiny(arch="A1", kernel=3), tiny(arch="A6", kernel=5)
+    store.queue([cheap, costly], 2)  # the costly one queued last
+    assert [c.config for c in store.claim("host:1", limit=2)] == [costly, costly]
+    assert [c.config for c in store.claim("host:1", limit=2)] == [cheap, cheap]
+
+
+def test_a_lower_repetition_comes_before_a_costlier_configuration(store):
+    cheap, costly = tiny(arch="A1", kernel=3), tiny(arch="A6", kernel=5)
+    store.queue([costly], 2)
+    assert [(c.config, c.rep) for c in store.claim("host:1")] == [(costly, 0)]
+    store.queue([cheap], 2)
+    assert [(c.config, c.rep) for c in store.claim("host:1")] == [(cheap, 0)]
+    assert [(c.config, c.rep) for c in store.claim("host:1")] == [(costly, 1)]
+
+
+def test_training_cost_counts_the_convolutions_of_both_images():
+    # A1 k3: 1 -> 16 channels, 3x3 kernel, 14x14 map; 2 images x 900 training pairs x 30 epochs
+    assert training_cost("A1", 3, 30, 1000, 100) == 16 * 9 * 14 * 14 * 2 * 900 * 30
+    # A3 k5: then 16 -> 32 channels on the 7x7 map
+    assert training_cost("A3", 5, 1, 2, 1) == 2 * (16 * 25 * 196 + 16 * 32 * 25 * 49)
+    costs = [training_cost(arch, 5, 30, 1000, 100) for arch in ("A1", "A2", "A3", "A4", "A6")]
+    assert costs == sorted(costs)
 
 
 def test_epoch_upsert_is_idempotent(store):
