@@ -72,14 +72,19 @@ def reference(configs: list[RunConfig], reps: int) -> float:
     return time.perf_counter() - started
 
 
+def timed_work(store, configs: list[RunConfig], reps: int, workers: int | None) -> float:
+    """Queue ``reps`` runs of each configuration in ``store`` and time ``pairs work`` over them."""
+    queue(store, configs, reps)
+    started = time.perf_counter()
+    summary = work(store, workers=workers)
+    elapsed = time.perf_counter() - started
+    assert summary.done == len(configs) * reps, summary
+    return elapsed
+
+
 def engine(configs: list[RunConfig], reps: int, workers: int | None) -> float:
     with tempfile.TemporaryDirectory() as folder, open_store(Path(folder) / "bench.db") as store:
-        queue(store, configs, reps)
-        started = time.perf_counter()
-        summary = work(store, workers=workers)
-        elapsed = time.perf_counter() - started
-        assert summary.done == len(configs) * reps, summary
-    return elapsed
+        return timed_work(store, configs, reps, workers)
 
 
 def main() -> None:

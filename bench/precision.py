@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from grid import timed_work  # bench/grid.py, beside this script
 
-from core.api import open_store, queue, work
+from core.api import open_store
 from core.config import RunConfig
 from core.data import draw_pairs
 from core.stats import MeanStd
@@ -34,11 +34,7 @@ def train(configs: list[RunConfig], reps: int, workers: int | None) -> tuple[flo
     """Wall seconds of ``pairs work`` and, per setup label, the training seconds and each
     repetition's final validation and test accuracy (in repetition order)."""
     with tempfile.TemporaryDirectory() as folder, open_store(Path(folder) / "bench.db") as store:
-        queue(store, configs, reps)
-        started = time.perf_counter()
-        summary = work(store, workers=workers)
-        wall = time.perf_counter() - started
-        assert summary.done == len(configs) * reps, summary
+        wall = timed_work(store, configs, reps, workers)
         results = {}
         for config in configs:
             runs = list(store.db.query("SELECT final_val_acc, test_acc FROM runs WHERE config_id = ? ORDER BY rep",
