@@ -62,8 +62,7 @@ def _tower(tower: ConvTower, prefixes: tuple[str, ...], params: Params, images: 
     groups, m = images.shape[:2]
     x = images.transpose(0, 1)  # (m, G, 14, 14): group g is input channel g
     single_conv = _conv_count(tower) == 1
-    if single_conv:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
     layers = list(tower.layers)
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Conv2d):
