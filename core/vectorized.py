@@ -132,10 +132,11 @@ class VectorizedRuns:
         main_total = torch.zeros(r, device=self.device)
         correct = torch.zeros(r, device=self.device)
         digit_correct = torch.zeros(r, device=self.device)
-        for start in range(0, n, EVAL_BATCH):
-            x = data.x[:, start : start + EVAL_BATCH]
-            target = data.target[:, start : start + EVAL_BATCH]
-            classes = data.classes[:, start : start + EVAL_BATCH]
+        batch = max(1, EVAL_BATCH // r)
+        for start in range(0, n, batch):
+            x = data.x[:, start : start + batch]
+            target = data.target[:, start : start + batch]
+            classes = data.classes[:, start : start + batch]
             with autocast(self.device, self.config.precision):
                 logits, digits = self.forward(x)
             loss, main = self.losses(logits, digits, target, classes)

@@ -82,3 +82,29 @@ def test_bf16_path_runs_on_cpu():
     grouped = run_group(tiny(precision="bf16", structure="shared-aux"), [0, 1])
     assert sorted(grouped) == [0, 1]
     assert all(0 <= t.test_acc <= 1 and torch.isfinite(torch.tensor(t.test_loss)) for t in grouped.values())
+
+
+def test_evaluation_in_batches_gives_the_metrics_of_one_batch(monkeypatch):
+    """Evaluation runs in small batches for speed: the metrics must not depend on their size."""
+    import core.train
+    import core.vectorized
+    from core.models import build_model
+    from core.vectorized import VectorizedRuns, _stack
+
+    config = tiny(structure="shared-aux", test_pairs=100)
+    data = [draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs)
+            for rep in (0, 1)]
+    torch.manual_seed(0)
+    model = build_model(config)
+    group = VectorizedRuns(config, [0, 1], "cpu", [None, None])
+    test = _stack([d.test for d in data], "cpu")
+    results = []
+    for batch in (1000, 7):
+        monkeypatch.setattr(core.train, "EVAL_BATCH", batch)
+        monkeypatch.setattr(core.vectorized, "EVAL_BATCH", batch)
+        results.append((core.train.evaluate(model, data[0].test, aux_weight=config.aux_weight),
+                        group.evaluate(test)))
+    (single, grouped), (single_batched, grouped_batched) = results
+    assert single_batched == pytest.approx(single, rel=1e-5)
+    for name, values in grouped.items():
+        assert grouped_batched[name] == pytest.approx(values, rel=1e-5), name
