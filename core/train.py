@@ -19,7 +19,7 @@ from core.models import build_model
 
 #: Pairs per evaluation batch, over all the models evaluated together (a vectorised group splits
 #: it among its repetitions): small enough for a batch's activations to stay in cache, which makes
-#: the 1000-pair test pass 1.3-2x faster than one batch of 1000 on a CPU (1.5-4x for a group of 10).
+#: the 1000-pair test pass 1.3-1.7x faster than one batch of 1000 on a CPU (1.9-4x for a group of 10).
 EVAL_BATCH = 250
 
 
