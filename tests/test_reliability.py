@@ -147,14 +147,13 @@ def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, refe
     with open_store(db) as s:
         queue(s, GRID, REPS)
     # Kill 1: right after the first epoch rows are committed (the driver is writing the next
-    # epoch row + checkpoint). Kill 2: a little later in training. Then run to the end.
+    # epoch row + checkpoint). Kill 2: three epoch rows later. Then run to the end.
     for kill in range(2):
         rows_before = _epoch_count(db)
         proc = _pairs_work(db, "--workers", "2")
-        _wait_for(lambda b=rows_before, p=proc: _epoch_count(db) > b or p.poll() is not None,
-                  what="an epoch row")
-        if kill:
-            time.sleep(0.7)
+        more = 1 + 2 * kill  # the second kill comes a little later in training
+        _wait_for(lambda b=rows_before + more, p=proc: _epoch_count(db) >= b or p.poll() is not None,
+                  what="epoch rows")
         assert proc.poll() is None, proc.stdout.read()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
