@@ -60,3 +60,11 @@ def test_mnist_offline_without_files_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist.MNIST, "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(DataError, match="put train-images-idx3-ubyte.gz"):
         digit_pools("mnist", tmp_path / "nowhere")
+
+
+def test_a_pool_pooled_once_equals_pooling_the_drawn_images():
+    train, test = load_sample_pools()
+    for pool in (train, test):
+        chosen = np.random.default_rng(0).choice(len(pool.classes), size=50, replace=False)
+        assert pool.pooled.shape == (len(pool.classes), 14, 14)
+        assert np.array_equal(pool.pooled[chosen], pool_pairs(pool.images[chosen]))
