@@ -27,18 +27,9 @@ import torch.nn.functional as F
 from grid import matmul_peak, run_flops  # bench/grid.py, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.config import ARCHITECTURES, IMAGE_SIZE, KERNELS, PAPER_STRUCTURES, RunConfig
+from core.config import ARCHITECTURES, KERNELS, PAPER_STRUCTURES, RunConfig, conv_layers
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
-
-
-def layers(arch: str) -> list[tuple[int, int, int]]:
-    """(in channels, out channels, map side) of each convolution of a Table I tower."""
-    shapes, in_channels, size = [], 1, IMAGE_SIZE
-    for out_channels in ARCHITECTURES[arch]:
-        shapes.append((in_channels, out_channels, size))
-        in_channels, size = out_channels, size // 2
-    return shapes
 
 
 def conv_step(shape: tuple[int, int, int], kernel: int, reps: int, images: int, layout, dtype):
@@ -94,7 +85,7 @@ def main() -> None:
     tower_seconds = 0.0
     for arch in ARCHITECTURES:
         for kernel in KERNELS:
-            for shape in layers(arch):
+            for shape in conv_layers(arch):
                 timed = {(name, dtype): median_seconds(conv_step(shape, kernel, args.reps, images, layout, dtype))
                          for name, layout in LAYOUTS.items() for dtype in dtypes}
                 (name, dtype), best = min(timed.items(), key=lambda item: item[1])

@@ -230,13 +230,20 @@ def vectorizable(config: RunConfig) -> bool:
     return not config.batch_norm and not config.dropout
 
 
+def conv_layers(arch: str) -> list[tuple[int, int, int]]:
+    """(in channels, out channels, map side) of each convolution of a Table I tower (each layer
+    max-pools by 2); empty for an unknown architecture."""
+    layers, in_channels, size = [], 1, IMAGE_SIZE
+    for out_channels in ARCHITECTURES.get(arch, ()):
+        layers.append((in_channels, out_channels, size))
+        in_channels, size = out_channels, size // 2
+    return layers
+
+
 def training_cost(arch: str, kernel: int, epochs: int, train_pairs: int, val_pairs: int) -> int:
     """Convolution multiply-adds of one run's training (both images of every training pair, every
     epoch): the scheduler's estimate of a configuration's work, to start the costliest first."""
-    macs, size, in_channels = 0, IMAGE_SIZE, 1
-    for out_channels in ARCHITECTURES.get(arch, ()):
-        macs += in_channels * out_channels * kernel * kernel * size * size
-        in_channels, size = out_channels, size // 2
+    macs = sum(cin * cout * kernel * kernel * size * size for cin, cout, size in conv_layers(arch))
     return 2 * macs * max(train_pairs - val_pairs, 0) * epochs
 
 
