@@ -3,12 +3,14 @@
     python bench/grid.py                                  # 3 setups, 10 reps, 3 epochs
     python bench/grid.py --configs shared:A1:5,shared-aux:A6:5 --reps 10 --epochs 30
     python bench/grid.py --precision bf16                 # the engine in bf16 autocast
+    python bench/grid.py --configs shared:A1:5 --reps 10 --epochs 10 --plain --skip-reference
 
 Reference: each run trained alone (``core.train.run_training``) in this process with torch's
 default threads. Engine: ``pairs work`` on a temporary database (``core.scheduler.work``: worker
 processes sized to the cores, repetitions vectorised). The FLOP count is torch's FlopCounterMode
 over one training step and one evaluation pass of every setup, scaled to the protocol; the floor
-is FLOPs / the measured fp32 matmul peak of this machine.
+is FLOPs / the measured fp32 matmul peak of this machine. ``--plain`` also times the plain PyTorch
+loop a user would write instead (``bench/plain_loop.py``) on the same setups and prints the ratio.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from core.config import RunConfig, parse_grid
 from core.data import draw_pairs
 from core.models import build_model
 from core.train import loss_terms, run_training
+
+try:
+    from bench.plain_loop import parse_configs, plain_loop
+except ModuleNotFoundError:  # run as a script: bench/ is on sys.path
+    from plain_loop import parse_configs, plain_loop
 
 DEFAULT_CONFIGS = "independent:A1:5,shared:A5:5,shared-aux:A6:5"
 
@@ -96,6 +103,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time the plain PyTorch loop (bench/plain_loop.py) and print the ratio")
     args = parser.parse_args()
 
     base = RunConfig(epochs=args.epochs, precision=args.precision)
@@ -103,10 +112,7 @@ def main() -> None:
         configs = parse_grid({"structure": "independent,shared,shared-aux", "arch": "A1,A2,A3,A4,A5,A6",
                               "kernel": "3,5"}, base)
     else:
-        configs = []
-        for item in args.configs.split(","):
-            structure, arch, kernel = item.split(":")
-            configs.append(base.replace(structure=structure, arch=arch, kernel=int(kernel)))
+        configs = parse_configs(args.configs, base)
     for config in configs:  # warm the data cache so neither path pays for loading
         draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
 
@@ -124,6 +130,10 @@ def main() -> None:
         reference_s = reference(configs, args.reps)
         print(f"reference (one run at a time): {reference_s:.1f} s = {reference_s / floor:.2f} x floor")
         print(f"speed-up engine vs reference: {reference_s / engine_s:.2f} x")
+    if args.plain:
+        plain_s = plain_loop(configs, args.reps)
+        print(f"plain PyTorch loop (one run at a time, all cores): {plain_s:.1f} s = {plain_s / floor:.2f} x floor")
+        print(f"speed-up engine vs plain loop: {plain_s / engine_s:.2f} x")
 
 
 if __name__ == "__main__":
