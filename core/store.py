@@ -714,6 +714,8 @@ def _add_final_metrics(db: sqlite_utils.Database) -> None:
     for name in ("final_train_loss", "final_val_loss", "final_val_acc"):
         if name not in columns:
             db.execute(f"ALTER TABLE runs ADD COLUMN {name} REAL")
+    if "code_version" not in columns:  # which code trained a run (NULL: unknown)
+        db.execute("ALTER TABLE runs ADD COLUMN code_version TEXT")
     db.execute(
         "UPDATE runs SET (final_train_loss, final_val_loss, final_val_acc) = "
         "(SELECT e.train_loss, e.val_loss, e.val_acc FROM epochs e JOIN configs c "
