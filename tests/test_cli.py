@@ -39,8 +39,9 @@ def test_run_table_best_status(fresh_db):
     assert "shared-aux" in invoke("best", "--db", fresh_db).stdout
     assert "done: 2" in invoke("status", "--db", fresh_db).stdout
     assert invoke("table", "--db", fresh_db).exit_code == 0
-    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith("structure,")
-    assert invoke("best", "-f", "json", "--db", fresh_db).stdout.lstrip().startswith("{")
+    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith(
+        "protocol,protocol_id,structure,")
+    assert invoke("best", "-f", "json", "--db", fresh_db).stdout.lstrip().startswith("[")
 
 
 def test_queue_expands_repeated_and_comma_separated_values(fresh_db):
