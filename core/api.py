@@ -243,11 +243,13 @@ def compare_rows(store: Store, structures: list[str] | str | None = None,
     return rows, caveats
 
 
-def code_version_note(store: Store, rows: list[SetupRow]) -> str | None:
-    """A line when the done runs of ``rows`` were trained by more than one code version."""
+def code_version_note(store: Store, rows: list[SetupRow] | None) -> str | None:
+    """A line when the done runs of ``rows`` (None: of the whole database) were trained by more
+    than one code version."""
     from core.provenance import code_versions, mixed_line
 
-    return mixed_line(code_versions(store, [r.config_id for r in rows]))
+    ids = None if rows is None else [r.config_id for r in rows]
+    return mixed_line(code_versions(store, ids))
 
 
 def check_format(fmt: str) -> str:
@@ -350,7 +352,8 @@ def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
 
 
 def model_catalog() -> list[dict]:
-    from core.models import model_catalog as catalog
+    """Every setup with its parameter count, from the architecture spec (no torch)."""
+    from core.config import model_catalog as catalog
 
     return catalog()
 

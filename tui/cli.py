@@ -354,6 +354,9 @@ def status(db: DbOption = None) -> None:
         for f in store.failures():
             out.print(f"[red]failed[/] {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: "
                       f"{f['error']}")
+        mixed = api.code_version_note(store, None)
+        if mixed:
+            out.print(Text(mixed, style="bold yellow"))
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.",
@@ -434,12 +437,22 @@ def _print_tables(tables: list[Table]) -> None:
 
 
 @app.command()
-def models() -> None:
-    """Every structure x architecture x kernel with its parameter count."""
-    table = RichTable("structure", "arch", "channels", "kernel", "parameters")
+def models(db: DbOption = None) -> None:
+    """Every structure x architecture x kernel with its parameter count (with --db: and how
+    many runs of each setup that database holds)."""
+    counts = None
+    if db is not None:
+        with api.open_store(db, create=False) as store:
+            counts = {(r["structure"], r["arch"], r["kernel"]): r["n"] for r in store.db.query(
+                "SELECT c.structure, c.arch, c.kernel, count(r.id) AS n FROM configs c "
+                "JOIN runs r ON r.config_id = c.id GROUP BY 1, 2, 3")}
+    columns = ["structure", "arch", "channels", "kernel", "parameters"]
+    table = RichTable(*columns, *(["runs in --db"] if counts is not None else []))
     for row in api.model_catalog():
+        extra = [] if counts is None else [
+            str(counts.get((row["structure"], row["arch"], row["kernel"]), 0))]
         table.add_row(row["structure"], row["arch"], row["channels"], str(row["kernel"]),
-                      f"{row['parameters']:,}")
+                      f"{row['parameters']:,}", *extra)
     out.print(table)
 
 
@@ -448,7 +461,10 @@ def retry(db: DbOption = None) -> None:
     """Queue every failed run again."""
     with api.open_store(db, create=False) as store:
         n = store.retry_failed()
-    out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+    if n:
+        out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+    else:
+        out.print("nothing to retry: no failed runs in this database")
 
 
 def _rich_table(t: Table) -> RichTable:
