@@ -408,7 +408,7 @@ def best(
     with api.open_store(db, create=False) as store:
         rows = api.table_rows(store, None, choice)
         comparisons = api.best_of_protocols(store, rows)
-        mixed = api.code_version_note(store, [b.row for c in comparisons for b in c.best])
+        mixed = api.code_version_note(store, rows)  # the best setups are chosen among all
     if fmt == "rich":
         _print_tables([api.best_table(c) for c in comparisons])
         if not comparisons:
