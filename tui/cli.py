@@ -28,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-out = Console()
+# Lines wrap at the terminal's width only on a terminal: piped or redirected, a line stays whole
+# (never cut mid-number at Rich's default 80 columns). Tables keep their layout either way.
+out = Console(soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULTS = RunConfig()
