@@ -229,6 +229,12 @@ class Store:
         version = self.schema_version()
         if version is None:
             if not create:
+                if self.db.table_names():  # queuing would refuse it too: advise what works
+                    raise StoreError(
+                        f"{self.path} is an SQLite file of another program, not a pairs "
+                        "database (no meta table): choose another --db (a new path starts a "
+                        "new database)"
+                    )
                 raise StoreError(
                     f"{self.path} is not a pairs database (no meta table): "
                     "pass the --db of one made by pairs, or queue runs to start one"

@@ -395,3 +395,44 @@ def test_shell_completion_of_option_values(dbs, monkeypatch):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           cwd=ROOT)
     assert done.stdout.split() == ["independent,shared", "independent,shared-aux"], done.stderr
+
+
+# -- smaller truths --------------------------------------------------------------------------------
+
+async def test_console_banner_for_a_foreign_sqlite_file_gives_advice_that_works(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "photos.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    app_ = make_app(db, workers=1)
+    async with app_.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app_.db_error is not None)
+        assert "another program" in app_.db_error and "choose another --db" in app_.db_error
+        assert "queue runs to start one" not in app_.db_error
+    # and the advice it no longer gives would indeed fail
+    with pytest.raises(api.StoreError, match="another program"):
+        api.open_store(db)
+
+
+def test_retry_with_nothing_to_retry_says_so(dbs):
+    output = pairs("retry", "--db", dbs["paper"])
+    assert output.strip() == "nothing to retry: no failed runs in this database"
+    assert "pairs work" not in output
+
+
+def test_run_help_shows_list_defaults_and_three_pair_counts():
+    output = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    text = " ".join(output.replace("│", " ").split())
+    assert "[default: shared]" in text and "[default: A5]" in text and "[default: 30]" in text
+    assert "Training pairs per repetition (the validation pairs are taken out of these)" in text
+    assert "Validation pairs per repetition, taken out of the training pairs" in text
+    assert "Test pairs per repetition" in text and "Pairs per repetition." not in text
+
+
+def test_piped_lines_never_wrap_mid_number(tmp_path):
+    line = "shared-aux A1 k3: 2 run(s) done; validation accuracy 85.00 ± 1.23 %, " * 3
+    code = f"from tui.cli import out; out.print({line!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "COLUMNS": "80"})
+    assert done.stdout == line + "\n"
