@@ -299,14 +299,14 @@ def _tables(rows) -> str:
         return head + "No configurations in this database yet."
     return (head + f"{compare.summary_line(rows)}. Δ is (ours − paper mean) / paper std; "
             "bold marks the best mean validation loss and accuracy of each structure.\n\n"
-            + compare.render_comparison(rows, "markdown"))
+            + nest_headings(compare.render_comparison(rows, "markdown"), 3))
 
 
 def _best(store: Store, rows, comparison) -> str:
     head = "## Best setups on the test set\n\n"
     if not comparison.best:
         return head + "No done runs yet."
-    text = head + to_markdown([compare.compare_best_table(comparison)])
+    text = head + nest_headings(to_markdown([compare.compare_best_table(comparison)]), 3)
     return text + "\n" + to_markdown([_paper_best_here(store, rows)])
 
 
