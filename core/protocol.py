@@ -222,10 +222,12 @@ class ProtocolChoice:
         return all(values[name] in allowed for name, allowed in self.fields)
 
     def describe(self) -> str:
+        """The choice as flags, for messages (control characters shown escaped)."""
         parts = [f"--protocol {self.protocol}"] if self.protocol else []
         parts += [f"--{name.replace('_', '-')} {','.join(str(v) for v in values)}"
                   for name, values in self.fields]
-        return " ".join(parts)
+        return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                       for ch in " ".join(parts))
 
     def select(self, protocols: Iterable[Protocol]) -> list[Protocol]:
         """The chosen protocols among ``protocols`` (all when the choice is empty), the paper's
