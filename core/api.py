@@ -21,6 +21,7 @@ from core.config import (
     preset_configs,
 )
 from core.errors import DataError
+from core.protocol import Protocol, ProtocolChoice, available_line, ordered
 from core.report import (
     FORMATS,
     Table,
@@ -34,7 +35,7 @@ from core.report import (
     to_markdown,
 )
 from core.scheduler import StopRequest, WorkSummary
-from core.stats import BestComparison, SetupRow, best_setups, setup_rows
+from core.stats import BestComparison, SetupRow, best_per_protocol, best_setups, setup_rows
 from core.store import Store, StoreError
 
 
@@ -200,9 +201,55 @@ def check_structures(structures: list[str] | str | None) -> list[str] | None:
     return wanted
 
 
-def table_rows(store: Store, structures: list[str] | str | None = None) -> list[SetupRow]:
-    """Tables II-IV rows (of some structures) with mean ± std over done runs."""
-    return setup_rows(store, check_structures(structures))
+def protocols_in(store: Store) -> list[Protocol]:
+    """Every protocol of the database's configurations, the paper's first."""
+    return ordered(Protocol.of(row) for row in store.db.query("SELECT * FROM configs"))
+
+
+def chosen_protocols(store: Store, choice: ProtocolChoice | None) -> list[Protocol]:
+    """The protocols ``choice`` names (all when empty); ConfigError naming the available ones
+    when it names none."""
+    return (choice or ProtocolChoice()).select(protocols_in(store))
+
+
+def table_rows(store: Store, structures: list[str] | str | None = None,
+               choice: ProtocolChoice | None = None) -> list[SetupRow]:
+    """Tables II-IV rows (of some structures, of the chosen protocols) with mean ± std over
+    done runs, the paper's protocol first."""
+    rows = setup_rows(store, check_structures(structures))
+    if choice is None or choice.empty:
+        return rows
+    ids = {p.id for p in chosen_protocols(store, choice)}
+    return [r for r in rows if r.protocol.id in ids]
+
+
+def compare_rows(store: Store, structures: list[str] | str | None = None,
+                 choice: ProtocolChoice | None = None) -> tuple[list[SetupRow], list[str]]:
+    """The rows ``--compare paper`` compares and its caveat lines: the paper's protocol only
+    unless ``choice`` asks for others (then a caveat per protocol that is not the paper's)."""
+    from core.compare import caveat
+
+    if choice is None or choice.empty:
+        paper = Protocol.paper()
+        available = protocols_in(store)
+        if available and all(p.id != paper.id for p in available):
+            raise ConfigError(
+                f"no runs of the paper's protocol ({paper.description}) in {store.path} to "
+                f"compare with the paper: choose one with --protocol (the comparison then "
+                f"carries a caveat); available: {available_line(available)}")
+        choice = ProtocolChoice(protocol=paper.id)
+    rows = table_rows(store, structures, choice)
+    caveats = [line for p in ordered(r.protocol for r in rows) if (line := caveat(p))]
+    return rows, caveats
+
+
+def code_version_note(store: Store, rows: list[SetupRow] | None) -> str | None:
+    """A line when the done runs of ``rows`` (None: of the whole database) were trained by more
+    than one code version."""
+    from core.provenance import code_versions, mixed_line
+
+    ids = None if rows is None else [r.config_id for r in rows]
+    return mixed_line(code_versions(store, ids))
 
 
 def check_format(fmt: str) -> str:
@@ -233,29 +280,49 @@ def render_rows(rows: list[SetupRow], fmt: str) -> str:
 
 
 def best(store: Store, rows: list[SetupRow] | None = None) -> BestComparison:
-    """Per structure, the best setup by validation accuracy (from ``rows`` when already read)."""
+    """Per structure, the best setup by validation accuracy (from ``rows`` when already read);
+    the rows must be of one protocol (see ``best_of_protocols``)."""
     return best_setups(store, rows)
 
 
-def render_best(comparison: BestComparison, fmt: str) -> str:
-    if fmt in ("csv", "json"):
-        records = []
-        for b in comparison.best:
-            record = setup_records([b.row])[0]
-            for name, value in b.test.items():
-                record[f"{name}_mean"] = value.mean if value.n else None
-                record[f"{name}_std"] = value.std
-            for other in comparison.best:  # Welch's p on test accuracy against each best
-                pair = (b.structure, other.structure)
-                record[f"welch_p_vs_{other.structure}"] = comparison.p_values.get(
-                    pair, comparison.p_values.get(pair[::-1]))
-            records.append(record)
-        return to_csv(records) if fmt == "csv" else to_json(
-            {"best": records,
-             "welch_p_test_acc": {f"{a} vs {b}": p for (a, b), p in comparison.p_values.items()}}
-        )
-    table = best_table(comparison)
-    return to_markdown([table]) if fmt == "markdown" else to_latex([table])
+def best_of_protocols(store: Store, rows: list[SetupRow] | None = None) -> list[BestComparison]:
+    """The best setups of each protocol of ``rows`` (all rows when None), the paper's first:
+    a best setup is never chosen, nor a p-value computed, across protocols."""
+    return best_per_protocol(store, rows)
+
+
+def render_best(comparisons: BestComparison | list[BestComparison], fmt: str) -> str:
+    """The best setups as markdown, latex (a heading per protocol), csv (one record per best
+    setup, with protocol and protocol_id) or json (a list: per protocol, its best setups and
+    Welch p-values)."""
+    if isinstance(comparisons, BestComparison):
+        comparisons = [comparisons]
+    if fmt == "csv":
+        return to_csv([r for c in comparisons for r in _best_records(c)])
+    if fmt == "json":
+        return to_json([
+            {"protocol": c.protocol.label if c.protocol else None,
+             "protocol_id": c.protocol.id if c.protocol else None,
+             "best": _best_records(c),
+             "welch_p_test_acc": {f"{a} vs {b}": p for (a, b), p in c.p_values.items()}}
+            for c in comparisons])
+    tables = [best_table(c) for c in comparisons]
+    return to_markdown(tables) if fmt == "markdown" else to_latex(tables)
+
+
+def _best_records(comparison: BestComparison) -> list[dict]:
+    records = []
+    for b in comparison.best:
+        record = setup_records([b.row])[0]
+        for name, value in b.test.items():
+            record[f"{name}_mean"] = value.mean if value.n else None
+            record[f"{name}_std"] = value.std
+        for other in comparison.best:  # Welch's p on test accuracy against each best
+            pair = (b.structure, other.structure)
+            record[f"welch_p_vs_{other.structure}"] = comparison.p_values.get(
+                pair, comparison.p_values.get(pair[::-1]))
+        records.append(record)
+    return records
 
 
 def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
@@ -285,7 +352,8 @@ def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
 
 
 def model_catalog() -> list[dict]:
-    from core.models import model_catalog as catalog
+    """Every setup with its parameter count, from the architecture spec (no torch)."""
+    from core.config import model_catalog as catalog
 
     return catalog()
 

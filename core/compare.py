@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from core.config import ConfigError
+from core.protocol import Protocol, group_by_protocol
 from core.report import (
     TABLE_NUMBERS,
     TABLE_TITLES,
@@ -138,27 +139,45 @@ def _is_percent(metric: str) -> bool:
 @dataclass(frozen=True)
 class Summary:
     metric: str
-    within: int  # paper cells whose mean is within 2 paper-σ
-    cells: int  # paper cells of the structures compared
-    missing: int  # of those, cells with no done run here
+    within: int  # cells with done runs whose mean is within 2 paper-σ
+    cells: int  # cells (of the structures compared) with done runs here: what ``within`` counts
+    missing: tuple[str, ...] = ()  # the paper's cells (of those structures) without done runs
 
     @property
     def line(self) -> str:
-        text = (f"{self.within} of {self.cells} cells within {WITHIN:g}σ of the paper on mean "
-                f"{METRIC_LABELS[self.metric]}")
+        text = (f"{self.within} of {self.cells} cells with done runs within {WITHIN:g}σ of the "
+                f"paper on mean {METRIC_LABELS[self.metric]}")
         if self.missing:
-            text += f" ({self.missing} without done runs here)"
+            text += (f"; {len(self.missing)} of the paper's {self.cells + len(self.missing)} "
+                     f"cells have no done runs here: {name_cells(self.missing)}")
         return text
 
 
+def name_cells(labels: tuple[str, ...] | list[str]) -> str:
+    """``independent A1 k3, A1 k5; shared A2 k3``: cell labels grouped by structure."""
+    by_structure: dict[str, list[str]] = {}
+    for label in labels:
+        structure, _, rest = label.partition(" ")
+        by_structure.setdefault(structure, []).append(rest)
+    return "; ".join(f"{structure} {', '.join(rest)}" for structure, rest in by_structure.items())
+
+
 def representatives(rows: list[SetupRow]) -> dict[Key, SetupRow]:
-    """Per paper cell, the row that stands for it: the one with the most done runs."""
+    """Per paper cell, the row that stands for it: the one with the most done runs (rows of one
+    protocol have one row per cell; among rows built by hand the fullest counts)."""
+    _one_protocol(rows)
     chosen: dict[Key, SetupRow] = {}
     for row in rows:
         current = chosen.get(_key(row))
         if current is None or (row.done, row.total) > (current.done, current.total):
             chosen[_key(row)] = row
     return chosen
+
+
+def _one_protocol(rows: list[SetupRow]) -> None:
+    if len({r.protocol.id for r in rows}) > 1:
+        raise ValueError("rows of several protocols: compare each protocol on its own "
+                         "(core.protocol.group_by_protocol)")
 
 
 def paper_final(structure: str, arch: str, kernel: int,
@@ -173,28 +192,41 @@ def paper_final(structure: str, arch: str, kernel: int,
 
 def summary(rows: list[SetupRow], metric: str = SUMMARY_METRIC,
             structures: list[str] | None = None) -> Summary:
-    """How many of the paper's cells (of the structures in ``rows``) sit within 2σ.
+    """How many of the paper's cells (of the structures in ``rows``) that have done runs here
+    sit within 2σ; the cells without done runs are named, never counted as misses.
 
-    Where a setup appears in several rows (other hyperparameters differ), the row with the most
-    done runs counts. A cell without done runs counts as not within.
+    ``rows`` must be of one protocol (ValueError otherwise).
     """
     structures = structures or list(dict.fromkeys(r.structure for r in rows)) or list(PAPER_ORDER)
     paper = [p for p in paper_validation().values() if p.structure in structures]
     chosen = representatives(rows)
-    within = missing = 0
+    within = cells = 0
+    missing = []
     for setup in paper:
         row = chosen.get(setup.key)
         if row is None or not row.metrics[metric].n:
-            missing += 1
+            missing.append(setup.label)
             continue
+        cells += 1
         if abs(setup.metrics[metric].z(row.metrics[metric])) <= WITHIN:
             within += 1
-    return Summary(metric, within, len(paper), missing)
+    return Summary(metric, within, cells, tuple(missing))
 
 
 def summary_line(rows: list[SetupRow]) -> str:
-    """``k of 36 cells within 2σ of the paper on mean validation accuracy``."""
+    """``k of n cells with done runs within 2σ of the paper on mean validation accuracy`` (and
+    the cells without done runs, named)."""
     return summary(rows).line
+
+
+def caveat(protocol: Protocol) -> str | None:
+    """The line a comparison with the paper shows when its runs are not of the paper's
+    protocol; None for the paper's."""
+    if protocol.is_paper:
+        return None
+    return (f"caveat: these runs use protocol {protocol.label}, not the paper's "
+            f"({Protocol.paper().description}): differences from the paper's numbers may come "
+            "from the protocol")
 
 
 # -- Tables II-IV with the paper's numbers ---------------------------------------------------
@@ -211,9 +243,17 @@ COMPARE_COLUMNS = [
 def compare_tables(rows: list[SetupRow]) -> list[Table]:
     """Tables II-IV with, beside each cell, the paper's mean ± std and the difference in σ.
 
-    Every table's notes count its cells within 2σ per metric; the last table's notes end with
-    the overall summary line (:func:`summary_line`).
+    Per protocol (each its own tables and counts): every table's notes count its cells within
+    2σ per metric; the protocol's last table ends with its summary line (:func:`summary_line`)
+    and, for a protocol other than the paper's, the caveat (:func:`caveat`).
     """
+    tables = []
+    for protocol, group in group_by_protocol(rows):
+        tables += _compare_tables_of(protocol, group)
+    return tables
+
+
+def _compare_tables_of(protocol: Protocol, rows: list[SetupRow]) -> list[Table]:
     paper = paper_validation()
     tables = []
     for structure in dict.fromkeys(r.structure for r in rows):
@@ -239,7 +279,7 @@ def compare_tables(rows: list[SetupRow]) -> list[Table]:
         notes = [
             "Paper: the published mean ± std over 10 runs; Δ: (ours - paper mean) / paper std.",
             "; ".join(
-                f"{METRIC_LABELS[m]}: {s.within} of {s.cells} within {WITHIN:g}σ"
+                f"{METRIC_LABELS[m]}: {s.within} of {s.cells} with done runs within {WITHIN:g}σ"
                 for m in METRICS
                 for s in [summary(group, m, [structure])]
             ),
@@ -247,27 +287,29 @@ def compare_tables(rows: list[SetupRow]) -> list[Table]:
         if len({_key(r) for r in group}) < len(group):
             notes.append("Some setups appear more than once (other hyperparameters differ); "
                          "the counts use the row with the most done runs.")
-        tables.append(Table(title, list(COMPARE_COLUMNS), body, notes))
+        tables.append(Table(title, list(COMPARE_COLUMNS), body, notes, protocol))
     if tables:
         tables[-1].notes.append(f"Overall: {summary_line(rows)}.")
+        line = caveat(protocol)
+        if line:
+            tables[-1].notes.append(line[0].upper() + line[1:] + ".")
     return tables
 
 
 def compare_records(rows: list[SetupRow]) -> list[dict]:
-    """One record per row: our mean/std, the paper's mean/std and z per metric (fractions)."""
+    """The records of plain ``--format json`` (``core.report.setup_records``) with, per metric,
+    the paper's mean/std and z (fractions) added."""
+    from core.report import setup_records
+
     paper = paper_validation()
     records = []
-    for r in rows:
+    for r, record in zip(rows, setup_records(rows), strict=True):
         setup = paper.get(_key(r))
-        record = {"structure": r.structure, "arch": r.arch, "kernel": r.kernel,
-                  "config_id": r.config_id, "done": r.done, "total": r.total,
-                  "paper_table": setup.table if setup else None}
+        record["paper_table"] = setup.table if setup else None
         for metric in METRICS:
             ours = r.metrics[metric]
             reference = setup.metrics[metric] if setup else None
             z = reference.z(ours) if reference else math.nan
-            record[f"{metric}_mean"] = ours.mean if ours.n else None
-            record[f"{metric}_std"] = ours.std
             record[f"paper_{metric}_mean"] = reference.mean if reference else None
             record[f"paper_{metric}_std"] = reference.std if reference else None
             record[f"{metric}_sigma"] = None if math.isnan(z) else z
@@ -280,8 +322,9 @@ def compare_records(rows: list[SetupRow]) -> list[dict]:
 def render_comparison(rows: list[SetupRow], fmt: str) -> str:
     """Tables II-IV beside the paper's numbers as markdown, latex, csv or json.
 
-    Markdown and LaTeX carry the summary line in the last table's notes; JSON has it under
-    ``summary``; CSV is the bare records (:func:`compare_records`).
+    Markdown and LaTeX carry each protocol's summary line in its last table's notes; CSV and
+    JSON are the records of plain ``--format csv/json`` plus the comparison fields
+    (:func:`compare_records`): JSON a list of records, as without ``--compare``.
     """
     if fmt == "markdown":
         return to_markdown(compare_tables(rows)) if rows else "no configurations yet\n"
@@ -290,13 +333,7 @@ def render_comparison(rows: list[SetupRow], fmt: str) -> str:
     if fmt == "csv":
         return to_csv(compare_records(rows))
     if fmt == "json":
-        s = summary(rows)
-        return json.dumps(
-            {"rows": compare_records(rows),
-             "summary": {"metric": s.metric, "within_2sigma": s.within, "cells": s.cells,
-                         "without_runs": s.missing, "text": s.line}},
-            indent=2,
-        ) + "\n"
+        return json.dumps(compare_records(rows), indent=2) + "\n"
     raise ConfigError(
         f"unknown format {fmt!r} for --compare paper: choose one of {', '.join(COMPARE_FORMATS)} "
         "(rich: use compare_tables)"
@@ -348,7 +385,7 @@ def compare_best_table(comparison: BestComparison) -> Table:
     columns = ["Structure", "Best setup", "Test Loss", "Test Acc. (%)", "Paper's best",
                "Paper Test Loss", "Δ", "Paper Test Acc. (%)", "Δ", "n"]
     return Table("Best setup of each structure (by validation accuracy) on the test set, "
-                 "compared with the paper", columns, body, notes)
+                 "compared with the paper", columns, body, notes, comparison.protocol)
 
 
 def directional_p(comparison: BestComparison) -> dict[tuple[str, str], float]:

@@ -240,6 +240,36 @@ def conv_layers(arch: str) -> list[tuple[int, int, int]]:
     return layers
 
 
+def parameter_count(structure: str, arch: str, kernel: int) -> int:
+    """Parameters of the paper's model of a setup (options beyond the paper at their default),
+    from Table I alone, without torch: each tower layer k*k*in*out weights + out biases, the
+    linear layers in*out + out (``core.models`` builds the very modules counted here)."""
+    tower = sum(cin * cout * kernel * kernel + cout for cin, cout, _ in conv_layers(arch))
+    layers = conv_layers(arch)
+    features = layers[-1][1] * (layers[-1][2] // 2) ** 2 if layers else 0
+    def linear(n_in: int, n_out: int) -> int:
+        return n_in * n_out + n_out
+    if structure == "independent":
+        return 2 * tower + linear(2 * features, 2)
+    if structure == "shared":
+        return tower + linear(2 * features, 2)
+    if structure == "shared-aux":
+        return tower + linear(features, 10) + linear(20, 2)
+    if structure == "digits":
+        return tower + linear(features, 10)
+    raise ConfigError(f"unknown structure {structure!r}: choose one of {', '.join(STRUCTURES)}")
+
+
+def model_catalog() -> list[dict]:
+    """Every structure x architecture x kernel with its parameter count (no torch)."""
+    return [
+        {"structure": structure, "arch": arch, "kernel": kernel,
+         "channels": "-".join(map(str, channels)),
+         "parameters": parameter_count(structure, arch, kernel)}
+        for structure in STRUCTURES for arch, channels in ARCHITECTURES.items() for kernel in KERNELS
+    ]
+
+
 def training_cost(arch: str, kernel: int, epochs: int, train_pairs: int, val_pairs: int) -> int:
     """Convolution multiply-adds of one run's training (both images of every training pair, every
     epoch): the scheduler's estimate of a configuration's work, to start the costliest first."""

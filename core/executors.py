@@ -75,7 +75,7 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     """Train one group; False when interrupted."""
     import torch
 
-    from core import __version__
+    from core.provenance import code_version
     from core.train import RunInterrupted, run_training
     from core.vectorized import run_group
 
@@ -116,7 +116,7 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     seconds = (time.perf_counter() - started) / len(group)
     for rep, test in results.items():
         emit(("done", ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
-                                 "torch_version": torch.__version__, "code_version": __version__}))
+                                 "torch_version": torch.__version__, "code_version": code_version()}))
     return True
 
 

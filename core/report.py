@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from core.protocol import Protocol, group_by_protocol
 from core.stats import BestComparison, MeanStd, SetupRow
 
 TABLE_NUMBERS = {"independent": "II", "shared": "III", "shared-aux": "IV"}
@@ -32,6 +33,8 @@ class Table:
     columns: list[str]
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
+    #: the protocol of every row (text outputs head each protocol's tables with it)
+    protocol: Protocol | None = None
 
 
 def format_mean_std(value: MeanStd, percent: bool = False) -> str:
@@ -59,44 +62,43 @@ def progress_label(row: SetupRow) -> str:
 
 
 def paper_tables(rows: list[SetupRow]) -> list[Table]:
-    """One table per structure in the layout of Tables II-IV (n = done runs / queued runs)."""
+    """Per protocol (the paper's first), one table per structure in the layout of Tables II-IV
+    (n = done runs / queued runs). Bold marks the best of its protocol and structure."""
     tables = []
-    for structure in dict.fromkeys(r.structure for r in rows):
-        group = [r for r in rows if r.structure == structure]
-        number = TABLE_NUMBERS.get(structure, "")
-        title = f"Table {number}: {TABLE_TITLES.get(structure, structure)}".replace("Table : ", "")
-        body = []
-        options = any(r.options for r in group)  # a column only where some setup has them
-        for r in group:
-            n = progress_label(r)
-            body.append(
-                [
-                    Cell(r.arch),
-                    Cell(str(r.kernel)),
-                    *([Cell(r.options or "-")] if options else []),
-                    Cell(format_mean_std(r.metrics["train_loss"])),
-                    Cell(format_mean_std(r.metrics["val_loss"]), "val_loss" in r.bold),
-                    Cell(format_mean_std(r.metrics["val_acc"], percent=True), "val_acc" in r.bold),
-                    Cell(n),
-                ]
-            )
-        duplicates = len({(r.arch, r.kernel, r.options) for r in group}) < len(group)
-        notes = (
-            ["Some setups appear more than once: they differ in other hyperparameters."]
-            if duplicates
-            else []
-        )  # only from rows built by hand: setup_rows tells such rows apart in their options
-        columns = ["A", "K", *(["Options"] if options else []), "Train Loss", "Val. Loss",
-                   "Val. Acc. (%)", "n"]
-        tables.append(Table(title, columns, body, notes))
+    for protocol, rows_of_protocol in group_by_protocol(rows):
+        for structure in dict.fromkeys(r.structure for r in rows_of_protocol):
+            group = [r for r in rows_of_protocol if r.structure == structure]
+            tables.append(_structure_table(structure, group, protocol))
     return tables
+
+
+def _structure_table(structure: str, group: list[SetupRow], protocol: Protocol) -> Table:
+    number = TABLE_NUMBERS.get(structure, "")
+    title = f"Table {number}: {TABLE_TITLES.get(structure, structure)}".replace("Table : ", "")
+    body = []
+    for r in group:
+        body.append(
+            [
+                Cell(r.arch),
+                Cell(str(r.kernel)),
+                Cell(format_mean_std(r.metrics["train_loss"])),
+                Cell(format_mean_std(r.metrics["val_loss"]), "val_loss" in r.bold),
+                Cell(format_mean_std(r.metrics["val_acc"], percent=True), "val_acc" in r.bold),
+                Cell(progress_label(r)),
+            ]
+        )
+    duplicates = len({(r.arch, r.kernel) for r in group}) < len(group)
+    notes = (["Some setups appear more than once: they differ in other hyperparameters."]
+             if duplicates else [])  # only from rows built by hand: a protocol has one per setup
+    columns = ["A", "K", "Train Loss", "Val. Loss", "Val. Acc. (%)", "n"]
+    return Table(title, columns, body, notes, protocol)
 
 
 def best_table(comparison: BestComparison) -> Table:
     """The paper's final comparison: the best setup of each structure on the test set."""
     body = [
         [
-            Cell(f"{b.structure} ({b.row.options})" if b.row.options else b.structure),
+            Cell(b.structure),
             Cell(b.row.arch),
             Cell(str(b.row.kernel)),
             Cell(format_mean_std(b.row.metrics["val_acc"], percent=True)),
@@ -112,12 +114,29 @@ def best_table(comparison: BestComparison) -> Table:
     ]
     columns = ["Structure", "A", "K", "Val. Acc. (%)", "Test Loss", "Test Acc. (%)", "n"]
     return Table("Best setup of each structure (by validation accuracy), on the test set",
-                 columns, body, notes)
+                 columns, body, notes, comparison.protocol)
+
+
+def protocol_heading(protocol: Protocol | None) -> str | None:
+    return protocol.heading if protocol is not None else None
+
+
+def _headed(tables: list[Table]):
+    """(heading or None, table): the heading where the protocol changes."""
+    last = None
+    for table in tables:
+        heading = None
+        if table.protocol is not None and (last is None or table.protocol.id != last):
+            heading = table.protocol.heading
+            last = table.protocol.id
+        yield heading, table
 
 
 def to_markdown(tables: list[Table]) -> str:
     parts = []
-    for table in tables:
+    for heading, table in _headed(tables):
+        if heading:
+            parts.append(f"## {heading}")
         lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |",
                  "|" + "|".join("---" for _ in table.columns) + "|"]
         for row in table.rows:
@@ -138,7 +157,9 @@ def _latex_escape(text: str) -> str:
 
 def to_latex(tables: list[Table]) -> str:
     parts = []
-    for table in tables:
+    for heading, table in _headed(tables):
+        if heading:
+            parts.append(rf"\section*{{{_latex_escape(heading)}}}")
         spec = "l" * len(table.columns)
         lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(table.title)}}}",
                  rf"\begin{{tabular}}{{{spec}}}", r"\hline",
@@ -160,7 +181,8 @@ def setup_records(rows: list[SetupRow]) -> list[dict]:
     """Machine-readable rows: raw means and standard deviations (accuracies as fractions)."""
     records = []
     for r in rows:
-        record = {"structure": r.structure, "arch": r.arch, "kernel": r.kernel,
+        record = {"protocol": r.protocol.label, "protocol_id": r.protocol.id,
+                  "structure": r.structure, "arch": r.arch, "kernel": r.kernel,
                   "config_id": r.config_id, "done": r.done, "total": r.total}
         for name, value in r.metrics.items():
             record[f"{name}_mean"] = None if not value.n else value.mean
@@ -175,7 +197,8 @@ def to_csv(records: list[dict]) -> str:
     if not records:
         return ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(name for record in records for name in record))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
     return buffer.getvalue()

@@ -22,6 +22,8 @@ import core
 from core import compare
 from core.config import DEFAULT_REPS, EXTENSION_FIELDS, ConfigError, RunConfig
 from core.curves import epoch_curves, save_figure
+from core.protocol import Protocol, ProtocolChoice, available_line, ordered
+from core.provenance import code_versions, mixed_line
 from core.report import Cell, Table, format_mean_std, to_markdown
 from core.stats import MeanStd, best_setups, setup_rows
 from core.store import Store
@@ -68,24 +70,47 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
 
 
+def report_protocol(store: Store, choice: ProtocolChoice | None = None) -> Protocol | None:
+    """The one protocol a report covers: the chosen one, else the paper's, else the only one.
+    ConfigError naming the available ones when that is not one protocol."""
+    available = ordered(Protocol.of(r) for r in store.db.query("SELECT * FROM configs"))
+    if choice is not None and not choice.empty:
+        chosen = choice.select(available)
+        if len(chosen) > 1:
+            raise ConfigError(f"{choice.describe()} matches {len(chosen)} protocols and a "
+                              f"report covers one: choose one of {available_line(chosen)}")
+        return chosen[0]
+    if not available or available[0].is_paper or len(available) == 1:
+        return available[0] if available else None
+    raise ConfigError(f"{store.path} holds no runs of the paper's protocol and "
+                      f"{len(available)} others: choose one with --protocol; available: "
+                      f"{available_line(available)}")
+
+
 def write_report(store: Store, output: str | os.PathLike, *, repo_root: Path | None = None,
-                 now: dt.datetime | None = None) -> ReportResult:
-    """Write ``output/report.md`` and its figures; returns their paths."""
+                 now: dt.datetime | None = None,
+                 choice: ProtocolChoice | None = None) -> ReportResult:
+    """Write ``output/report.md`` and its figures; returns their paths.
+
+    The report covers one protocol (:func:`report_protocol`): the paper's by default; another
+    one's tables carry a caveat. The other protocols of the database are named, not mixed in.
+    """
+    protocol = report_protocol(store, choice)
     output = _prepare_dir(Path(output))
     repo_root = Path(repo_root) if repo_root else Path(core.__file__).resolve().parents[1]
-    rows = setup_rows(store)
+    rows = [r for r in setup_rows(store) if protocol is not None and r.protocol.id == protocol.id]
     comparison = best_setups(store, rows)
     figures = _figures(store, comparison, output)
     parts = [
         _header(store, now),
-        _summary(rows, comparison),
+        _summary(rows, comparison, protocol, store),
         _data_source(store),
         _protocol(store, repo_root),
         _tables(rows),
         _best(store, rows, comparison),
         _figures_section(figures),
         _evidence(repo_root),
-        _machine(store, repo_root),
+        _machine(store, repo_root, rows),
     ]
     path = output / REPORT_NAME
     path.write_text("\n\n".join(p.strip("\n") for p in parts) + "\n", encoding="utf-8")
@@ -117,10 +142,20 @@ def _header(store: Store, now: dt.datetime | None) -> str:
     )
 
 
-def _summary(rows, comparison) -> str:
+def _summary(rows, comparison, protocol: Protocol | None, store: Store) -> str:
     lines = ["## Summary", ""]
-    if not rows:
+    if not rows or protocol is None:
         return "\n".join(lines + ["No configurations in this database yet."])
+    lines.append(f"- {protocol.heading}: every table, best setup and test below is of this "
+                 "protocol's runs only.")
+    others = [p for p in ordered(Protocol.of(r) for r in store.db.query("SELECT * FROM configs"))
+              if p.id != protocol.id]
+    if others:
+        lines.append(f"- Not in this report (other protocols of this database; `pairs report "
+                     f"--protocol ID` reports one): {available_line(others)}.")
+    line = compare.caveat(protocol)
+    if line:
+        lines.append(f"- **{line[0].upper() + line[1:]}.**")
     lines.append(f"- Tables II–IV: {compare.summary_line(rows)}.")
     for metric in ("train_loss", "val_loss"):
         s = compare.summary(rows, metric)
@@ -264,14 +299,14 @@ def _tables(rows) -> str:
         return head + "No configurations in this database yet."
     return (head + f"{compare.summary_line(rows)}. Δ is (ours − paper mean) / paper std; "
             "bold marks the best mean validation loss and accuracy of each structure.\n\n"
-            + compare.render_comparison(rows, "markdown"))
+            + nest_headings(compare.render_comparison(rows, "markdown"), 3))
 
 
 def _best(store: Store, rows, comparison) -> str:
     head = "## Best setups on the test set\n\n"
     if not comparison.best:
         return head + "No done runs yet."
-    text = head + to_markdown([compare.compare_best_table(comparison)])
+    text = head + nest_headings(to_markdown([compare.compare_best_table(comparison)]), 3)
     return text + "\n" + to_markdown([_paper_best_here(store, rows)])
 
 
@@ -351,7 +386,7 @@ def _evidence(repo_root: Path) -> str:
     return head + f"From `{CHOICES_FILE.as_posix()}` (headings nested under this one):\n\n" + text
 
 
-def _machine(store: Store, repo_root: Path) -> str:
+def _machine(store: Store, repo_root: Path, rows) -> str:
     done = store.db.execute(
         "SELECT sum(seconds), min(started_at), max(finished_at), count(*) FROM runs "
         "WHERE status = 'done'").fetchone()
@@ -361,9 +396,15 @@ def _machine(store: Store, repo_root: Path) -> str:
              f"{os.cpu_count()} CPU(s), Python {sys.version.split()[0]}.",
              f"- Runs trained on: {_distinct(store, 'host')}; devices: "
              f"{_distinct(store, 'device')}.",
-             f"- torch version: {_distinct(store, 'torch_version')}; pairs version: "
-             f"{_distinct(store, 'code_version')}.",
-             f"- Git commit: {git_commit(repo_root)}."]
+             f"- torch version: {_distinct(store, 'torch_version')}.",
+             f"- Git commit of the code writing this report: {git_commit(repo_root)}."]
+    versions = code_versions(store, [r.config_id for r in rows])
+    lines.append("- Code that trained this report's runs (`runs.code_version`): "
+                 + (", ".join(f"{v} ({n} runs)" for v, n in versions.items()) or "no done runs")
+                 + ".")
+    mixed = mixed_line(versions)
+    if mixed:
+        lines.append(f"- **{mixed[0].upper() + mixed[1:]}.**")
     if n:
         span = (last - first) if first is not None and last is not None else None
         lines.append(f"- Wall time: {format_duration(seconds or 0.0)} of training summed over "

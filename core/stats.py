@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from core.config import ARCHITECTURES, STRUCTURES, options_label
+from core.protocol import Protocol, group_by_protocol
 from core.store import Store
 
 METRICS = ("train_loss", "val_loss", "val_acc")
@@ -50,11 +51,12 @@ class SetupRow:
     total: int
     metrics: dict[str, MeanStd]
     bold: set[str] = field(default_factory=set)
-    #: the options beyond the paper that differ from their default (``bn drop 0.3``), and the
-    #: protocol values that tell apart rows otherwise alike (``lr 1e+06``), or ""
+    #: the options beyond the paper that differ from their default (``bn drop 0.3``), or ""
     options: str = ""
     #: runs that failed (neither done nor to be trained without ``pairs retry``)
     failed: int = 0
+    #: how the configuration was trained (every field but the setup); reports never mix two
+    protocol: Protocol = field(default_factory=Protocol.paper)
 
     @property
     def complete(self) -> bool:
@@ -71,8 +73,10 @@ def _sum_columns(columns: tuple[str, ...], source: str) -> str:
 def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupRow]:
     """Every configuration (optionally of some structures) with mean ± std of its done runs.
 
-    Configurations differing in other hyperparameters (epochs, lr, ...) are separate rows.
-    Within each structure, the best mean validation loss and accuracy are marked bold.
+    Configurations differing in other hyperparameters (epochs, lr, ...) are separate rows, each
+    with its ``protocol``; rows come the paper's protocol first, then per protocol in the
+    paper's order. Within each protocol and structure, the best mean validation loss and
+    accuracy are marked bold (never across protocols).
     """
     # The final epoch's metrics are copied onto the run when it is done; rows written by other
     # tools (without the copy) fall back to a lookup in epochs.
@@ -95,7 +99,6 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
         FROM configs c JOIN agg ON agg.config_id = c.id
     """
     rows = []
-    protocols = {}
     for raw in store.db.query(sql):
         if structures and raw["structure"] not in structures:
             continue
@@ -108,39 +111,11 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
             SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
                      raw["total"], metrics,
                      options=options_label(json.loads(raw["options"])) if raw["options"] else "",
-                     failed=raw["failed"] or 0)
+                     failed=raw["failed"] or 0, protocol=Protocol.of(raw))
         )
-        protocols[raw["id"]] = {name: raw[name] for name in PROTOCOL_COLUMNS}
-    _tell_apart(rows, protocols)
-    rows.sort(key=_paper_order)
+    rows = [row for _, group in group_by_protocol(sorted(rows, key=_paper_order)) for row in group]
     _mark_best(rows)
     return rows
-
-
-#: The configuration columns besides structure, arch, kernel and the extension options.
-PROTOCOL_COLUMNS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size", "aux_weight",
-                    "data", "train_pairs", "val_pairs", "test_pairs", "seed", "precision")
-
-
-def _tell_apart(rows: list[SetupRow], protocols: dict[str, dict]) -> None:
-    """Rows of one structure, arch and kernel that differ only in their protocol get the
-    protocol values that tell them apart in their options (``lr 1e+06``)."""
-    groups: dict[tuple, list[SetupRow]] = {}
-    for row in rows:
-        groups.setdefault((row.structure, row.arch, row.kernel, row.options), []).append(row)
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        differing = [name for name in PROTOCOL_COLUMNS
-                     if len({protocols[r.config_id][name] for r in group}) > 1]
-        for row in group:
-            values = protocols[row.config_id]
-            label = " ".join(f"{name.replace('_', '-')} {_short(values[name])}" for name in differing)
-            row.options = f"{row.options} {label}".strip()
-
-
-def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _paper_order(row: SetupRow) -> tuple:
@@ -150,8 +125,10 @@ def _paper_order(row: SetupRow) -> tuple:
 
 
 def _mark_best(rows: list[SetupRow]) -> None:
-    for structure in {r.structure for r in rows}:
-        group = [r for r in rows if r.structure == structure and r.metrics["val_acc"].n]
+    """Bold the best of each (protocol, structure): rows of two protocols never compete."""
+    for key in {(r.protocol.id, r.structure) for r in rows}:
+        group = [r for r in rows
+                 if (r.protocol.id, r.structure) == key and r.metrics["val_acc"].n]
         if not group:
             continue
         min(group, key=lambda r: r.metrics["val_loss"].mean).bold.add("val_loss")
@@ -171,11 +148,28 @@ class BestComparison:
     best: list[BestSetup]
     #: (structure a, structure b) -> Welch's t-test two-sided p-value on test accuracy
     p_values: dict[tuple[str, str], float]
+    #: the one protocol of every setup compared (None: no rows)
+    protocol: Protocol | None = None
+
+
+def best_per_protocol(store: Store, rows: list[SetupRow] | None = None) -> list[BestComparison]:
+    """:func:`best_setups` of each protocol of ``rows``, the paper's first."""
+    rows = rows if rows is not None else setup_rows(store)
+    return [best_setups(store, group) for _, group in group_by_protocol(rows)]
 
 
 def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestComparison:
-    """Per structure, the setup with the best mean validation accuracy and its test metrics."""
+    """Per structure, the setup with the best mean validation accuracy and its test metrics,
+    with Welch's p-values between the structures' best setups.
+
+    ``rows`` must all be of one protocol (ValueError otherwise: a best setup is never chosen,
+    nor tested, across protocols); see :func:`best_per_protocol`.
+    """
     rows = rows if rows is not None else setup_rows(store)
+    protocols = {r.protocol.id: r.protocol for r in rows}
+    if len(protocols) > 1:
+        raise ValueError(f"best_setups got rows of {len(protocols)} protocols: "
+                         "use best_per_protocol")
     best = []
     for structure in sorted({r.structure for r in rows}, key=lambda s: _paper_order_structure(s)):
         group = [r for r in rows if r.structure == structure and r.metrics["val_acc"].n]
@@ -200,7 +194,7 @@ def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestCompari
     for i, a in enumerate(best):
         for b in best[i + 1 :]:
             p_values[(a.structure, b.structure)] = welch_p(a.test_acc_values, b.test_acc_values)
-    return BestComparison(best, p_values)
+    return BestComparison(best, p_values, next(iter(protocols.values()), None))
 
 
 def _paper_order_structure(structure: str) -> int:

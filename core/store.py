@@ -229,6 +229,12 @@ class Store:
         version = self.schema_version()
         if version is None:
             if not create:
+                if self.db.table_names():  # queuing would refuse it too: advise what works
+                    raise StoreError(
+                        f"{self.path} is an SQLite file of another program, not a pairs "
+                        "database (no meta table): choose another --db (a new path starts a "
+                        "new database)"
+                    )
                 raise StoreError(
                     f"{self.path} is not a pairs database (no meta table): "
                     "pass the --db of one made by pairs, or queue runs to start one"
@@ -714,6 +720,8 @@ def _add_final_metrics(db: sqlite_utils.Database) -> None:
     for name in ("final_train_loss", "final_val_loss", "final_val_acc"):
         if name not in columns:
             db.execute(f"ALTER TABLE runs ADD COLUMN {name} REAL")
+    if "code_version" not in columns:  # which code trained a run (NULL: unknown)
+        db.execute("ALTER TABLE runs ADD COLUMN code_version TEXT")
     db.execute(
         "UPDATE runs SET (final_train_loss, final_val_loss, final_val_acc) = "
         "(SELECT e.train_loss, e.val_loss, e.val_acc FROM epochs e JOIN configs c "

@@ -39,8 +39,9 @@ def test_run_table_best_status(fresh_db):
     assert "shared-aux" in invoke("best", "--db", fresh_db).stdout
     assert "done: 2" in invoke("status", "--db", fresh_db).stdout
     assert invoke("table", "--db", fresh_db).exit_code == 0
-    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith("structure,")
-    assert invoke("best", "-f", "json", "--db", fresh_db).stdout.lstrip().startswith("{")
+    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith(
+        "protocol,protocol_id,structure,")
+    assert invoke("best", "-f", "json", "--db", fresh_db).stdout.lstrip().startswith("[")
 
 
 def test_queue_expands_repeated_and_comma_separated_values(fresh_db):
@@ -66,7 +67,7 @@ def test_work_and_retry(fresh_db):
     result = invoke("work", "--workers", "2", "--db", fresh_db)
     assert "2 run(s) done, 0 failed" in result.stdout
     assert "nothing queued" in invoke("work", "--db", fresh_db).stdout
-    assert "re-queued 0" in invoke("retry", "--db", fresh_db).stdout
+    assert "nothing to retry" in invoke("retry", "--db", fresh_db).stdout
 
 
 def test_models_lists_36_setups():

@@ -76,7 +76,11 @@ def test_report_has_every_section_and_figure(grid, repo, tmp_path):
     # Tables II-IV with the paper, and the summary line
     for number in ("II", "III", "IV"):
         assert f"### Table {number}: " in text
-    assert "0 of 36 cells within 2σ of the paper on mean validation accuracy" in text
+    assert "0 of 3 cells with done runs within 2σ of the paper on mean validation accuracy; " \
+           "33 of the paper's 36 cells have no done runs here: independent A1 k3" in text
+    # one protocol, named, and the caveat: these 3-epoch runs are not the paper's protocol
+    assert "- Protocol 3ep sgd b4 lr .01/15x.1 pairs 100/10/100, id " in text
+    assert "**Caveat: these runs use protocol 3ep sgd b4 lr .01/15x.1 pairs 100/10/100" in text
     assert "| 79.70 ± 3.13 |" not in text and "| 82.90 ± 3.28 |" in text
     # the best setups on the test set, Welch p-values and the paper's test numbers
     assert "| shared | A5 k5 | 0.4100 ± 0.0100 | 85.00 ± 1.00 | A5 k5 |" in text
@@ -94,7 +98,8 @@ def test_report_has_every_section_and_figure(grid, repo, tmp_path):
     assert f"`{grid.path}`" in text and "`sample`" in text
     assert "9 done" in text and "CPU(s)" in text
     assert "torch version: 2.9.0+test (9 runs)" in text
-    assert "Git commit: unknown." in text  # tmp_path is not a git checkout
+    assert "(`runs.code_version`): 0.1.0 (9 runs)." in text and "mixed code" not in text
+    assert "report: unknown." in text  # tmp_path is not a git checkout
     assert "9 min 00 s of training summed over 9 done runs; 4 min 20 s from the first start" in text
 
 

@@ -69,7 +69,7 @@ def test_latex_csv_json(known):
     rows = table_rows(store)
     assert r"\textbf{82.00 $\pm$ 2.00}" in render_rows(rows, "latex")
     csv_text = render_rows(rows, "csv")
-    assert csv_text.splitlines()[0].startswith("structure,arch,kernel,config_id,done,total")
+    assert csv_text.splitlines()[0].startswith("protocol,protocol_id,structure,arch,kernel,config_id,done,total")
     assert '"val_acc_mean": 0.82' in render_rows(rows, "json").replace("0.8200000000000001", "0.82")
 
 
@@ -109,9 +109,13 @@ def test_rows_alike_but_for_the_protocol_are_told_apart_and_failures_shown(store
         _finish(store, slow, rep, 0.8, 0.5, 0.1, 0.8)
         store.db["runs"].update(f"{wild.id}-r{rep:03d}", {"status": "failed", "error": "diverged"})
     rows = {r.config_id: r for r in table_rows(store)}
-    assert rows[slow.id].options == "lr 0.01" and rows[wild.id].options == "lr 1e+06"
+    assert rows[slow.id].protocol.label == "2ep sgd b4 lr .01/15x.1 pairs 100/10/100"
+    assert rows[wild.id].protocol.label == "2ep sgd b4 lr 1e+06/15x.1 pairs 100/10/100"
     text = render_rows(list(rows.values()), "markdown")
-    assert "| A1 | 3 | lr 1e+06 | - | - | - | 0/2 (unfinished, 2 failed) |" in text
+    # each protocol its own table under its heading; the diverged one shows its failures
+    assert text.count("## Protocol ") == 2 and text.count("### Table III") == 2
+    assert "## Protocol 2ep sgd b4 lr 1e+06/15x.1 pairs 100/10/100, id " in text
+    assert "| A1 | 3 | - | - | - | 0/2 (unfinished, 2 failed) |" in text
     assert "appear more than once" not in text
 
 

@@ -386,14 +386,16 @@ async def test_export_writes_the_table_on_screen(tmp_path, monkeypatch):
         latex = (tmp_path / "pairs-table-III-shared.tex").read_text()
         assert r"\textbf{92.00 $\pm$ 2.00}" in latex
         csv_lines = (tmp_path / "pairs-table-III-shared.csv").read_text().splitlines()
-        assert csv_lines[0].startswith("structure,arch,kernel")
-        assert len(csv_lines) == 3 and csv_lines[2].startswith("shared,A2,3")
+        assert csv_lines[0].startswith("protocol,protocol_id,structure,arch,kernel")
+        protocol = screen.data.current.protocol
+        assert len(csv_lines) == 3 and csv_lines[2].startswith(
+            f"{protocol.label},{protocol.id},shared,A2,3")
         screen.query_one("#tables-tabs").active = "tab-best"
         await pilot.pause()
         await pilot.press("c")
         await pilot.pause()
         best_csv = (tmp_path / "pairs-best.csv").read_text()
-        assert best_csv.splitlines()[2].startswith("shared,A2,3")
+        assert best_csv.splitlines()[2].startswith(f"{protocol.label},{protocol.id},shared,A2,3")
         assert any("pairs-best.csv" in n.message for n in app._notifications)
 
 

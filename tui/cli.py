@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import sys
 from enum import Enum
 from pathlib import Path
@@ -11,9 +14,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from core import __version__, api
-from core.config import DEFAULT_REPS, PRESETS, RunConfig
+from core.config import ARCHITECTURES, DEFAULT_REPS, PRESETS, STRUCTURES, RunConfig
+from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
 
 app = typer.Typer(
@@ -23,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-out = Console()
+# Lines wrap at the terminal's width only on a terminal: piped or redirected, a line stays whole
+# (never cut mid-number at Rich's default 80 columns). Tables keep their layout either way.
+out = Console(soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULTS = RunConfig()
@@ -36,16 +43,32 @@ DbOption = Annotated[
 Multi = list[str] | None
 
 
-def _multi(help_text: str, default: object = None):
-    shown = f" [default: {default}]" if default is not None else ""
+def _multi(help_text: str, default: object = None, complete=None):
+    shown = f" \\[default: {default}]" if default is not None else ""  # \\[: not Rich markup
     return typer.Option(help=f"{help_text} Repeat or comma-separate for several.{shown}",
-                        show_default=False)
+                        show_default=False, autocompletion=complete)
+
+
+def _completer(choices):
+    """Shell completion of one value of a list option (the part after the last comma)."""
+
+    def complete(incomplete: str) -> list[str]:
+        head, _, tail = incomplete.rpartition(",")
+        prefix = f"{head}," if head else ""
+        return [prefix + c for c in choices if c.lower().startswith(tail.lower())]
+
+    return complete
+
+
+complete_structure = _completer(STRUCTURES)
+complete_arch = _completer(tuple(ARCHITECTURES))
+complete_format = _completer(FORMATS)
 
 
 StructureOpt = Annotated[Multi, _multi("independent, shared or shared-aux (the paper's), or digits "
                                        "(comparison from the two digit posteriors).",
-                                       DEFAULTS.structure)]
-ArchOpt = Annotated[Multi, _multi("Table I architecture A1-A6.", DEFAULTS.arch)]
+                                       DEFAULTS.structure, complete_structure)]
+ArchOpt = Annotated[Multi, _multi("Table I architecture A1-A6.", DEFAULTS.arch, complete_arch)]
 KernelOpt = Annotated[Multi, _multi("Convolution kernel, 3 or 5.", DEFAULTS.kernel)]
 EpochsOpt = Annotated[Multi, _multi("Epochs.", DEFAULTS.epochs)]
 LrOpt = Annotated[Multi, _multi("Initial learning rate.", DEFAULTS.lr)]
@@ -82,7 +105,12 @@ DataOpt = Annotated[str, typer.Option(help="sample (embedded 5000 MNIST digits) 
 DataDirOpt = Annotated[Path | None, typer.Option(help="Where full MNIST lives (default: "
                                                       "$PYTORCH_DATA_DIR, else ./data).",
                                                  show_default=False)]
-PairsOpt = Annotated[int, typer.Option(help="Pairs per repetition.")]
+TrainPairsOpt = Annotated[int, typer.Option(help="Training pairs per repetition (the validation "
+                                                 "pairs are taken out of these).")]
+ValPairsOpt = Annotated[int, typer.Option(help="Validation pairs per repetition, taken out of the "
+                                               "training pairs (the paper: 100 of 1000).")]
+TestPairsOpt = Annotated[int, typer.Option(help="Test pairs per repetition (drawn from the test "
+                                                "pool).")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: one per core, "
                                                      "at most one per queued run).",
                                                 show_default=False)]
@@ -103,6 +131,75 @@ AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:
 MaxRetriesOpt = Annotated[int, typer.Option(min=0, help="Times a run whose worker (or node) is lost is "
                                                         "tried again from its last checkpoint before it "
                                                         "fails.")]
+
+
+#: The protocol flags of ``pairs queue``, reused by the reports to choose protocols.
+PROTOCOL_OPTIONS: dict[str, object] = {
+    "epochs": EpochsOpt, "lr": LrOpt, "lr_step": LrStepOpt, "lr_gamma": LrGammaOpt,
+    "optimizer": OptimizerOpt, "batch_size": BatchOpt, "aux_weight": AuxOpt, "seed": SeedOpt,
+    "precision": PrecisionOpt, "batch_norm": BatchNormOpt, "dropout": DropoutOpt,
+    "pooling": PoolingOpt, "hidden": HiddenOpt, "momentum": MomentumOpt,
+    "weight_decay": WeightDecayOpt, "repair": RepairOpt, "shift": ShiftOpt, "rotate": RotateOpt,
+    "swap": SwapOpt,
+    # single-valued in queue (DataOpt, *PairsOpt); several values to choose among protocols
+    "data": Annotated[Multi, _multi("sample or mnist.")],
+    "train_pairs": Annotated[Multi, _multi("Training pairs per repetition.")],
+    "val_pairs": Annotated[Multi, _multi("Validation pairs per repetition.")],
+    "test_pairs": Annotated[Multi, _multi("Test pairs per repetition.")],
+}
+assert set(PROTOCOL_OPTIONS) == set(PROTOCOL_FIELDS)
+PROTOCOL_PANEL = "Protocol (which runs to show; default: every protocol, the paper's first)"
+
+
+def complete_protocol(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of --protocol: the labels and ids of the --db's protocols."""
+    try:
+        with api.open_store(ctx.params.get("db"), create=False) as store:
+            protocols = api.protocols_in(store)
+    except Exception:  # noqa: BLE001 - completion never fails loudly
+        return []
+    words = [w for p in protocols for w in (p.label, p.id)]
+    return [w for w in dict.fromkeys(words) if w.lower().startswith(incomplete.lower())]
+
+
+ProtocolOpt = Annotated[str | None, typer.Option(
+    "--protocol", help="Show one protocol: its label (`paper`, `2ep sgd b4 lr .01/15x.1`) or its "
+                       "id (or the id's first digits), as the tables' headings show them.",
+    show_default=False, autocompletion=complete_protocol, rich_help_panel=PROTOCOL_PANEL)]
+
+
+def _as_filter(alias):
+    """A protocol flag of ``pairs queue`` (its OptionInfo), in the Protocol panel of a report,
+    without the queue's default: given, it keeps the protocols with one of its values."""
+    info = copy.copy(alias.__metadata__[0])
+    info.help = (info.help or "").split(" Repeat or comma-separate")[0] + \
+        " Keeps the protocols with this value (several: any of them)."
+    info.rich_help_panel = PROTOCOL_PANEL
+    return Annotated[Multi, info]
+
+
+def protocol_choice(command):
+    """Give a report command the protocol flags of ``pairs queue`` and ``--protocol``; the
+    command receives them as one ``choice: ProtocolChoice`` argument."""
+    signature = inspect.signature(command, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.name != "choice"]
+    extra = [inspect.Parameter("protocol", inspect.Parameter.KEYWORD_ONLY, default=None,
+                               annotation=ProtocolOpt)]
+    extra += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=_as_filter(alias))
+              for name, alias in PROTOCOL_OPTIONS.items()]
+    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        options = {name: kwargs.pop(name, None) for name in PROTOCOL_OPTIONS}
+        choice = ProtocolChoice.from_options(kwargs.pop("protocol", None), options)
+        return command(choice=choice, **kwargs)
+
+    del wrapper.__wrapped__
+    wrapper.__signature__ = signature.replace(parameters=[*keyword, *extra])
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*keyword, *extra]}
+    return wrapper
 
 
 def _grid_options(**values) -> dict:
@@ -139,8 +236,8 @@ def run(
     hidden: HiddenOpt = None, momentum: MomentumOpt = None, weight_decay: WeightDecayOpt = None,
     repair: RepairOpt = None, shift: ShiftOpt = None, rotate: RotateOpt = None, swap: SwapOpt = None,
     data: DataOpt = DEFAULTS.data, data_dir: DataDirOpt = None,
-    train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
-    test_pairs: PairsOpt = DEFAULTS.test_pairs,
+    train_pairs: TrainPairsOpt = DEFAULTS.train_pairs, val_pairs: ValPairsOpt = DEFAULTS.val_pairs,
+    test_pairs: TestPairsOpt = DEFAULTS.test_pairs,
     workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
     executor: ExecutorOpt = Executor.local, address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
     db: DbOption = None,
@@ -179,8 +276,8 @@ def queue(
     hidden: HiddenOpt = None, momentum: MomentumOpt = None, weight_decay: WeightDecayOpt = None,
     repair: RepairOpt = None, shift: ShiftOpt = None, rotate: RotateOpt = None, swap: SwapOpt = None,
     data: DataOpt = DEFAULTS.data,
-    train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
-    test_pairs: PairsOpt = DEFAULTS.test_pairs, db: DbOption = None,
+    train_pairs: TrainPairsOpt = DEFAULTS.train_pairs, val_pairs: ValPairsOpt = DEFAULTS.val_pairs,
+    test_pairs: TestPairsOpt = DEFAULTS.test_pairs, db: DbOption = None,
 ) -> None:
     """Queue the product of the given values (run them with `pairs work`)."""
     configs = api.plan(
@@ -206,8 +303,8 @@ def grid(
     epochs: EpochsOpt = None, lr: LrOpt = None, optimizer: OptimizerOpt = None,
     batch_size: BatchOpt = None, seed: SeedOpt = None, precision: PrecisionOpt = None,
     data: DataOpt = DEFAULTS.data,
-    train_pairs: PairsOpt = DEFAULTS.train_pairs, val_pairs: PairsOpt = DEFAULTS.val_pairs,
-    test_pairs: PairsOpt = DEFAULTS.test_pairs, db: DbOption = None,
+    train_pairs: TrainPairsOpt = DEFAULTS.train_pairs, val_pairs: ValPairsOpt = DEFAULTS.val_pairs,
+    test_pairs: TestPairsOpt = DEFAULTS.test_pairs, db: DbOption = None,
 ) -> None:
     """Queue a named grid, e.g. `pairs grid paper` (3 x 6 x 2 setups x 10 reps = 360 runs)."""
     configs = api.plan_preset(
@@ -259,56 +356,105 @@ def status(db: DbOption = None) -> None:
         for f in store.failures():
             out.print(f"[red]failed[/] {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: "
                       f"{f['error']}")
+        mixed = api.code_version_note(store, None)
+        if mixed:
+            out.print(Text(mixed, style="bold yellow"))
+
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.",
+                                         autocompletion=complete_format)]
 
 
 @app.command()
+@protocol_choice
 def table(
     structure: StructureOpt = None,
-    format: Annotated[str, typer.Option("--format", "-f",
-                                        help=f"One of {', '.join(FORMATS)}.")] = "rich",
+    format: FormatOpt = "rich",
     compare: Annotated[str | None, typer.Option(help="`paper`: beside each cell the paper's mean ± std "
-                                                     "and the difference in paper σ.",
+                                                     "and the difference in paper σ (runs of the "
+                                                     "paper's protocol, unless --protocol or a "
+                                                     "protocol flag chooses others).",
                                                 show_default=False)] = None,
-    db: DbOption = None,
+    db: DbOption = None, choice: ProtocolChoice | None = None,
 ) -> None:
-    """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV."""
+    """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV: one table
+    per structure and protocol (rows of two protocols are never ranked or bolded together)."""
     fmt = api.check_format(format)
     api.check_compare(compare)
     structures = api.check_structures(structure)
+    caveats: list[str] = []
     with api.open_store(db, create=False) as store:
-        rows = api.table_rows(store, structures)
+        if compare:
+            rows, caveats = api.compare_rows(store, structures, choice)
+        else:
+            rows = api.table_rows(store, structures, choice)
+        mixed = api.code_version_note(store, rows)
     if fmt == "rich":
-        for t in api.compare_tables(rows) if compare else api.paper_tables(rows):
-            out.print(_rich_table(t))
+        _print_tables(api.compare_tables(rows) if compare else api.paper_tables(rows))
         if not rows:
             out.print("no configurations in this database yet")
     else:
         sys.stdout.write(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt))
+    _notes(caveats, mixed, fmt)
 
 
 @app.command()
+@protocol_choice
 def best(
-    format: Annotated[str, typer.Option("--format", "-f",
-                                        help=f"One of {', '.join(FORMATS)}.")] = "rich",
-    db: DbOption = None,
+    format: FormatOpt = "rich",
+    db: DbOption = None, choice: ProtocolChoice | None = None,
 ) -> None:
-    """The best setup of each structure on the test set, with Welch p-values between structures."""
+    """The best setup of each structure on the test set, with Welch p-values between structures,
+    per protocol (a best setup is never chosen, nor a p-value computed, across protocols)."""
     fmt = api.check_format(format)
     with api.open_store(db, create=False) as store:
-        comparison = api.best(store)
+        rows = api.table_rows(store, None, choice)
+        comparisons = api.best_of_protocols(store, rows)
+        mixed = api.code_version_note(store, rows)  # the best setups are chosen among all
     if fmt == "rich":
-        out.print(_rich_table(api.best_table(comparison)))
+        _print_tables([api.best_table(c) for c in comparisons])
+        if not comparisons:
+            out.print("no configurations in this database yet")
     else:
-        sys.stdout.write(api.render_best(comparison, fmt))
+        sys.stdout.write(api.render_best(comparisons, fmt))
+    _notes([], mixed, fmt)
+
+
+def _notes(caveats: list[str], mixed: str | None, fmt: str) -> None:
+    """Caveats and the mixed-code-version mark: under a rich table on stdout; on stderr for
+    the text formats (their stdout stays parseable)."""
+    console = out if fmt == "rich" else err
+    for line in [*caveats, *([mixed] if mixed else [])]:
+        console.print(Text(line, style="bold yellow" if fmt == "rich" else ""))
+
+
+def _print_tables(tables: list[Table]) -> None:
+    """Rich tables, each protocol's under a heading with its label."""
+    last = None
+    for t in tables:
+        if t.protocol is not None and t.protocol.id != last:
+            last = t.protocol.id
+            out.print(Text(t.protocol.heading, style="bold underline"))
+        out.print(_rich_table(t))
 
 
 @app.command()
-def models() -> None:
-    """Every structure x architecture x kernel with its parameter count."""
-    table = RichTable("structure", "arch", "channels", "kernel", "parameters")
+def models(db: DbOption = None) -> None:
+    """Every structure x architecture x kernel with its parameter count (with --db: and how
+    many runs of each setup that database holds)."""
+    counts = None
+    if db is not None:
+        with api.open_store(db, create=False) as store:
+            counts = {(r["structure"], r["arch"], r["kernel"]): r["n"] for r in store.db.query(
+                "SELECT c.structure, c.arch, c.kernel, count(r.id) AS n FROM configs c "
+                "JOIN runs r ON r.config_id = c.id GROUP BY 1, 2, 3")}
+    columns = ["structure", "arch", "channels", "kernel", "parameters"]
+    table = RichTable(*columns, *(["runs in --db"] if counts is not None else []))
     for row in api.model_catalog():
+        extra = [] if counts is None else [
+            str(counts.get((row["structure"], row["arch"], row["kernel"]), 0))]
         table.add_row(row["structure"], row["arch"], row["channels"], str(row["kernel"]),
-                      f"{row['parameters']:,}")
+                      f"{row['parameters']:,}", *extra)
     out.print(table)
 
 
@@ -317,7 +463,10 @@ def retry(db: DbOption = None) -> None:
     """Queue every failed run again."""
     with api.open_store(db, create=False) as store:
         n = store.retry_failed()
-    out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+    if n:
+        out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+    else:
+        out.print("nothing to retry: no failed runs in this database")
 
 
 def _rich_table(t: Table) -> RichTable:

@@ -21,10 +21,13 @@ from core.curves import (
     save_figure,
     terminal_plot,
 )
-from tui.cli import DEFAULTS, DbOption, app, err, out
+from core.protocol import Protocol, ProtocolChoice, available_line
+from tui.cli import DEFAULTS, DbOption, app, complete_arch, complete_structure, out, protocol_choice
 
-PlotStructure = Annotated[str, typer.Option(help="independent, shared or shared-aux.")]
-PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.")]
+PlotStructure = Annotated[str, typer.Option(help="independent, shared or shared-aux (or digits).",
+                                            autocompletion=complete_structure)]
+PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.",
+                                       autocompletion=complete_arch)]
 PlotKernel = Annotated[int, typer.Option(help="Convolution kernel, 3 or 5.")]
 FigureOutput = Annotated[
     Path | None,
@@ -34,51 +37,69 @@ FigureOutput = Annotated[
 
 
 @app.command()
+@protocol_choice
 def plot(
     structure: PlotStructure = DEFAULTS.structure, arch: PlotArch = DEFAULTS.arch,
     kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None, db: DbOption = None,
+    choice: ProtocolChoice | None = None,
 ) -> None:
-    """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6)."""
+    """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6) of one
+    setup under one protocol (with several in the database, choose one)."""
     if output is not None:
         check_figure_path(output)
     with api.open_store(db, create=False) as store:
         config_id = find_config(store, structure, arch, kernel)
+        config_id = _one_protocol(store, config_id, choice)
         curves = epoch_curves(store, config_id)
         check_has_epochs(curves, store)
-        others = _other_configs(store, curves)
+    protocol = Protocol.of(curves["config"])
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
         sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty()))
     else:
         config = curves["config"]
         reference = compare.paper_final(config.structure, config.arch, config.kernel,
-                                        config.epochs)
+                                        config.epochs) if protocol.is_paper else None
         save_figure(curves, output, reference)
-        out.print(f"wrote {output} ({curves['label']}, {len(curves['reps'])} run(s))",
-                  soft_wrap=True, markup=False)
-    if others:
-        err.print(f"note: {others} other configuration(s) of {curves['label']} differ in other "
-                  f"settings; plotted {curves['config_id']} (the one with the most done runs)")
+        out.print(f"wrote {output} ({curves['label']}, protocol {protocol.label}, "
+                  f"{len(curves['reps'])} run(s))", soft_wrap=True, markup=False)
 
 
-def _other_configs(store, curves: dict) -> int:
-    config = curves["config"]
-    return store.db.execute(
-        "SELECT count(*) FROM configs WHERE structure = ? AND arch = ? AND kernel = ? "
-        "AND id != ?", [config.structure, config.arch, config.kernel, curves["config_id"]],
-    ).fetchone()[0]
+def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
+    """The configuration of the setup of ``config_id`` under the chosen protocol; with several
+    protocols and no choice, a ConfigError naming them."""
+    config = store.config(config_id)
+    candidates = {}
+    for row in store.db.query(
+            "SELECT c.*, (SELECT count(*) FROM runs r WHERE r.config_id = c.id) AS total "
+            "FROM configs c WHERE structure = ? AND arch = ? AND kernel = ?",
+            [config.structure, config.arch, config.kernel]):
+        if row["total"]:
+            candidates[Protocol.of(row).id] = (Protocol.of(row), row["id"])
+    protocols = [p for p, _ in candidates.values()]
+    if choice is not None and not choice.empty:
+        chosen = choice.select(protocols)
+    else:
+        chosen = protocols
+    if len(chosen) > 1:
+        raise api.ConfigError(
+            f"{config.label} has runs of {len(chosen)} protocols: choose one with --protocol "
+            f"(or the protocol flags, e.g. --epochs); available: {available_line(chosen)}")
+    return candidates[chosen[0].id][1]
 
 
 @app.command()
+@protocol_choice
 def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.md and its "
                                                                 "figures.")] = Path("report"),
-    db: DbOption = None,
+    db: DbOption = None, choice: ProtocolChoice | None = None,
 ) -> None:
-    """One Markdown reproduction report: protocol, Tables II-IV vs the paper, tests, Figs 4-6."""
+    """One Markdown reproduction report of one protocol (the paper's by default): Tables II-IV
+    vs the paper, tests, Figs 4-6."""
     from core.reproduction import write_report
 
     with api.open_store(db, create=False) as store:
-        result = write_report(store, output)
+        result = write_report(store, output, choice=choice)
     out.print(f"wrote {result.path} and {len(result.figures)} figure(s)", soft_wrap=True,
               markup=False)

@@ -25,7 +25,7 @@ machine all show up within a second.
 - `3` **Plots**: train loss, validation loss and accuracy per epoch of the selected configuration:
   each repetition thin, the mean bold, a ±std band.
 - `4` **Tables**: Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set
-  with Welch p-values.
+  with Welch p-values, of one protocol at a time (shown above the tabs; `p` steps through them).
 
 ## Keys
 
@@ -45,7 +45,8 @@ machine all show up within a second.
 | | `Ctrl+G` | the paper's grid: every structure, architecture and kernel |
 | | `Ctrl+R` | back to the defaults |
 | Plots | `[` / `]` | previous / next configuration |
-| Tables | `m` / `l` / `c` | export the table on screen to Markdown / LaTeX / CSV in the current folder |
+| Tables | `p` / `P` | next / previous protocol (numbers of two protocols are never mixed) |
+| | `m` / `l` / `c` | export the table on screen to Markdown / LaTeX / CSV in the current folder |
 
 Stopping workers sends them SIGINT: they finish the current epoch, put unfinished runs back in
 the queue and exit; a later start resumes those runs from their last checkpoint.

@@ -1,4 +1,5 @@
-"""Tables II-IV (mean ± std over repetitions, best in bold) and the test comparison."""
+"""Tables II-IV (mean ± std over repetitions, best in bold) and the test comparison, of one
+protocol at a time (``p`` / ``P`` step through the database's protocols, the paper's first)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from core import api
 from core.config import STRUCTURES
+from core.protocol import Protocol, group_by_protocol
 from core.report import TABLE_NUMBERS, Table, setup_records, to_csv, to_latex, to_markdown
 from core.stats import BestComparison, SetupRow, best_setups
 from tui.screens.base import PairsScreen
@@ -24,18 +26,58 @@ EXPORTS = {"markdown": "md", "latex": "tex", "csv": "csv"}
 
 
 @dataclass
-class TableData:
+class ProtocolData:
+    """What the screen shows of one protocol."""
+
+    protocol: Protocol
     rows: list[SetupRow]
     tables: dict[str, Table]  # tab -> table
     comparison: BestComparison
+
+
+@dataclass
+class TableData:
+    protocols: list[ProtocolData]  # the paper's first
+    index: int = 0  # the protocol on screen
+
+    @property
+    def current(self) -> ProtocolData | None:
+        return self.protocols[self.index] if self.protocols else None
+
+    @property
+    def rows(self) -> list[SetupRow]:
+        return self.current.rows if self.current else []
+
+    @property
+    def tables(self) -> dict[str, Table]:
+        return self.current.tables if self.current else {}
+
+    @property
+    def comparison(self) -> BestComparison:
+        return self.current.comparison if self.current else BestComparison([], {})
+
+
+def protocol_indicator(data: TableData) -> Text:
+    """``Protocol 1 of 3: paper (30ep ...) · p / P: next / previous``."""
+    if not data.protocols:
+        return Text("Protocol: none yet", style="bold")
+    current = data.current.protocol
+    text = Text()
+    text.append(f"Protocol {data.index + 1} of {len(data.protocols)}: ", style="bold")
+    text.append(current.heading.removeprefix("Protocol "), style="bold reverse")
+    if len(data.protocols) > 1:
+        text.append("  ·  p / P: next / previous protocol (tables never mix protocols)")
+    return text
 
 
 def tab_title(tab: str) -> str:
     return "Best (test)" if tab == "best" else f"{TABLE_NUMBERS.get(tab, '')} {tab}".strip()
 
 
-def export_name(tab: str, fmt: str) -> str:
+def export_name(tab: str, fmt: str, protocol: Protocol | None = None) -> str:
     stem = "pairs-best" if tab == "best" else f"pairs-table-{TABLE_NUMBERS.get(tab, '')}-{tab}"
+    if protocol is not None and not protocol.is_paper:
+        stem += f"-{protocol.id[:8]}"
     return f"{stem}.{EXPORTS[fmt]}"
 
 
@@ -57,15 +99,20 @@ class TablesScreen(PairsScreen):
         Binding("m", "export('markdown')", "Markdown"),
         Binding("l", "export('latex')", "LaTeX"),
         Binding("c", "export('csv')", "CSV"),
+        Binding("p", "protocol(1)", "Protocol"),
+        Binding("P", "protocol(-1)", "Prev. protocol", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="tables")
         self.data: TableData | None = None
+        #: the protocol on screen (kept across reloads), None: the first (the paper's)
+        self.protocol_id: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DbBanner()
+        yield Static("", id="tables-protocol", classes="table-title")
         with TabbedContent(id="tables-tabs"):
             for tab in TABS:
                 with TabPane(tab_title(tab), id=f"tab-{tab}"):
@@ -88,12 +135,16 @@ class TablesScreen(PairsScreen):
     def query_db(self) -> TableData:
         def read(store):
             rows = api.table_rows(store)
-            return rows, best_setups(store, rows)  # api.best(store), without a second query
+            return [(protocol, group, best_setups(store, group))
+                    for protocol, group in group_by_protocol(rows)]
 
-        rows, comparison = self.app.db.read(read)
-        tables = {t_rows[0].structure: table for t_rows, table in self._by_structure(rows)}
-        tables["best"] = api.best_table(comparison)
-        return TableData(rows, tables, comparison)
+        protocols = []
+        for protocol, rows, comparison in self.app.db.read(read):
+            tables = {t_rows[0].structure: table for t_rows, table in self._by_structure(rows)}
+            tables["best"] = api.best_table(comparison)
+            protocols.append(ProtocolData(protocol, rows, tables, comparison))
+        ids = [p.protocol.id for p in protocols]
+        return TableData(protocols, ids.index(self.protocol_id) if self.protocol_id in ids else 0)
 
     @staticmethod
     def _by_structure(rows: list[SetupRow]):
@@ -101,8 +152,20 @@ class TablesScreen(PairsScreen):
             group = [r for r in rows if r.structure == structure]
             yield group, api.paper_tables(group)[0]
 
+    def action_protocol(self, step: int) -> None:
+        """Show the next (``step`` 1) or previous (-1) protocol of the database."""
+        if self.data is None or len(self.data.protocols) < 2:
+            self.notify("this database holds one protocol", severity="information")
+            return
+        self.data.index = (self.data.index + step) % len(self.data.protocols)
+        self.protocol_id = self.data.current.protocol.id
+        self.show_data(self.data)
+
     def show_data(self, data: TableData) -> None:
         self.data = data
+        if data.current is not None:
+            self.protocol_id = data.current.protocol.id
+        self.query_one("#tables-protocol", Static).update(protocol_indicator(data))
         for tab in TABS:
             table = data.tables.get(tab)
             widget = self.query_one(f"#table-{tab}", DataTable)
@@ -113,7 +176,7 @@ class TablesScreen(PairsScreen):
                 title.update(f"{tab_title(tab)}: no configurations of this structure yet")
                 notes.update("")
                 continue
-            title.update(Text(table.title, style="bold"))
+            title.update(Text(table.title, style="bold"))  # Text: never parsed as markup
             for column in table.columns:
                 widget.add_column(column, key=column)
             for index, row in enumerate(table.rows):
@@ -122,8 +185,9 @@ class TablesScreen(PairsScreen):
             if any("unfinished" in c.text for row in table.rows for c in row):
                 lines.append("n = done / queued runs; (unfinished) rows may still change.")
             if tab != "best":
-                lines.append("Bold: best mean validation loss and accuracy of this structure.")
-            notes.update("\n".join(lines))
+                lines.append("Bold: best mean validation loss and accuracy of this structure "
+                             "under this protocol.")
+            notes.update(Text("\n".join(lines)))
 
     # -- export ------------------------------------------------------------------------------
     def export_text(self, tab: str, fmt: str) -> str:
@@ -142,7 +206,8 @@ class TablesScreen(PairsScreen):
         if self.data is None or tab not in self.data.tables:
             self.notify(f"nothing to export on {tab_title(tab)} yet", severity="warning")
             return
-        path = Path.cwd() / export_name(tab, fmt)
+        several = len(self.data.protocols) > 1  # then the file name says which protocol
+        path = Path.cwd() / export_name(tab, fmt, self.data.current.protocol if several else None)
         try:
             path.write_text(self.export_text(tab, fmt), encoding="utf-8")
         except OSError as exc:
