@@ -15,6 +15,7 @@ short ``label``: ``paper`` for the paper's defaults, else the schedule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -97,15 +98,15 @@ class Protocol:
                   if not (name in EXTENSION_FIELDS and value == _DEFAULTS[name])}
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
-    @property
+    @functools.cached_property
     def is_paper(self) -> bool:
         return self.as_dict() == _DEFAULTS
 
-    @property
+    @functools.cached_property
     def description(self) -> str:
         """Every field in short: ``30ep sgd b4 lr .01/15x.1`` then what differs from the
         paper's other values (``aux 0.5 mnist pairs 500/50/500 seed 1 bf16 bn drop 0.3``)."""

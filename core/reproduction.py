@@ -354,7 +354,8 @@ def _figures(store: Store, comparison, output: Path) -> list[_Figure]:
         if not curves["epochs"]:
             continue
         reference = compare.paper_final(b.structure, b.row.arch, b.row.kernel,
-                                        curves["config"].epochs)
+                                        curves["config"].epochs) if b.row.protocol.is_paper \
+            else None  # the paper's numbers mark only runs of the paper's protocol
         path = output / f"fig{number}-{b.structure}.png"
         save_figure(curves, path, reference, title=(
             f"Fig. {number} (reproduced): best {b.structure} setup, {curves['label']} — "
@@ -368,7 +369,7 @@ def _figures_section(figures: list[_Figure]) -> str:
              "Train loss, validation loss and validation accuracy per epoch of the best setup "
              "of each structure (by final validation accuracy): mean over the done runs with a "
              "±std band, each run as a thin line; in red the paper's final-epoch mean ± std "
-             "(Tables II–IV) where the setup runs the paper's 30 epochs."]
+             "(Tables II–IV) where the runs are of the paper's protocol."]
     if not figures:
         lines += ["", "No done runs yet: no figures."]
     for f in figures:

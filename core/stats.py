@@ -10,8 +10,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-from core.config import ARCHITECTURES, STRUCTURES, options_label
-from core.protocol import Protocol, group_by_protocol
+from core.config import ARCHITECTURES, EXTENSION_FIELDS, STRUCTURES, options_label
+from core.protocol import PROTOCOL_FIELDS, Protocol, group_by_protocol
 from core.store import Store
 
 METRICS = ("train_loss", "val_loss", "val_acc")
@@ -99,6 +99,7 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
         FROM configs c JOIN agg ON agg.config_id = c.id
     """
     rows = []
+    protocols: dict[tuple, Protocol] = {}  # many configurations share a protocol: build it once
     for raw in store.db.query(sql):
         if structures and raw["structure"] not in structures:
             continue
@@ -111,11 +112,20 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
             SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
                      raw["total"], metrics,
                      options=options_label(json.loads(raw["options"])) if raw["options"] else "",
-                     failed=raw["failed"] or 0, protocol=Protocol.of(raw))
+                     failed=raw["failed"] or 0, protocol=_protocol(raw, protocols))
         )
     rows = [row for _, group in group_by_protocol(sorted(rows, key=_paper_order)) for row in group]
     _mark_best(rows)
     return rows
+
+
+def _protocol(raw: dict, cache: dict[tuple, Protocol]) -> Protocol:
+    key = tuple(raw.get(name) for name in PROTOCOL_FIELDS if name not in EXTENSION_FIELDS) \
+        + (raw.get("options"),)
+    protocol = cache.get(key)
+    if protocol is None:
+        protocol = cache[key] = Protocol.of(raw)
+    return protocol
 
 
 def _paper_order(row: SetupRow) -> tuple:
@@ -126,9 +136,11 @@ def _paper_order(row: SetupRow) -> tuple:
 
 def _mark_best(rows: list[SetupRow]) -> None:
     """Bold the best of each (protocol, structure): rows of two protocols never compete."""
-    for key in {(r.protocol.id, r.structure) for r in rows}:
-        group = [r for r in rows
-                 if (r.protocol.id, r.structure) == key and r.metrics["val_acc"].n]
+    groups: dict[tuple[str, str], list[SetupRow]] = {}
+    for r in rows:
+        if r.metrics["val_acc"].n:
+            groups.setdefault((r.protocol.id, r.structure), []).append(r)
+    for group in groups.values():
         if not group:
             continue
         min(group, key=lambda r: r.metrics["val_loss"].mean).bold.add("val_loss")
