@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import time
@@ -91,6 +92,19 @@ def loss_terms(
         digit_logits[:, 1].float(), classes[:, 1]
     )
     return main + aux_weight * aux, main
+
+
+def seed_epoch(run_seed: int, epoch: int) -> None:
+    """Seed torch's global generators (CPU and CUDA) for 1-based ``epoch`` of a run.
+
+    Called at the start of every epoch, so every draw of the global generator during an epoch
+    (dropout masks, and anything else a layer draws) depends only on (run seed, epoch): a run
+    resumed from a checkpoint draws what an undisturbed one draws. Shuffling and augmentation
+    have their own generators; the paper's models draw nothing from the global one while they
+    train, so their numbers do not depend on this.
+    """
+    digest = hashlib.sha256(f"epoch:{run_seed}:{epoch}".encode()).digest()
+    torch.manual_seed(int.from_bytes(digest[:7], "big"))
 
 
 def autocast(device: str, precision: str):
@@ -195,8 +209,9 @@ def run_training(
     """Train repetition ``rep`` of ``config`` from scratch or from ``checkpoint``.
 
     After each epoch ``on_epoch(metrics, checkpoint_bytes)`` is called (persist both together).
-    Shuffling of epoch e depends on (run seed, e) only, so a resumed run ends with the numbers
-    of an uninterrupted one. Raises RunInterrupted when ``should_stop()`` turns true after an epoch.
+    Every random draw of epoch e (shuffling, augmentation, dropout masks) depends on (run seed, e)
+    only, so a resumed run ends with the numbers of an uninterrupted one. Raises RunInterrupted
+    when ``should_stop()`` turns true after an epoch.
     """
     seed = run_seed(config, rep)
     if data is None:
@@ -220,6 +235,7 @@ def run_training(
         for group in optimizer.param_groups:
             group["lr"] = lr
         generator = torch.Generator().manual_seed(seed + epoch)
+        seed_epoch(seed, epoch)
         pairs = train
         if config.augments:  # drawn on the CPU from (run seed, epoch), as the vectorised path
             pairs = _to(augment_split(data.train, config, augment_generator(seed, epoch)), device)
