@@ -1,0 +1,132 @@
+"""Runtime hardening (issues 15 and 16): driver identities, hung workers, unreadable checkpoints,
+drivers that follow runs held by another, and Ctrl-C at any moment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core.api import open_store, queue
+from core.store import _pid_alive, worker_host, worker_id
+from tests.conftest import tiny
+from tests.test_reliability import _read, _wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- 16.6: a driver's identity is unique ----------------------------------------------------------
+def test_the_identity_names_host_pid_and_the_very_process():
+    me = worker_id()
+    host, pid, tag = me.split(":")
+    assert (host, int(pid)) == (socket.gethostname(), os.getpid())
+    assert worker_host(me) == host and worker_id() == me
+    assert _pid_alive(me)
+    scope, _, start = tag.partition("-")
+    if start:  # a /proc of this pid namespace: the same pid with another start time is not us
+        assert not _pid_alive(f"{host}:{pid}:{scope}-{int(start) + 1}")
+        assert _pid_alive(f"{host}:{pid}:00000000-{start}")  # another namespace: unknowable
+
+
+def test_a_child_process_has_another_identity():
+    code = "from core.store import worker_id; print(worker_id())"
+    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    other = child.stdout.strip()
+    assert other != worker_id() and worker_host(other) == socket.gethostname()
+    assert not _pid_alive(other)  # exited: its runs are requeued when a database is opened
+
+
+def test_runs_of_a_driver_with_our_host_and_pid_are_requeued_after_the_heartbeat_timeout(store):
+    """A driver that was PID 1 of another container with our host name (or an older pairs whose
+    identity was host:pid): same host and pid as ours, yet not us."""
+    queue(store, [tiny()], 3)
+    host, pid = socket.gethostname(), os.getpid()
+    twins = [f"{host}:{pid}", f"{host}:{pid}:0badc0de-12345"]  # old form; other namespace
+    claimed = [store.claim(twin, limit=1)[0].id for twin in twins]
+    (mine,) = store.claim(worker_id(), limit=1)
+    assert store.requeue_stale(60.0) == []  # heartbeats are fresh: maybe alive
+    store.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 120")
+    store.db.conn.commit()
+    assert sorted(store.requeue_stale(60.0)) == sorted(claimed)  # never ours, whatever its beat
+    statuses = {r["id"]: r["status"] for r in store.run_rows()}
+    assert statuses[mine.id] == "running"
+    assert all(statuses[run] == "queued" for run in claimed)
+
+
+def test_a_reused_pid_does_not_keep_a_dead_drivers_runs(store):
+    """A dead driver of this namespace whose pid now belongs to another process (here: ours)."""
+    me = worker_id()
+    host, pid, tag = me.split(":")
+    scope, _, start = tag.partition("-")
+    if not start:
+        pytest.skip("no /proc of this pid namespace: identities are random tokens")
+    queue(store, [tiny()], 1)
+    (run,) = store.claim(f"{host}:{pid}:{scope}-{int(start) - 1}", limit=1)
+    with open_store(store.path, create=False) as again:  # opening requeues a dead driver's runs
+        assert {r["id"]: r["status"] for r in again.run_rows()}[run.id] == "queued"
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from core import scheduler
+    from core.api import open_store
+    if __name__ == "__main__":
+        scheduler.STALE_CHECK_EVERY_S = 0.5
+        scheduler.HEARTBEAT_EVERY_S = 0.5
+        with open_store(sys.argv[1]) as store:
+            summary = scheduler.work(store, workers=1, vectorize=False, stale_after_s=3.0)
+        print("done", summary.done, "requeued", summary.requeued)
+""")
+
+def _in_pid_namespace(*command: str) -> list[str]:
+    return ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
+            "--kill-child", *command]
+
+
+def _namespaces_work() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(_in_pid_namespace("true"), capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _namespaces_work(), reason="no unprivileged pid namespaces here")
+def test_two_drivers_that_are_both_pid_1_of_their_namespace(tmp_path):
+    """Both drivers are PID 1 on the same host; the first is killed and the second takes its
+    runs over after the heartbeat timeout and completes the grid."""
+    db = tmp_path / "twins.db"
+    with open_store(db) as s:
+        queue(s, [tiny(structure=structure, epochs=40, train_pairs=400, val_pairs=40)
+                  for structure in ("shared", "independent")], 1)
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    command = _in_pid_namespace(sys.executable, str(script), str(db))
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 1, what="epoch 1")
+        second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        _wait_for(lambda: len(_read(db, "SELECT DISTINCT worker FROM runs WHERE status = "
+                                        "'running'")) == 2, what="both drivers hold a run")
+        workers = [w for (w,) in _read(db, "SELECT worker FROM runs WHERE worker IS NOT NULL")]
+        assert len(set(workers)) == 2 and {w.split(":")[1] for w in workers} == {"1"}, workers
+        os.killpg(first.pid, signal.SIGKILL)  # unshare --kill-child takes the driver with it
+        first.wait()
+        output, _ = second.communicate(timeout=300)
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert second.returncode == 0, output
+    assert "requeued 1" in output, output
+    assert _read(db, "SELECT status, count(*) FROM runs GROUP BY status") == [("done", 2)]
