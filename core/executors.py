@@ -2,7 +2,8 @@
 
 Events are tuples:
 ``("epoch", run_id, metrics_row, checkpoint_bytes)``, ``("done", run_id, results_row)``,
-``("failed", run_id, error)``, ``("interrupted", run_id)``.
+``("failed", run_id, error)``, ``("interrupted", run_id)``, and ``("restarted", run_id, reason)``
+when a run's checkpoint is unreadable and it trains again from epoch 0.
 """
 
 from __future__ import annotations
@@ -46,19 +47,36 @@ def execute_task(task: Task, emit, should_stop) -> None:
     from core.config import RunConfig, vectorizable
 
     config = RunConfig.from_dict(task.config)
-    if task.vectorize and vectorizable(config) and len(task.runs) > 1:
+    runs = _readable(config, task.runs, emit)
+    if task.vectorize and vectorizable(config) and len(runs) > 1:
         by_epoch: dict[int, list] = {}
-        for run in task.runs:
+        for run in runs:
             by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
         groups = list(by_epoch.values())
     else:
-        groups = [[run] for run in task.runs]
+        groups = [[run] for run in runs]
     for index, group in enumerate(groups):
         if not _execute_group(config, group, task, emit, should_stop):
             for rest in groups[index + 1 :]:
                 for run_id, _, _ in rest:
                     emit(("interrupted", run_id))
             return
+
+
+def _readable(config, runs, emit) -> list[tuple]:
+    """The task's runs, a run whose checkpoint cannot resume it (damaged, hostile, of another
+    model) reported once as ``restarted`` and trained again from epoch 0."""
+    from core.train import checkpoint_problem
+
+    checked = []
+    for run_id, rep, state in runs:
+        problem = checkpoint_problem(config, state) if state else None
+        if problem:
+            emit(("restarted", run_id, f"its checkpoint is unreadable ({problem}): "
+                                       "training it again from epoch 0"))
+            state = None
+        checked.append((run_id, rep, state))
+    return checked
 
 
 def _checkpoint_epoch(state: bytes | None) -> int:

@@ -26,6 +26,8 @@ class WorkSummary:
     interrupted: bool = False
     requeued: int = 0
     errors: list[str] = field(default_factory=list)
+    #: runs trained again from epoch 0 because their checkpoint was unreadable (with why)
+    restarted: list[str] = field(default_factory=list)
 
 
 MAX_GROUP = 16
@@ -184,6 +186,10 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
             store.release_run(run, me)
         elif kind == "host":  # where a remote executor trains it
             store.set_host(run, me, event[2])
+        elif kind == "restarted":  # its checkpoint was unreadable: epoch 0 again
+            lost = store.restart_run(run, me)
+            summary.restarted.append(f"{run}: {event[2]}")
+            event = (*event[:3], lost)
     except LostClaim:
         pass  # requeued as stale meanwhile: its new holder writes it
     if kind in ("done", "failed", "interrupted"):

@@ -605,6 +605,16 @@ class Store:
             db["runs"].update(run_id_, {"status": "failed", "error": error, "finished_at": now})
 
     @_retrying
+    def restart_run(self, run_id_: str, worker: str) -> int:
+        """Drop the epoch rows and checkpoint of a run this worker holds (its checkpoint was
+        unreadable and it trains again from epoch 0); returns how many epoch rows went."""
+        with self.transaction() as db:
+            self._own(db, run_id_, worker, time.time())
+            gone = db.execute("DELETE FROM epochs WHERE run_id = ?", [run_id_]).rowcount
+            db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
+        return gone
+
+    @_retrying
     def release_run(self, run_id_: str, worker: str) -> None:
         """Put a run this worker holds back in the queue (interrupted; resumes from checkpoint)."""
         with self.transaction() as db:

@@ -187,6 +187,41 @@ def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: i
     return buffer.getvalue()
 
 
+def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
+    """Why ``state`` cannot resume a run of ``config`` (damaged, not a pairs checkpoint, another
+    model's weights, an epoch outside the run), or None when it can. Never unpickles code
+    (``weights_only``)."""
+    try:
+        saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the answer
+        return _first_line(exc)
+    if not isinstance(saved, dict) or not {"epoch", "model", "optimizer"} <= set(saved):
+        return "not a pairs checkpoint (no epoch, model and optimizer)"
+    epoch = saved["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
+        return f"its epoch {epoch!r} is not one of 1-{config.epochs}"
+    try:
+        model = build_model(config)
+        model.load_state_dict(saved["model"])
+        optimizer = make_optimizer(config, model)
+        optimizer.load_state_dict(saved["optimizer"])
+    except Exception as exc:  # noqa: BLE001
+        return _first_line(exc)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for value in optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                    return f"optimizer state of shape {tuple(value.shape)} for a parameter of " \
+                           f"shape {tuple(param.shape)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
 def load_checkpoint(state: bytes, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimiser; returns the last completed epoch."""
     saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)

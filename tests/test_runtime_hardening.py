@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,92 @@ def test_two_drivers_that_are_both_pid_1_of_their_namespace(tmp_path):
     assert second.returncode == 0, output
     assert "requeued 1" in output, output
     assert _read(db, "SELECT status, count(*) FROM runs GROUP BY status") == [("done", 2)]
+
+
+# -- 16.7: an unreadable checkpoint ---------------------------------------------------------------
+class _Hostile:
+    """Unpickling this would run a shell command: torch's weights_only loader refuses it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/pairs-hostile-checkpoint-ran",))
+
+
+def _bad_checkpoints(config) -> dict[str, bytes]:
+    import io
+    import pickle
+
+    import torch
+
+    from core.models import build_model
+    from core.train import make_optimizer, save_checkpoint
+
+    good = build_model(config)
+    other = build_model(config.replace(arch="A2"))  # another model's weights
+    buffer = io.BytesIO()
+    torch.save({"epoch": "one", "model": good.state_dict(), "optimizer": {}}, buffer)
+    return {
+        "garbage": os.urandom(300),
+        "truncated": save_checkpoint(good, make_optimizer(config, good), 1)[:200],
+        "hostile pickle": pickle.dumps(_Hostile()),
+        "other model": save_checkpoint(other, make_optimizer(config, other), 1),
+        "epoch beyond the run": save_checkpoint(good, make_optimizer(config, good), 99),
+        "epoch not a number": buffer.getvalue(),
+    }
+
+
+def _plant_checkpoint(store, run_id: str, state: bytes) -> None:
+    """As if epoch 1 had been saved with ``state`` and the driver then died."""
+    row = {"epoch": 1, "train_loss": 9.0, "train_main_loss": 9.0, "train_acc": 0.0, "val_loss": 9.0,
+           "val_main_loss": 9.0, "val_acc": 0.0, "val_digit_acc": None, "lr": 0.01, "seconds": 0.1}
+    with store.transaction() as db:
+        db["epochs"].insert({"run_id": run_id, **row, "recorded_at": time.time()})
+        db["checkpoints"].insert({"run_id": run_id, "epoch": 1, "state": state,
+                                  "saved_at": time.time()})
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epoch_0(
+        tmp_path, vectorize):
+    from core.scheduler import work
+
+    config = tiny(epochs=2)
+    bad = _bad_checkpoints(config)
+    reps = len(bad) + 1  # the last repetition has no checkpoint
+    reference = tmp_path / "reference.db"
+    with open_store(reference) as s:
+        queue(s, [config], reps)
+        assert work(s, workers=1, vectorize=vectorize).done == reps
+    db = tmp_path / "planted.db"
+    with open_store(db) as s:
+        queue(s, [config], reps)
+        victims = {}
+        for row, (name, state) in zip(s.run_rows(), bad.items()):
+            _plant_checkpoint(s, row["id"], state)
+            victims[row["id"]] = name
+        events: list[tuple] = []
+        summary = work(s, workers=1, vectorize=vectorize, on_event=events.append)
+    assert (summary.done, summary.failed) == (reps, 0), summary
+    said = {e[1]: e for e in events if e[0] == "restarted"}
+    assert sorted(said) == sorted(victims) and len(said) == sum(e[0] == "restarted" for e in events)
+    for run, event in said.items():
+        assert "checkpoint is unreadable" in event[2] and "\n" not in event[2], (victims[run], event)
+        assert event[3] == 1  # the planted epoch row is gone: trained again
+    columns = "run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr"
+    assert _read(db, f"SELECT {columns} FROM epochs ORDER BY 1, 2") == \
+        _read(reference, f"SELECT {columns} FROM epochs ORDER BY 1, 2")
+    assert not Path("/tmp/pairs-hostile-checkpoint-ran").exists()
+
+
+@pytest.mark.slow
+def test_pairs_work_says_once_that_a_checkpoint_is_unreadable(tmp_path):
+    db = tmp_path / "bad.db"
+    config = tiny(epochs=2)
+    with open_store(db) as s:
+        queue(s, [config], 1)
+        _plant_checkpoint(s, s.run_rows()[0]["id"], b"\x80\x04not a checkpoint")
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "work", "--db", str(db)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("checkpoint is unreadable") == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "1 run(s) done, 0 failed" in done.stdout

@@ -340,6 +340,11 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
                 progress.advance(epochs_task)
             elif event[0] in ("done", "failed"):
                 progress.advance(runs_task)
+            elif event[0] == "restarted":  # said once; its epochs are to train again
+                progress.console.print(f"run {event[1]}: {event[2]}", markup=False, highlight=False)
+                if len(event) > 3 and event[3]:
+                    total = progress.tasks[epochs_task].total or 0
+                    progress.update(epochs_task, total=total + event[3])
 
         summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
                            configs=configs, on_event=on_event, vectorize=vectorize, **executor)
