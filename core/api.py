@@ -138,12 +138,15 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
          on_event: Callable[[tuple], None] | None = None,
          stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
-         address: str | None = None, max_retries: int = 4) -> WorkSummary:
+         address: str | None = None, max_retries: int = 4,
+         stall_timeout_s: float | None = None) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left.
 
     ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
     ``address``, ``auto`` or HOST:PORT; without one, a local Ray instance). A run whose worker
-    is lost is tried again, from its last checkpoint, up to ``max_retries`` times.
+    is lost is tried again, from its last checkpoint, up to ``max_retries`` times; a local
+    worker that makes no progress for ``stall_timeout_s`` (default 60 s, or far longer than its
+    batches take) is taken for hung, killed, and so lost.
     """
     from core.executors import EXECUTORS
     from core.scheduler import work as drive
@@ -155,6 +158,11 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
         raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
     if address is not None and executor != "ray":
         raise ConfigError("--address is for --executor ray")
+    if stall_timeout_s is not None and (
+            isinstance(stall_timeout_s, bool) or not isinstance(stall_timeout_s, (int, float))
+            or not 1 <= stall_timeout_s <= 86_400):
+        raise ConfigError(f"--stall-timeout must be a number of seconds from 1 to 86400, "
+                          f"got {stall_timeout_s!r}")
     if executor == "ray":
         import importlib.util
 
@@ -165,6 +173,7 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
         vectorize=vectorize, executor=executor, address=address or None,
         max_attempts=max_retries + 1,
+        **({"stall_timeout_s": float(stall_timeout_s)} if stall_timeout_s is not None else {}),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import RunConfig
-from core.executors import EXECUTORS, make_executor, task_for
+from core.executors import EXECUTORS, STALL_TIMEOUT_S, make_executor, task_for
 from core.store import LostClaim, Store, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
@@ -91,11 +91,14 @@ def work(
     executor: str = "local",
     address: str | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
     ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
-    ``address``); either way this driver alone writes the database. Installs SIGINT/SIGTERM
+    ``address``); either way this driver alone writes the database. A local worker that makes no
+    progress for ``stall_timeout_s`` (or far longer than its batches take) is killed and its
+    runs resume from their checkpoints. Installs SIGINT/SIGTERM
     handlers when called from the main thread: the first signal stops
     after the current epochs (their runs go back to the queue and resume from the checkpoint).
     """
@@ -110,7 +113,7 @@ def work(
         return summary
     plan = plan_work(queued, workers, vectorize=vectorize)
     previous = _install_signals(stop)
-    pool = make_executor(executor, plan, address)
+    pool = make_executor(executor, plan, address, stall_timeout_s)
     held: dict[str, str] = {}  # run id -> label
     deaths: dict[str, int] = {}  # run id -> times its worker was lost under this driver
     last_beat = last_stale = time.monotonic()
@@ -215,7 +218,7 @@ def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSumm
     except LostClaim:
         pass
     if on_event:
-        on_event(("lost", run))
+        on_event(("lost", run, lost_reason) if lost_reason else ("lost", run))
 
 
 def _install_signals(stop: StopRequest):

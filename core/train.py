@@ -24,6 +24,21 @@ from core.models import build_model
 EVAL_BATCH = 250
 
 
+def _no_progress_hook() -> None:
+    pass
+
+
+#: Called after every batch, of training and of evaluation. A worker process of
+#: ``core.executors.LocalExecutor`` counts the calls in shared memory, so that its driver can tell
+#: a worker that trains from one that is hung or stopped (see ``set_progress_hook``).
+progress_hook: Callable[[], None] = _no_progress_hook
+
+
+def set_progress_hook(hook: Callable[[], None] | None) -> None:
+    global progress_hook
+    progress_hook = hook or _no_progress_hook
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -141,6 +156,7 @@ def train_one_epoch(
         total += loss.item() * n
         main_total += main.item() * n
         correct += (logits.argmax(1) == target).sum().item()
+        progress_hook()
     n = len(split)
     return {"loss": total / n, "main_loss": main_total / n, "acc": correct / n}
 
@@ -165,6 +181,7 @@ def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision
         if digit_logits is not None:
             has_digits = True
             digit_correct += (digit_logits.argmax(2) == classes).sum().item()
+        progress_hook()
     n = len(split)
     return {
         "loss": total / n,

@@ -3,6 +3,7 @@ drivers that follow runs held by another, and Ctrl-C at any moment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -220,3 +221,61 @@ def test_pairs_work_says_once_that_a_checkpoint_is_unreadable(tmp_path):
     assert done.stderr.count("checkpoint is unreadable") == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert "1 run(s) done, 0 failed" in done.stdout
+
+
+# -- 16.5: a hung worker --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_stopped_worker_is_killed_and_its_run_resumes_to_the_undisturbed_numbers(tmp_path):
+    from core.scheduler import work
+    from tests.test_reliability import _results, _workers
+
+    config = tiny(epochs=8, train_pairs=300, val_pairs=30)
+    reference = tmp_path / "reference.db"
+    with open_store(reference) as s:
+        queue(s, [config], 1)
+        assert work(s, workers=1, vectorize=False).done == 1
+    db = tmp_path / "stopped.db"
+    with open_store(db) as s:
+        queue(s, [config], 1)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--no-vectorize",
+         "--stall-timeout", "3", "--db", str(db)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    stopped = []
+    try:
+        _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 2, what="epoch 2")
+        stopped = _workers(driver.pid)
+        assert len(stopped) == 1
+        os.kill(stopped[0], signal.SIGSTOP)  # alive, heartbeating driver, no progress
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert driver.returncode == 0, output
+    assert "made no progress for" in output and "1 run(s) done, 0 failed" in output, output
+    assert "Traceback" not in output
+    assert _results(db) == _results(reference)
+
+
+def test_the_stall_limit_grows_with_the_longest_pause_and_is_longer_before_the_first_batch():
+    from core.executors import STALL_FACTOR, STARTUP_FACTOR, LocalExecutor
+
+    pool = LocalExecutor.__new__(LocalExecutor)  # the arithmetic only: no worker processes
+    pool.stall_timeout_s, pool.longest_gap, pool.longest_start = 60.0, 0.5, 2.0
+    assert pool.stall_limit(started=True) == 60.0
+    assert pool.stall_limit(started=False) == STARTUP_FACTOR * 60.0
+    pool.longest_gap = 30.0  # a configuration whose batches take long: never taken for hung
+    assert pool.stall_limit(started=True) == STALL_FACTOR * 30.0
+
+
+def test_stall_timeout_is_checked():
+    from core.api import work
+    from core.config import ConfigError
+
+    for bad in (0, -1, 1e9, True, "5"):
+        with pytest.raises(ConfigError, match="--stall-timeout"):
+            work(None, stall_timeout_s=bad)

@@ -100,6 +100,12 @@ ExecutorOpt = Annotated[Executor, typer.Option(help="local (worker processes her
                                                     "cluster; needs the ray extra).")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a "
                                                      "local Ray instance).", show_default=False)]
+StallTimeoutOpt = Annotated[float, typer.Option(min=1, max=86_400, help="Seconds without progress "
+                                                 "after which a worker is taken for hung, killed and "
+                                                 "its runs resumed from their checkpoints (or ten times "
+                                                 "its longest pause between batches if longer; five "
+                                                 "times both before a task's first batch). Local "
+                                                 "executor.")]
 MaxRetriesOpt = Annotated[int, typer.Option(min=0, help="Times a run whose worker (or node) is lost is "
                                                         "tried again from its last checkpoint before it "
                                                         "fails.")]
@@ -143,7 +149,7 @@ def run(
     test_pairs: PairsOpt = DEFAULTS.test_pairs,
     workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
     executor: ExecutorOpt = Executor.local, address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
-    db: DbOption = None,
+    stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
     configs = api.plan(
@@ -162,7 +168,8 @@ def run(
         added = api.queue(store, configs, reps)
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
         summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
-                                      executor=executor.value, address=address, max_retries=max_retries)
+                                      executor=executor.value, address=address, max_retries=max_retries,
+                                      stall_timeout_s=stall_timeout)
         for line in api.run_summary(store, configs):
             out.print(line)
     _exit_for(summary)
@@ -226,7 +233,7 @@ def grid(
 def work(
     workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
     vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor.local, address: AddressOpt = None,
-    max_retries: MaxRetriesOpt = 4, db: DbOption = None,
+    max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
@@ -237,7 +244,8 @@ def work(
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
             return
         summary = _work_with_progress(store, None, workers, device, data_dir, vectorize,
-                                      executor=executor.value, address=address, max_retries=max_retries)
+                                      executor=executor.value, address=address, max_retries=max_retries,
+                                      stall_timeout_s=stall_timeout)
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
     _exit_for(summary)
 
@@ -340,6 +348,9 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
                 progress.advance(epochs_task)
             elif event[0] in ("done", "failed"):
                 progress.advance(runs_task)
+            elif event[0] == "lost" and len(event) > 2:  # e.g. a hung worker, killed
+                progress.console.print(f"run {event[1]}: its worker was lost: {event[2]}",
+                                       markup=False, highlight=False)
             elif event[0] == "restarted":  # said once; its epochs are to train again
                 progress.console.print(f"run {event[1]}: {event[2]}", markup=False, highlight=False)
                 if len(event) > 3 and event[3]:
