@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -279,3 +280,142 @@ def test_stall_timeout_is_checked():
     for bad in (0, -1, 1e9, True, "5"):
         with pytest.raises(ConfigError, match="--stall-timeout"):
             work(None, stall_timeout_s=bad)
+
+
+# -- 15: a second driver follows the runs another one holds ---------------------------------------
+def _follow_in_thread(path, config, **kwargs):
+    """``work(follow=True)`` on its own connection in a thread; returns (thread, result dict)."""
+    import threading
+
+    from core.scheduler import work
+
+    result: dict = {"events": []}
+
+    def target():
+        with open_store(path) as s:
+            result["summary"] = work(s, workers=1, config_ids=[config.id], follow=True,
+                                     on_event=result["events"].append, **kwargs)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _epoch_row(epoch: int) -> dict:
+    return {"epoch": epoch, "train_loss": 0.5, "train_main_loss": 0.5, "train_acc": 0.5,
+            "val_loss": 0.5, "val_main_loss": 0.5, "val_acc": 0.5, "val_digit_acc": None,
+            "lr": 0.01, "seconds": 0.1}
+
+
+@pytest.mark.parametrize("ending", ["done", "failed"])
+def test_runs_held_by_another_driver_are_followed_to_their_end(fresh_db, ending):
+    config = tiny()
+    other = "elsewhere:7:abc-1"  # a live driver on another machine
+    with open_store(fresh_db) as s:
+        queue(s, [config], 1)
+        (run,) = s.claim(other, limit=1)
+        thread, result = _follow_in_thread(fresh_db, config)
+        _wait_for(lambda: any(e[0] == "following" for e in result["events"]), what="following")
+        for epoch in (1, 2):
+            s.record_epoch(run.id, other, _epoch_row(epoch), b"state")
+            s.heartbeat(other, [run.id])
+        assert thread.is_alive()  # not done: it waits for the holder
+        if ending == "done":
+            s.finish_run(run.id, other, {"test_loss": 0.5, "test_main_loss": 0.5, "test_acc": 0.5})
+        else:
+            s.fail_run(run.id, other, "TrainingDiverged: training loss became nan")
+        thread.join(60)
+    assert not thread.is_alive()
+    summary, events = result["summary"], result["events"]
+    assert [e for e in events if e[0] == "followed"] == [
+        ("followed", run.id, "epoch", 1), ("followed", run.id, "epoch", 2),
+        ("followed", run.id, ending, other if ending == "done" else
+         "TrainingDiverged: training loss became nan")]
+    assert summary.done == 0 and not summary.interrupted
+    assert (summary.followed, summary.failed) == ((1, 0) if ending == "done" else (0, 1))
+
+
+def test_a_followed_run_whose_driver_died_is_trained_here(fresh_db, monkeypatch):
+    from core import scheduler
+
+    monkeypatch.setattr(scheduler, "STALE_CHECK_EVERY_S", 0.2)
+    config = tiny()
+    with open_store(fresh_db) as s:
+        queue(s, [config], 1)
+        s.claim("elsewhere:7:abc-1", limit=1)  # and then that machine went away
+        thread, result = _follow_in_thread(fresh_db, config, stale_after_s=1.0)
+        thread.join(120)
+    summary = result["summary"]
+    assert (summary.done, summary.followed, summary.requeued) == (1, 0, 1)
+    assert _read(fresh_db, "SELECT status, worker FROM runs") == [("done", worker_id())]
+
+
+def test_a_stop_while_following_leaves_the_runs_to_their_holder(fresh_db):
+    from core.scheduler import StopRequest
+
+    config = tiny()
+    stop = StopRequest()
+    with open_store(fresh_db) as s:
+        queue(s, [config], 2)
+        s.claim("elsewhere:7:abc-1", limit=2)
+        thread, result = _follow_in_thread(fresh_db, config, stop=stop)
+        _wait_for(lambda: any(e[0] == "following" for e in result["events"]), what="following")
+        stop()
+        thread.join(60)
+    summary = result["summary"]
+    assert summary.interrupted and summary.left == 2 and summary.done == 0
+    assert _read(fresh_db, "SELECT DISTINCT status, worker FROM runs") == [
+        ("running", "elsewhere:7:abc-1")]
+
+
+def test_pairs_work_does_not_follow(fresh_db):
+    from core.scheduler import work
+
+    config = tiny()
+    with open_store(fresh_db) as s:
+        queue(s, [config], 1)
+        s.claim("elsewhere:7:abc-1", limit=1)
+        summary = work(s, workers=1)  # the queue is empty for it: it leaves at once
+    assert (summary.done, summary.followed, summary.interrupted) == (0, 0, False)
+
+
+@pytest.mark.slow
+def test_a_second_pairs_run_follows_the_first_and_prints_its_numbers(tmp_path):
+    db = tmp_path / "two.db"
+    flags = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
+             "--epochs", "6", "--train-pairs", "300", "--val-pairs", "30", "--test-pairs", "100",
+             "--workers", "2", "--db", str(db)]
+    first = subprocess.Popen([sys.executable, "-m", "tui.cli", *flags], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def both_held() -> bool:
+            try:
+                return _read(db, "SELECT count(*) FROM runs WHERE status = 'running'") == [(2,)]
+            except sqlite3.OperationalError:  # not created yet
+                return False
+
+        _wait_for(both_held, what="both runs held by the first pairs run")
+        second = subprocess.run([sys.executable, "-m", "tui.cli", *flags], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        first_output, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, first_output
+    assert second.returncode == 0, second.stderr
+    assert "held by another pairs" in second.stderr and "following them" in second.stderr
+    assert "shared A1 k3: 2 run(s) done; validation accuracy" in second.stdout, second.stdout
+    assert "- %" not in second.stdout
+
+
+@pytest.mark.slow
+def test_pairs_run_says_when_every_run_failed_and_why(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "run", "--structure", "shared", "--arch", "A1",
+         "--kernel", "3", "--reps", "2", "--epochs", "2", "--train-pairs", "100", "--val-pairs",
+         "10", "--test-pairs", "100", "--lr", "1e6", "--workers", "1", "--db",
+         str(tmp_path / "f.db")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "shared A1 k3: all 2 run(s) failed: TrainingDiverged: training loss became" \
+        in done.stdout, done.stdout
+    assert "validation accuracy" not in done.stdout

@@ -169,9 +169,9 @@ def run(
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
         summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
                                       executor=executor.value, address=address, max_retries=max_retries,
-                                      stall_timeout_s=stall_timeout)
+                                      stall_timeout_s=stall_timeout, follow=True)
         for line in api.run_summary(store, configs):
-            out.print(line)
+            out.print(line, markup=False, highlight=False)
     _exit_for(summary)
 
 
@@ -344,10 +344,16 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
         epochs_task = progress.add_task("epochs", total=total_epochs)
 
         def on_event(event: tuple) -> None:
-            if event[0] == "epoch":
+            what = event[2] if event[0] == "followed" else event[0]  # held elsewhere, or here
+            if what == "epoch":
                 progress.advance(epochs_task)
-            elif event[0] in ("done", "failed"):
+            elif what in ("done", "failed"):
                 progress.advance(runs_task)
+            elif event[0] == "following":  # runs asked for that another driver holds
+                holders = ", ".join(event[2])
+                progress.console.print(f"{event[1]} run(s) are held by another pairs ({holders}): "
+                                       "following them here (Ctrl-C leaves them to it)",
+                                       markup=False, highlight=False)
             elif event[0] == "lost" and len(event) > 2:  # e.g. a hung worker, killed
                 progress.console.print(f"run {event[1]}: its worker was lost: {event[2]}",
                                        markup=False, highlight=False)
@@ -364,8 +370,10 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
 
 def _exit_for(summary) -> None:
     if summary.interrupted:
+        left = (f"; {summary.left} run(s) held by another pairs are left to it"
+                if getattr(summary, "left", 0) else "")
         err.print("interrupted: unfinished runs are queued again; "
-                  "run the same command to resume from their last epoch")
+                  f"run the same command to resume from their last epoch{left}")
         raise typer.Exit(130)
     if summary.failed:
         err.print(f"{summary.failed} run(s) failed: see pairs status; pairs retry queues them again")
