@@ -156,6 +156,8 @@ def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int, progr
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth
     import torch
 
     torch.set_num_threads(threads)
@@ -206,7 +208,17 @@ class _Slot:
             args=(task_out, event_in, stop_flag, threads, os.getpid(), self.progress),
             daemon=True,
         )
-        self.process.start()
+        # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
+        # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
+        # is still importing torch. The worker ignores SIGINT, then unblocks it.
+        blocked = hasattr(signal, "pthread_sigmask")
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.process.start()
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()
         event_in.close()

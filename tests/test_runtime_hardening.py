@@ -419,3 +419,57 @@ def test_pairs_run_says_when_every_run_failed_and_why(tmp_path):
     assert "shared A1 k3: all 2 run(s) failed: TrainingDiverged: training loss became" \
         in done.stdout, done.stdout
     assert "validation accuracy" not in done.stdout
+
+
+# -- 16.12: two SIGINTs in quick succession, at any moment of start-up -------------------------------
+RUN = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
+       "--epochs", "20", "--train-pairs", "300", "--val-pairs", "30", "--test-pairs", "100",
+       "--workers", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8, 1.5, 3.0, 5.0])
+@pytest.mark.parametrize("to_group", [False, True])
+def test_two_sigints_during_start_up_exit_130_and_lose_nothing(tmp_path, delay, to_group):
+    db = tmp_path / "int.db"
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(delay)
+    for _ in range(2):  # to the group: what a terminal's Ctrl-C does (workers too)
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err + out and "terminate called" not in err, err
+    assert "interrupted" in err
+    if db.exists() and _read(db, "SELECT count(*) FROM sqlite_master WHERE name = 'runs'")[0][0]:
+        statuses = {s for (s,) in _read(db, "SELECT status FROM runs")}
+        assert statuses <= {"queued", "done"}, statuses  # nothing left running, nothing failed
+        rows = _read(db, "SELECT run_id, count(*), max(epoch) FROM epochs GROUP BY run_id")
+        assert all(n == last for _, n, last in rows), rows
+        checkpoints = dict(_read(db, "SELECT run_id, epoch FROM checkpoints"))
+        assert all(checkpoints.get(run) == last for run, _, last in rows
+                   if (run, "queued") in set(_read(db, "SELECT id, status FROM runs"))), rows
+    # and the same command then trains everything
+    again = subprocess.run([sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "2 run(s) done" in again.stdout
+
+
+def test_a_second_stop_request_is_hard_and_never_raises():
+    from core.scheduler import StopRequest
+
+    stop = StopRequest()
+    stop()
+    assert stop.is_set() and not stop.hard
+    stop()  # a signal handler that raised here could land inside torch's C++ code
+    assert stop.hard

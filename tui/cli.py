@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,6 +16,8 @@ from rich.table import Table as RichTable
 from core import __version__, api
 from core.config import DEFAULT_REPS, PRESETS, RunConfig
 from core.report import FORMATS, Table
+from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
+from tui._early import defer_signals as _defer_signals
 
 app = typer.Typer(
     name="pairs",
@@ -164,6 +167,9 @@ def run(
     )
     api.check_workers(workers)
     device = api.check_run_inputs(configs, device, data_dir)
+    if _EARLY_SIGNALS:  # Ctrl-C while it started (loading torch and the data): queue nothing
+        err.print("interrupted: nothing was queued")
+        raise typer.Exit(130)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
@@ -363,8 +369,13 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
                     total = progress.tasks[epochs_task].total or 0
                     progress.update(epochs_task, total=total + event[3])
 
+        stop = api.StopRequest()
+        for _ in _EARLY_SIGNALS:  # Ctrl-C before the driver's handlers: stop (twice: at once)
+            stop()
+        _EARLY_SIGNALS.clear()
         summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
-                           configs=configs, on_event=on_event, vectorize=vectorize, **executor)
+                           configs=configs, on_event=on_event, vectorize=vectorize, stop=stop,
+                           **executor)
     return summary
 
 
@@ -380,8 +391,23 @@ def _exit_for(summary) -> None:
         raise typer.Exit(1)
 
 
+def _started() -> None:
+    """Signals while the program started: exit 130 at once (nothing was done yet). Then only
+    ``run`` and ``work`` keep deferring them (their driver stops cleanly); the other commands
+    are interrupted by Ctrl-C as usual."""
+    if _EARLY_SIGNALS:
+        err.print("interrupted: nothing was done")
+        sys.exit(130)
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command not in ("run", "work"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main() -> None:
     """Entry point: every expected error is one line on stderr and exit code 2."""
+    _defer_signals()
+    _started()
     try:
         code = app(standalone_mode=False)
     except typer.Exit as exc:
@@ -406,6 +432,9 @@ def main() -> None:
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
             err.print(f"error: {exc.format_message()}{hint}", markup=False)
             code = 2
+    if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
+        err.print("interrupted")
+        code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
 
