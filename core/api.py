@@ -139,12 +139,17 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
          on_event: Callable[[tuple], None] | None = None,
          stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
-         address: str | None = None, max_retries: int = 4) -> WorkSummary:
+         address: str | None = None, max_retries: int = 4,
+         stall_timeout_s: float | None = None, follow: bool = False) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left.
 
     ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
     ``address``, ``auto`` or HOST:PORT; without one, a local Ray instance). A run whose worker
-    is lost is tried again, from its last checkpoint, up to ``max_retries`` times.
+    is lost is tried again, from its last checkpoint, up to ``max_retries`` times; a local
+    worker that makes no progress for ``stall_timeout_s`` (default 60 s, or far longer than its
+    batches take) is taken for hung, killed, and so lost. With ``follow`` (and ``configs``),
+    runs of those configurations held by another driver are followed until they end (see
+    ``core.scheduler.work``).
     """
     from core.executors import EXECUTORS
     from core.scheduler import work as drive
@@ -156,6 +161,11 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
         raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
     if address is not None and executor != "ray":
         raise ConfigError("--address is for --executor ray")
+    if stall_timeout_s is not None and (
+            isinstance(stall_timeout_s, bool) or not isinstance(stall_timeout_s, (int, float))
+            or not 1 <= stall_timeout_s <= 86_400):
+        raise ConfigError(f"--stall-timeout must be a number of seconds from 1 to 86400, "
+                          f"got {stall_timeout_s!r}")
     if executor == "ray":
         import importlib.util
 
@@ -165,7 +175,8 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
         vectorize=vectorize, executor=executor, address=address or None,
-        max_attempts=max_retries + 1,
+        max_attempts=max_retries + 1, follow=follow,
+        **({"stall_timeout_s": float(stall_timeout_s)} if stall_timeout_s is not None else {}),
     )
 
 
@@ -343,12 +354,25 @@ def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
         }
         val = MeanStd.of([finals[r["id"]]["val_acc"] for r in runs if r["id"] in finals])
         test = MeanStd.of([r["test_acc"] for r in runs])
+        failed = store.run_rows(config.id, "failed")
+        why = "; ".join(dict.fromkeys(_one_line(r["error"] or "no reason recorded")
+                                      for r in failed))
+        if failed and not runs:
+            lines.append(f"{config.label}: all {len(failed)} run(s) failed: {why}")
+            continue
         lines.append(
             f"{config.label}: {len(runs)} run(s) done; validation accuracy "
             f"{format_mean_std(val, percent=True)} %, test accuracy "
             f"{format_mean_std(test, percent=True)} %"
+            + (f"; {len(failed)} failed: {why}" if failed else "")
         )
     return lines
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A stored error as one short line of printable text."""
+    line = "".join(ch if ch.isprintable() else " " for ch in str(text)).strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def model_catalog() -> list[dict]:

@@ -2,7 +2,8 @@
 
 Events are tuples:
 ``("epoch", run_id, metrics_row, checkpoint_bytes)``, ``("done", run_id, results_row)``,
-``("failed", run_id, error)``, ``("interrupted", run_id)``.
+``("failed", run_id, error)``, ``("interrupted", run_id)``, and ``("restarted", run_id, reason)``
+when a run's checkpoint is unreadable and it trains again from epoch 0.
 """
 
 from __future__ import annotations
@@ -46,19 +47,36 @@ def execute_task(task: Task, emit, should_stop) -> None:
     from core.config import RunConfig, vectorizable
 
     config = RunConfig.from_dict(task.config)
-    if task.vectorize and vectorizable(config) and len(task.runs) > 1:
+    runs = _readable(config, task.runs, emit)
+    if task.vectorize and vectorizable(config) and len(runs) > 1:
         by_epoch: dict[int, list] = {}
-        for run in task.runs:
+        for run in runs:
             by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
         groups = list(by_epoch.values())
     else:
-        groups = [[run] for run in task.runs]
+        groups = [[run] for run in runs]
     for index, group in enumerate(groups):
         if not _execute_group(config, group, task, emit, should_stop):
             for rest in groups[index + 1 :]:
                 for run_id, _, _ in rest:
                     emit(("interrupted", run_id))
             return
+
+
+def _readable(config, runs, emit) -> list[tuple]:
+    """The task's runs, a run whose checkpoint cannot resume it (damaged, hostile, of another
+    model) reported once as ``restarted`` and trained again from epoch 0."""
+    from core.train import checkpoint_problem
+
+    checked = []
+    for run_id, rep, state in runs:
+        problem = checkpoint_problem(config, state) if state else None
+        if problem:
+            emit(("restarted", run_id, f"its checkpoint is unreadable ({problem}): "
+                                       "training it again from epoch 0"))
+            state = None
+        checked.append((run_id, rep, state))
+    return checked
 
 
 def _checkpoint_epoch(state: bytes | None) -> int:
@@ -120,7 +138,17 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     return True
 
 
-def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int) -> None:
+#: A busy worker whose progress counter (one tick per batch) has not moved for this many seconds,
+#: or for STALL_FACTOR times the longest gap seen between ticks if that is longer, is taken for
+#: hung (a deadlock, SIGSTOP, a frozen device): it is killed and its runs resume from their
+#: checkpoints. Before a task's first tick (data loading, the worker's start-up) it gets
+#: STARTUP_FACTOR times that.
+STALL_TIMEOUT_S = 60.0
+STALL_FACTOR = 10.0
+STARTUP_FACTOR = 5.0
+
+
+def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int, progress=None) -> None:
     """A worker process: train the tasks read from ``tasks``, send events on ``results``.
 
     Each worker has its own two pipes and no lock shared with other processes, so a worker killed
@@ -128,9 +156,18 @@ def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int) -> No
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth
     import torch
 
     torch.set_num_threads(threads)
+    if progress is not None:
+        from core.train import set_progress_hook
+
+        def tick() -> None:
+            progress.value += 1
+
+        set_progress_hook(tick)
 
     def orphaned() -> bool:
         return os.getppid() != parent_pid
@@ -164,18 +201,37 @@ class _Slot:
     def __init__(self, ctx, stop_flag, threads: int):
         task_out, task_in = ctx.Pipe(duplex=False)
         event_out, event_in = ctx.Pipe(duplex=False)
+        # Lock-free, like the stop flag: the worker adds one per batch (wrapping is harmless).
+        self.progress = ctx.RawValue(ctypes.c_ulonglong, 0)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(task_out, event_in, stop_flag, threads, os.getpid()),
+            args=(task_out, event_in, stop_flag, threads, os.getpid(), self.progress),
             daemon=True,
         )
-        self.process.start()
+        # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
+        # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
+        # is still importing torch. The worker ignores SIGINT, then unblocks it.
+        blocked = hasattr(signal, "pthread_sigmask")
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.process.start()
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()
         event_in.close()
         self.tasks, self.events = task_in, event_out
         self.run_ids: set[str] = set()
         self.closed = False  # its event pipe reached end of file (the process exited or died)
+        self.seen = 0  # the progress counter when it last moved
+        self.moved_at = time.monotonic()  # when it last moved (or the task was handed over)
+        self.started = False  # whether it moved since the current task was handed over
+
+    def handed(self) -> None:
+        """A task was just sent: its progress is measured from now."""
+        self.seen, self.moved_at, self.started = self.progress.value, time.monotonic(), False
 
     def drain(self) -> list[tuple]:
         """Every complete event waiting in the pipe; marks the slot closed at end of file."""
@@ -199,11 +255,16 @@ class _Slot:
 class LocalExecutor:
     """N long-lived worker processes (spawn), one task each at a time."""
 
-    def __init__(self, workers: int, threads: int):
+    def __init__(self, workers: int, threads: int, stall_timeout_s: float = STALL_TIMEOUT_S):
         self.ctx = mp.get_context("spawn")
         # A lock-free shared flag: a worker killed while reading it cannot leave a lock held.
         self.stop_flag = self.ctx.RawValue(ctypes.c_bool, False)
         self.threads = threads
+        self.stall_timeout_s = stall_timeout_s
+        self.longest_gap = 0.0  # between two progress ticks of a task, over every worker
+        self.longest_start = 0.0  # from a task's hand-over to its first tick
+        self.reasons: dict[str, str] = {}  # run id -> why its worker was killed
+        self.checked_at = time.monotonic()  # the last look for stalled workers
         self.slots = [self._new_slot() for _ in range(workers)]
 
     def _new_slot(self) -> _Slot:
@@ -215,6 +276,7 @@ class LocalExecutor:
     def submit(self, task: Task) -> None:
         slot = next(slot for slot in self.slots if not slot.run_ids and slot.process.is_alive())
         slot.run_ids = set(task.run_ids)
+        slot.handed()
         try:
             slot.tasks.send(task)
         except OSError:
@@ -228,13 +290,56 @@ class LocalExecutor:
         events = []
         for slot in open_slots:
             if slot.events in ready or not slot.process.is_alive():
-                for event in slot.drain():
+                drained = slot.drain()
+                if drained:  # a worker blocked on a full pipe ticks nothing: an event is progress
+                    slot.moved_at = time.monotonic()
+                for event in drained:
                     events.append(event)
                     if event[0] in ("done", "failed", "interrupted"):
                         slot.run_ids.discard(event[1])
                 if slot.closed and slot.process.is_alive():
                     slot.process.kill()  # its channel is unusable: lost_runs replaces it
+        self._kill_stalled()
         return events
+
+    def stall_limit(self, started: bool) -> float:
+        """Seconds without progress after which a busy worker is taken for hung."""
+        if started:
+            return max(self.stall_timeout_s, STALL_FACTOR * self.longest_gap)
+        return max(STARTUP_FACTOR * self.stall_timeout_s, STALL_FACTOR * self.longest_start)
+
+    def _kill_stalled(self) -> None:
+        """Kill a busy worker whose progress counter has not moved for too long (it may be
+        stopped, deadlocked or stuck on a device): lost_runs then requeues its runs."""
+        now = time.monotonic()
+        away, self.checked_at = now - self.checked_at, now
+        for slot in self.slots:
+            if not slot.run_ids or slot.closed:
+                continue
+            if away > self.stall_timeout_s / 2:
+                # This driver was busy elsewhere (a long write, a locked database): its workers
+                # may have waited for it to read their pipes. Measure again from now.
+                slot.seen, slot.moved_at = slot.progress.value, now
+                continue
+            value = slot.progress.value
+            if value != slot.seen:
+                gap = now - slot.moved_at
+                if slot.started:
+                    self.longest_gap = max(self.longest_gap, gap)
+                else:
+                    self.longest_start = max(self.longest_start, gap)
+                slot.seen, slot.moved_at, slot.started = value, now, True
+                continue
+            silent = now - slot.moved_at
+            if silent > self.stall_limit(slot.started) and slot.process.is_alive():
+                for run in slot.run_ids:
+                    self.reasons[run] = (f"it made no progress for {silent:.0f} s (hung or stopped) "
+                                         "and was killed")
+                slot.process.kill()  # works on a stopped process too; EOF follows
+
+    def lost_reason(self, run_id: str) -> str | None:
+        """Why the worker of a run returned by ``lost_runs`` was lost, when the driver knows."""
+        return self.reasons.pop(run_id, None)
 
     def lost_runs(self) -> list[str]:
         """Runs whose worker process died, once its last events were read; the slot gets a fresh
@@ -270,10 +375,11 @@ class LocalExecutor:
 EXECUTORS = ("local", "ray")
 
 
-def make_executor(kind: str, plan, address: str | None = None):
+def make_executor(kind: str, plan, address: str | None = None,
+                  stall_timeout_s: float = STALL_TIMEOUT_S):
     """The executor of a work plan: ``local`` processes or ``ray`` tasks."""
     if kind == "ray":
         from core.ray_executor import RayExecutor
 
         return RayExecutor(plan.workers, plan.threads, address)
-    return LocalExecutor(plan.workers, plan.threads)
+    return LocalExecutor(plan.workers, plan.threads, stall_timeout_s)

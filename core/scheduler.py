@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import RunConfig
-from core.executors import EXECUTORS, make_executor, task_for
+from core.executors import EXECUTORS, STALL_TIMEOUT_S, make_executor, task_for
 from core.store import LostClaim, Store, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
@@ -26,6 +26,12 @@ class WorkSummary:
     interrupted: bool = False
     requeued: int = 0
     errors: list[str] = field(default_factory=list)
+    #: runs trained again from epoch 0 because their checkpoint was unreadable (with why)
+    restarted: list[str] = field(default_factory=list)
+    #: runs another driver held that were followed to their end (``work(follow=True)``)
+    followed: int = 0
+    #: runs another driver still held when this one stopped (left to it)
+    left: int = 0
 
 
 MAX_GROUP = 16
@@ -59,7 +65,12 @@ def plan_work(queued_by_config: list[int], workers: int | None = None, cores: in
 
 
 class StopRequest:
-    """Set by a signal handler or another thread: finish the current epochs, then stop."""
+    """Set by a signal handler or another thread: finish the current epochs, then stop.
+
+    A second signal makes it ``hard``: the driver then kills its workers at its next look (at
+    most half a second) and queues their runs again. The handler itself never raises, so a
+    signal that lands inside a library call (torch's C++ code, SQLite) cannot abort the process.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -68,7 +79,6 @@ class StopRequest:
     def __call__(self, *_: object) -> None:
         if self.event.is_set():
             self.hard = True
-            raise KeyboardInterrupt
         self.event.set()
 
     def is_set(self) -> bool:
@@ -89,40 +99,68 @@ def work(
     executor: str = "local",
     address: str | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
+    follow: bool = False,
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
     ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
-    ``address``); either way this driver alone writes the database. Installs SIGINT/SIGTERM
-    handlers when called from the main thread: the first signal stops
-    after the current epochs (their runs go back to the queue and resume from the checkpoint).
+    ``address``); either way this driver alone writes the database. A local worker that makes no
+    progress for ``stall_timeout_s`` (or far longer than its batches take) is killed and its
+    runs resume from their checkpoints. Installs SIGINT/SIGTERM handlers when called from the
+    main thread: the first signal stops after the current epochs (their runs go back to the
+    queue and resume from the checkpoint), a second one at once.
+
+    With ``follow`` (and ``config_ids``), runs of those configurations that another driver holds
+    are followed to their end: their new epochs and their end are reported as
+    ``("followed", run_id, "epoch" | "done" | "failed", detail)`` events, and any of them that
+    comes back to the queue (its driver stopped or died) is trained here. The summary counts them
+    (``followed``; failures in ``failed``); on a stop they are left to their holder (``left``).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     me = worker_id()
     stop = stop or StopRequest()
-    summary = WorkSummary()
-    summary.requeued = len(store.requeue_stale(stale_after_s))
-    queued = _queued_by_config(store, config_ids)
-    if not queued:
-        return summary
-    plan = plan_work(queued, workers, vectorize=vectorize)
     previous = _install_signals(stop)
-    pool = make_executor(executor, plan, address)
+    summary = WorkSummary()
+    pool = tracker = None
     held: dict[str, str] = {}  # run id -> label
-    deaths: dict[str, int] = {}  # run id -> times its worker was lost under this driver
-    last_beat = last_stale = time.monotonic()
     try:
+        summary.requeued = len(store.requeue_stale(stale_after_s))
+        tracker = _Follower(store, config_ids, me) if follow and config_ids else None
+        queued = _queued_by_config(store, config_ids)
+        if not queued and not (tracker and tracker.pending):
+            return summary
+        if tracker is not None and tracker.elsewhere and on_event:
+            on_event(("following", len(tracker.elsewhere), sorted(tracker.holders)))
+        deaths: dict[str, int] = {}  # run id -> times its worker was lost under this driver
+        last_beat = last_stale = time.monotonic()
+        plan = None
         while True:
+            if stop.hard:
+                raise KeyboardInterrupt
             if stop.is_set():
-                pool.request_stop()
+                if pool is not None:
+                    pool.request_stop()
             else:
-                _fill(store, pool, me, held, config_ids, plan, device, data_dir, on_event)
-            if not held:
+                if pool is None and not queued and tracker is not None and tracker.queued:
+                    queued = _queued_by_config(store, config_ids)  # came back to the queue
+                if pool is None and queued:
+                    plan = plan_work(queued, workers, vectorize=vectorize)
+                    pool = make_executor(executor, plan, address, stall_timeout_s)
+                if pool is not None:
+                    _fill(store, pool, me, held, config_ids, plan, device, data_dir, on_event)
+            queued = []
+            if tracker is not None:
+                tracker.look(held, summary, on_event)
+            if not held and (tracker is None or not tracker.pending or stop.is_set()):
                 break
-            for event in pool.poll(timeout=0.5):
+            events = pool.poll(timeout=0.5) if pool is not None else _sleep(0.5)
+            for event in events:
                 _persist(store, me, event, held, summary, on_event)
-            for lost in pool.lost_runs():
+                if tracker is not None:
+                    tracker.saw(event)
+            for lost in pool.lost_runs() if pool is not None else []:
                 held.pop(lost, None)
                 deaths[lost] = deaths.get(lost, 0) + 1
                 _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts,
@@ -134,17 +172,96 @@ def work(
             if now - last_stale > STALE_CHECK_EVERY_S:
                 summary.requeued += len(store.requeue_stale(stale_after_s))
                 last_stale = now
+        if tracker is not None:
+            summary.left = len(tracker.pending)
     except KeyboardInterrupt:
-        pool.shutdown(kill=True)
+        if pool is not None:
+            pool.shutdown(kill=True)
         for run in list(held):
             store.release_run(run, me)
         summary.interrupted = True
+        if tracker is not None:
+            summary.left = len(tracker.pending - set(held))
         return summary
     finally:
         _restore_signals(previous)
-    pool.shutdown()
+    if pool is not None:
+        pool.shutdown()
     summary.interrupted = stop.is_set()
     return summary
+
+
+def _sleep(seconds: float) -> list:
+    time.sleep(seconds)
+    return []
+
+
+class _Follower:
+    """The runs of some configurations that were not finished when a driver started: which of
+    them another driver holds, how far they are, and when they end."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, store: Store, config_ids: list[str], me: str):
+        self.store, self.config_ids, self.me = store, list(config_ids), me
+        rows = self._rows()
+        self.pending = {row["id"] for row in rows if row["status"] in ("queued", "running")}
+        self.elsewhere = {row["id"] for row in rows
+                          if row["status"] == "running" and row["worker"] != me}
+        self.holders = {row["worker"] or "?" for row in rows if row["id"] in self.elsewhere}
+        self.epoch = {row["id"]: row["epoch"] or 0 for row in rows}  # epochs accounted for
+        self.queued = False  # whether the last look saw one of them back in the queue
+        self.looked = 0.0
+
+    def _rows(self) -> list[dict]:
+        marks = ",".join("?" * len(self.config_ids))
+        return list(self.store.db.query(
+            f"SELECT r.id, r.status, r.worker, r.error, (SELECT max(e.epoch) FROM epochs e "
+            f"WHERE e.run_id = r.id) AS epoch FROM runs r WHERE r.config_id IN ({marks})",
+            self.config_ids,
+        ))
+
+    def saw(self, event: tuple) -> None:
+        """An event of a run this driver trains (already persisted)."""
+        kind, run = event[0], event[1]
+        if kind == "epoch":
+            self.epoch[run] = max(self.epoch.get(run, 0), event[2]["epoch"])
+        elif kind == "restarted":
+            self.epoch[run] = 0
+        elif kind in ("done", "failed"):
+            self.pending.discard(run)
+
+    def look(self, held: dict, summary: WorkSummary, on_event) -> None:
+        """Report what the runs held elsewhere did since the last look (once a second)."""
+        now = time.monotonic()
+        if now - self.looked < self.EVERY_S or not (self.pending - set(held)):
+            return
+        self.looked = now
+        self.queued = False
+        for row in self._rows():
+            run = row["id"]
+            if run not in self.pending or run in held:
+                continue
+            if row["worker"] == self.me and row["status"] in ("done", "failed"):
+                self.pending.discard(run)  # ended here (e.g. failed after its worker died)
+                continue
+            self.queued = self.queued or row["status"] == "queued"
+            reached = row["epoch"] or 0
+            for epoch in range(self.epoch.get(run, 0) + 1, reached + 1):
+                if on_event:
+                    on_event(("followed", run, "epoch", epoch))
+            self.epoch[run] = reached
+            if row["status"] == "done":
+                self.pending.discard(run)
+                summary.followed += 1
+                if on_event:
+                    on_event(("followed", run, "done", row["worker"]))
+            elif row["status"] == "failed":
+                self.pending.discard(run)
+                summary.failed += 1
+                summary.errors.append(f"{run}: {row['error']}")
+                if on_event:
+                    on_event(("followed", run, "failed", row["error"]))
 
 
 def _queued_by_config(store: Store, config_ids: list[str] | None) -> list[int]:
@@ -184,6 +301,10 @@ def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSumma
             store.release_run(run, me)
         elif kind == "host":  # where a remote executor trains it
             store.set_host(run, me, event[2])
+        elif kind == "restarted":  # its checkpoint was unreadable: epoch 0 again
+            lost = store.restart_run(run, me)
+            summary.restarted.append(f"{run}: {event[2]}")
+            event = (*event[:3], lost)
     except LostClaim:
         pass  # requeued as stale meanwhile: its new holder writes it
     if kind in ("done", "failed", "interrupted"):
@@ -209,7 +330,7 @@ def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSumm
     except LostClaim:
         pass
     if on_event:
-        on_event(("lost", run))
+        on_event(("lost", run, lost_reason) if lost_reason else ("lost", run))
 
 
 def _install_signals(stop: StopRequest):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import random
+import secrets
 import socket
 import sqlite3
 import time
@@ -132,7 +134,59 @@ def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's identity as the holder of runs: ``host:pid:tag``, unique across machines,
+    containers and time.
+
+    The tag is ``SCOPE-START``: SCOPE a hash of the boot id and the pid namespace, START the
+    process's start time (clock ticks since boot), so two drivers that are both PID 1 of their
+    container, or a process that reuses a dead driver's pid, never share an identity. Without
+    /proc the tag is a random token.
+    """
+    pid = os.getpid()
+    if pid not in _IDENTITY:
+        start = _start_time(pid) if _proc_is_ours() else None
+        tag = f"{_scope()}-{start}" if start else f"r{secrets.token_hex(8)}"
+        _IDENTITY[pid] = f"{socket.gethostname()}:{pid}:{tag}"
+    return _IDENTITY[pid]
+
+
+_IDENTITY: dict[int, str] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _scope() -> str:
+    """A hash of the boot id and this process's pid namespace: pids mean the same within one."""
+    parts = []
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(source) if source.endswith("/pid") else Path(source).read_text())
+        except OSError:
+            parts.append("?")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc shows this process's pid namespace (not so in a container given the host's
+    /proc): only then do the pids of /proc mean what ``os.getpid()`` means."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    return fields[19] if len(fields) > 19 else None
+
+
+def worker_host(worker: str | None) -> str:
+    """The host part of a holder identity (``host:pid`` or ``host:pid:tag``)."""
+    return (worker or "").split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -272,7 +326,7 @@ class Store:
         host = socket.gethostname()
         try:
             rows = self.db.execute("SELECT worker FROM runs WHERE status = 'running'").fetchall()
-            if any((worker or "").rsplit(":", 1)[0] == host and not _pid_alive(worker)
+            if any(worker_host(worker) == host and not _pid_alive(worker)
                    for (worker,) in rows):
                 self.requeue_stale(float("inf"), host=host)
         except (sqlite3.OperationalError, StoreError):
@@ -468,7 +522,7 @@ class Store:
         through a long tail; then queue order. Its queued runs are taken lowest repetition first.
         """
         now = time.time()
-        host = worker.rsplit(":", 1)[0]
+        host = worker_host(worker)
         where, params = "r.status = 'queued'", []
         if config_ids:
             where += f" AND r.config_id IN ({','.join('?' * len(config_ids))})"
@@ -557,6 +611,16 @@ class Store:
             db["runs"].update(run_id_, {"status": "failed", "error": error, "finished_at": now})
 
     @_retrying
+    def restart_run(self, run_id_: str, worker: str) -> int:
+        """Drop the epoch rows and checkpoint of a run this worker holds (its checkpoint was
+        unreadable and it trains again from epoch 0); returns how many epoch rows went."""
+        with self.transaction() as db:
+            self._own(db, run_id_, worker, time.time())
+            gone = db.execute("DELETE FROM epochs WHERE run_id = ?", [run_id_]).rowcount
+            db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
+        return gone
+
+    @_retrying
     def release_run(self, run_id_: str, worker: str) -> None:
         """Put a run this worker holds back in the queue (interrupted; resumes from checkpoint)."""
         with self.transaction() as db:
@@ -593,8 +657,7 @@ class Store:
                 if row["worker"] == me:
                     continue
                 old = (row["heartbeat_at"] or 0) < now - timeout_s
-                driver_host = (row["worker"] or "").rsplit(":", 1)[0]
-                dead = driver_host == host and not _pid_alive(row["worker"])
+                dead = worker_host(row["worker"]) == host and not _pid_alive(row["worker"])
                 if old or dead:
                     stale.append(row["id"])
             for chunk in _chunks(stale, 500):
@@ -792,17 +855,31 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
 
 
 def _pid_alive(worker: str | None) -> bool:
+    """Whether the holder ``worker`` of this host may still be running (True when unknowable).
+
+    A ``host:pid:tag`` identity of this boot and pid namespace is alive only while its pid is
+    the very process that made it (same start time): a reused pid does not fool it. One from
+    another pid namespace (a container with the same host name) cannot be checked from here and
+    is left to the heartbeat timeout. The ``host:pid`` form of older pairs: the pid exists.
+    """
     if not worker or ":" not in worker:
         return True
+    _, _, rest = worker.partition(":")
+    pid_text, _, tag = rest.partition(":")
     try:
-        pid = int(worker.rsplit(":", 1)[1])
+        pid = int(pid_text)
     except ValueError:
         return True
+    if tag:
+        scope, _, start = tag.partition("-")
+        if not start or scope != _scope() or not _proc_is_ours():
+            return True
+        return _start_time(pid) == start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError, ValueError):
         return True
     return True
 

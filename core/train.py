@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import time
@@ -21,6 +22,21 @@ from core.models import build_model
 #: it among its repetitions): small enough for a batch's activations to stay in cache, which makes
 #: the 1000-pair test pass 1.3-1.7x faster than one batch of 1000 on a CPU (1.9-4x for a group of 10).
 EVAL_BATCH = 250
+
+
+def _no_progress_hook() -> None:
+    pass
+
+
+#: Called after every batch, of training and of evaluation. A worker process of
+#: ``core.executors.LocalExecutor`` counts the calls in shared memory, so that its driver can tell
+#: a worker that trains from one that is hung or stopped (see ``set_progress_hook``).
+progress_hook: Callable[[], None] = _no_progress_hook
+
+
+def set_progress_hook(hook: Callable[[], None] | None) -> None:
+    global progress_hook
+    progress_hook = hook or _no_progress_hook
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,6 +109,19 @@ def loss_terms(
     return main + aux_weight * aux, main
 
 
+def seed_epoch(run_seed: int, epoch: int) -> None:
+    """Seed torch's global generators (CPU and CUDA) for 1-based ``epoch`` of a run.
+
+    Called at the start of every epoch, so every draw of the global generator during an epoch
+    (dropout masks, and anything else a layer draws) depends only on (run seed, epoch): a run
+    resumed from a checkpoint draws what an undisturbed one draws. Shuffling and augmentation
+    have their own generators; the paper's models draw nothing from the global one while they
+    train, so their numbers do not depend on this.
+    """
+    digest = hashlib.sha256(f"epoch:{run_seed}:{epoch}".encode()).digest()
+    torch.manual_seed(int.from_bytes(digest[:7], "big"))
+
+
 def autocast(device: str, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
@@ -127,6 +156,7 @@ def train_one_epoch(
         total += loss.item() * n
         main_total += main.item() * n
         correct += (logits.argmax(1) == target).sum().item()
+        progress_hook()
     n = len(split)
     return {"loss": total / n, "main_loss": main_total / n, "acc": correct / n}
 
@@ -151,6 +181,7 @@ def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision
         if digit_logits is not None:
             has_digits = True
             digit_correct += (digit_logits.argmax(2) == classes).sum().item()
+        progress_hook()
     n = len(split)
     return {
         "loss": total / n,
@@ -171,6 +202,41 @@ def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: i
     buffer = io.BytesIO()
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
     return buffer.getvalue()
+
+
+def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
+    """Why ``state`` cannot resume a run of ``config`` (damaged, not a pairs checkpoint, another
+    model's weights, an epoch outside the run), or None when it can. Never unpickles code
+    (``weights_only``)."""
+    try:
+        saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the answer
+        return _first_line(exc)
+    if not isinstance(saved, dict) or not {"epoch", "model", "optimizer"} <= set(saved):
+        return "not a pairs checkpoint (no epoch, model and optimizer)"
+    epoch = saved["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
+        return f"its epoch {epoch!r} is not one of 1-{config.epochs}"
+    try:
+        model = build_model(config)
+        model.load_state_dict(saved["model"])
+        optimizer = make_optimizer(config, model)
+        optimizer.load_state_dict(saved["optimizer"])
+    except Exception as exc:  # noqa: BLE001
+        return _first_line(exc)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for value in optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                    return f"optimizer state of shape {tuple(value.shape)} for a parameter of " \
+                           f"shape {tuple(param.shape)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def load_checkpoint(state: bytes, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -195,8 +261,9 @@ def run_training(
     """Train repetition ``rep`` of ``config`` from scratch or from ``checkpoint``.
 
     After each epoch ``on_epoch(metrics, checkpoint_bytes)`` is called (persist both together).
-    Shuffling of epoch e depends on (run seed, e) only, so a resumed run ends with the numbers
-    of an uninterrupted one. Raises RunInterrupted when ``should_stop()`` turns true after an epoch.
+    Every random draw of epoch e (shuffling, augmentation, dropout masks) depends on (run seed, e)
+    only, so a resumed run ends with the numbers of an uninterrupted one. Raises RunInterrupted
+    when ``should_stop()`` turns true after an epoch.
     """
     seed = run_seed(config, rep)
     if data is None:
@@ -220,6 +287,7 @@ def run_training(
         for group in optimizer.param_groups:
             group["lr"] = lr
         generator = torch.Generator().manual_seed(seed + epoch)
+        seed_epoch(seed, epoch)
         pairs = train
         if config.augments:  # drawn on the CPU from (run seed, epoch), as the vectorised path
             pairs = _to(augment_split(data.train, config, augment_generator(seed, epoch)), device)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import stack_module_state
 
+from core import train as _train
 from core.config import RunConfig, lr_at, run_seed, vectorizable
 from core.data import PairData, draw_pairs
 from core.grouped import grouped_forward
@@ -122,6 +123,7 @@ class VectorizedRuns:
                 total += loss.detach() * b
                 main_total += main.detach() * b
                 correct += (logits.argmax(2) == target).sum(1)
+            _train.progress_hook()
         return {"loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
                 "acc": (correct / n).tolist()}
 
@@ -146,6 +148,7 @@ class VectorizedRuns:
             correct += (logits.argmax(2) == target).sum(1)
             if digits is not None:
                 digit_correct += (digits.argmax(3) == classes).sum((1, 2))
+            _train.progress_hook()
         return {
             "loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
             "acc": (correct / n).tolist(),

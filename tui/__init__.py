@@ -1,0 +1,4 @@
+from tui._early import defer_signals, is_pairs_command
+
+if is_pairs_command():
+    defer_signals()  # before anything else of pairs is imported (see tui/_early.py)

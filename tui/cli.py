@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -20,6 +21,8 @@ from core import __version__, api
 from core.config import ARCHITECTURES, DEFAULT_REPS, PRESETS, STRUCTURES, RunConfig
 from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
+from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
+from tui._early import defer_signals as _defer_signals
 
 app = typer.Typer(
     name="pairs",
@@ -128,6 +131,12 @@ ExecutorOpt = Annotated[Executor, typer.Option(help="local (worker processes her
                                                     "cluster; needs the ray extra).")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a "
                                                      "local Ray instance).", show_default=False)]
+StallTimeoutOpt = Annotated[float, typer.Option(min=1, max=86_400, help="Seconds without progress "
+                                                 "after which a worker is taken for hung, killed and "
+                                                 "its runs resumed from their checkpoints (or ten times "
+                                                 "its longest pause between batches if longer; five "
+                                                 "times both before a task's first batch). Local "
+                                                 "executor.")]
 MaxRetriesOpt = Annotated[int, typer.Option(min=0, help="Times a run whose worker (or node) is lost is "
                                                         "tried again from its last checkpoint before it "
                                                         "fails.")]
@@ -240,7 +249,7 @@ def run(
     test_pairs: TestPairsOpt = DEFAULTS.test_pairs,
     workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
     executor: ExecutorOpt = Executor.local, address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
-    db: DbOption = None,
+    stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
     configs = api.plan(
@@ -255,13 +264,17 @@ def run(
     )
     api.check_workers(workers)
     device = api.check_run_inputs(configs, device, data_dir)
+    if _EARLY_SIGNALS:  # Ctrl-C while it started (loading torch and the data): queue nothing
+        err.print("interrupted: nothing was queued")
+        raise typer.Exit(130)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
         err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
         summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
-                                      executor=executor.value, address=address, max_retries=max_retries)
+                                      executor=executor.value, address=address, max_retries=max_retries,
+                                      stall_timeout_s=stall_timeout, follow=True)
         for line in api.run_summary(store, configs):
-            out.print(line)
+            out.print(line, markup=False, highlight=False)
     _exit_for(summary)
 
 
@@ -323,7 +336,7 @@ def grid(
 def work(
     workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
     vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor.local, address: AddressOpt = None,
-    max_retries: MaxRetriesOpt = 4, db: DbOption = None,
+    max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
@@ -334,7 +347,8 @@ def work(
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
             return
         summary = _work_with_progress(store, None, workers, device, data_dir, vectorize,
-                                      executor=executor.value, address=address, max_retries=max_retries)
+                                      executor=executor.value, address=address, max_retries=max_retries,
+                                      stall_timeout_s=stall_timeout)
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
     _exit_for(summary)
 
@@ -485,28 +499,64 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
         epochs_task = progress.add_task("epochs", total=total_epochs)
 
         def on_event(event: tuple) -> None:
-            if event[0] == "epoch":
+            what = event[2] if event[0] == "followed" else event[0]  # held elsewhere, or here
+            if what == "epoch":
                 progress.advance(epochs_task)
-            elif event[0] in ("done", "failed"):
+            elif what in ("done", "failed"):
                 progress.advance(runs_task)
+            elif event[0] == "following":  # runs asked for that another driver holds
+                holders = ", ".join(event[2])
+                progress.console.print(f"{event[1]} run(s) are held by another pairs ({holders}): "
+                                       "following them here (Ctrl-C leaves them to it)",
+                                       markup=False, highlight=False)
+            elif event[0] == "lost" and len(event) > 2:  # e.g. a hung worker, killed
+                progress.console.print(f"run {event[1]}: its worker was lost: {event[2]}",
+                                       markup=False, highlight=False)
+            elif event[0] == "restarted":  # said once; its epochs are to train again
+                progress.console.print(f"run {event[1]}: {event[2]}", markup=False, highlight=False)
+                if len(event) > 3 and event[3]:
+                    total = progress.tasks[epochs_task].total or 0
+                    progress.update(epochs_task, total=total + event[3])
 
+        stop = api.StopRequest()
+        for _ in _EARLY_SIGNALS:  # Ctrl-C before the driver's handlers: stop (twice: at once)
+            stop()
+        _EARLY_SIGNALS.clear()
         summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
-                           configs=configs, on_event=on_event, vectorize=vectorize, **executor)
+                           configs=configs, on_event=on_event, vectorize=vectorize, stop=stop,
+                           **executor)
     return summary
 
 
 def _exit_for(summary) -> None:
     if summary.interrupted:
+        left = (f"; {summary.left} run(s) held by another pairs are left to it"
+                if getattr(summary, "left", 0) else "")
         err.print("interrupted: unfinished runs are queued again; "
-                  "run the same command to resume from their last epoch")
+                  f"run the same command to resume from their last epoch{left}")
         raise typer.Exit(130)
     if summary.failed:
         err.print(f"{summary.failed} run(s) failed: see pairs status; pairs retry queues them again")
         raise typer.Exit(1)
 
 
+def _started() -> None:
+    """Signals while the program started: exit 130 at once (nothing was done yet). Then only
+    ``run`` and ``work`` keep deferring them (their driver stops cleanly); the other commands
+    are interrupted by Ctrl-C as usual."""
+    if _EARLY_SIGNALS:
+        err.print("interrupted: nothing was done")
+        sys.exit(130)
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command not in ("run", "work"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main() -> None:
     """Entry point: every expected error is one line on stderr and exit code 2."""
+    _defer_signals()
+    _started()
     try:
         code = app(standalone_mode=False)
     except typer.Exit as exc:
@@ -531,6 +581,9 @@ def main() -> None:
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
             err.print(f"error: {exc.format_message()}{hint}", markup=False)
             code = 2
+    if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
+        err.print("interrupted")
+        code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
 
