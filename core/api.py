@@ -51,6 +51,7 @@ __all__ = [
     "base_config", "plan", "plan_preset", "open_store", "queue", "work", "table_rows",
     "render_rows", "render_best", "best", "model_catalog", "check_format", "check_device",
     "check_run_inputs", "check_reps", "check_workers", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
+    "protocols_in", "chosen_protocols", "compare_rows", "code_version_note", "best_of_protocols",
 ]
 
 

@@ -252,7 +252,7 @@ def test_best_and_its_p_values_per_protocol(dbs):
 
 def test_compare_paper_uses_the_papers_protocol_unless_asked(dbs):
     mixed = dbs["mixed"]
-    for fmt in ("markdown", "latex", "csv", "json"):
+    for fmt in ("rich", "markdown", "latex", "csv", "json"):
         assert pairs("table", "--compare", "paper", "-f", fmt, "--db", mixed) == \
             pairs("table", "--compare", "paper", "-f", fmt, "--db", dbs["paper"]), fmt
     text = pairs("table", "--compare", "paper", "-f", "markdown", "--db", mixed)

@@ -404,12 +404,18 @@ def table(
             rows = api.table_rows(store, structures, choice)
         mixed = api.code_version_note(store, rows)
     if fmt == "rich":
-        _print_tables(api.compare_tables(rows) if compare else api.paper_tables(rows))
+        for line in caveats:  # first, and once: not again in the tables' captions
+            out.print(Text(line, style="bold yellow"))
+        tables = api.compare_tables(rows) if compare else api.paper_tables(rows)
+        for t in tables:
+            t.notes = [n for n in t.notes if not n.lower().startswith("caveat: ")]
+        _print_tables(tables)
         if not rows:
             out.print("no configurations in this database yet")
+        _notes([], mixed, fmt)
     else:
         sys.stdout.write(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt))
-    _notes(caveats, mixed, fmt)
+        _notes(caveats, mixed, fmt)
 
 
 @app.command()
