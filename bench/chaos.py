@@ -398,7 +398,7 @@ def stopped_worker(folder: Path) -> tuple[bool, str]:
     db = _fresh(folder, "stopped", *flags)
     with open(folder / "stopped.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "1",
-                                 "--no-vectorize", "--stall-timeout", "3", "--db", str(db)],
+                                 "--no-vectorize", "--stall-timeout", "5", "--db", str(db)],
                                 cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         _wait(lambda: epoch_count(db) >= 2)
         victims = worker_pids(proc.pid)
@@ -410,7 +410,7 @@ def stopped_worker(folder: Path) -> tuple[bool, str]:
     text = (folder / "stopped.log").read_text(errors="replace")
     same = _same(reference, results(db))
     passed = proc.returncode == 0 and same and "Traceback" not in text
-    return passed, (f"killed {detected:.1f} s after SIGSTOP (--stall-timeout 3), exit "
+    return passed, (f"killed {detected:.1f} s after SIGSTOP (--stall-timeout 5), exit "
                     f"{proc.returncode}, metrics {'identical' if same else 'DIFFER'}")
 
 

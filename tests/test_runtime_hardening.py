@@ -240,7 +240,7 @@ def test_a_stopped_worker_is_killed_and_its_run_resumes_to_the_undisturbed_numbe
         queue(s, [config], 1)
     driver = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--no-vectorize",
-         "--stall-timeout", "3", "--db", str(db)],
+         "--stall-timeout", "5", "--db", str(db)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     stopped = []
