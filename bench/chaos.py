@@ -13,6 +13,14 @@ At the end: every run done, exactly E epoch rows each, no duplicates, and every 
 test metric equal to the reference.
 
     python bench/chaos.py [--kills 20] [--worker-kills 5] [--seed 0] [--no-vectorize] [--keep DIR]
+                          [--options] [--scenarios]
+
+``--options`` kills and resumes a grid of one setup per option beyond the paper (batch norm,
+dropout, avg pooling, a hidden layer, momentum, weight decay, re-pairing, shifts, rotations,
+swap) instead of the paper's. ``--scenarios`` then also: SIGSTOPs a worker (the driver must kill
+it and resume its run), runs two drivers that are both PID 1 of their pid namespace and kills
+one (the other takes its runs over after the heartbeat timeout), and replaces checkpoints with
+garbage, a cut-short file and a hostile pickle (said once each, trained again from epoch 0).
 
 Prints e.g. ``20 kills, 0 lost, 0 duplicated, metrics identical`` and exits 1 otherwise.
 
@@ -42,6 +50,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--structure", "shared,independent", "--arch", "A1", "--kernel", "3", "--reps", "3",
         "--epochs", "8", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
+#: --options: one configuration per option beyond the paper (RunConfig.EXTENSION_FIELDS), 2 reps.
+OPTION_FLAGS = [["--batch-norm", "on"], ["--dropout", "0.3"], ["--pooling", "avg"],
+                ["--hidden", "8"], ["--momentum", "0.9"], ["--weight-decay", "0.01"],
+                ["--repair", "on"], ["--shift", "1"], ["--rotate", "10"], ["--swap", "on"]]
+OPTIONS_GRID = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
+                "--epochs", "6", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
 EPOCH_FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss",
                 "val_acc", "val_digit_acc", "lr")
 TEST_FIELDS = ("test_loss", "test_main_loss", "test_acc", "test_digit_acc")
@@ -141,12 +155,12 @@ def results(db: Path) -> tuple[dict, dict]:
     fields = ", ".join(f"e.{f}" for f in EPOCH_FIELDS)
     epochs = {
         (row[0], row[1], row[2]): row[3:]
-        for row in read(db, f"SELECT c.structure, r.rep, e.epoch, {fields} FROM epochs e "
+        for row in read(db, f"SELECT c.id, r.rep, e.epoch, {fields} FROM epochs e "
                             "JOIN runs r ON r.id = e.run_id JOIN configs c ON c.id = r.config_id")
     }
     tests = {
         (row[0], row[1]): row[2:]
-        for row in read(db, f"SELECT c.structure, r.rep, {', '.join('r.' + f for f in TEST_FIELDS)} "
+        for row in read(db, f"SELECT c.id, r.rep, {', '.join('r.' + f for f in TEST_FIELDS)} "
                             "FROM runs r JOIN configs c ON c.id = r.config_id")
     }
     return epochs, tests
@@ -186,20 +200,29 @@ def main() -> int:
     parser.add_argument("--no-vectorize", dest="vectorize", action="store_false",
                         help="train runs one at a time (then metrics must be bitwise identical)")
     parser.add_argument("--keep", type=Path, help="keep the databases and logs in this folder")
+    parser.add_argument("--options", action="store_true",
+                        help="kill and resume a grid of one setup per option beyond the paper "
+                             "(dropout, batch norm, augmentations, ...) instead of the paper's")
+    parser.add_argument("--scenarios", action="store_true",
+                        help="then: a SIGSTOPped worker, two drivers that are both PID 1, "
+                             "unreadable checkpoints")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="pairs-chaos-"))
     folder.mkdir(parents=True, exist_ok=True)
     reference, chaos = folder / "reference.db", folder / "chaos.db"
+    grids = [[*OPTIONS_GRID, *flags] for flags in OPTION_FLAGS] if args.options else [GRID]
     for db in (reference, chaos):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        done = pairs("queue", *GRID, "--db", str(db))
-        if done.returncode:
-            print(done.stderr, file=sys.stderr)
-            return 1
-    epochs = int(GRID[GRID.index("--epochs") + 1])
-    total_rows = epoch_count_expected = 2 * 3 * epochs
+        for grid in grids:
+            done = pairs("queue", *grid, "--db", str(db))
+            if done.returncode:
+                print(done.stderr, file=sys.stderr)
+                return 1
+    epochs = int(grids[0][grids[0].index("--epochs") + 1])
+    n_runs = read(chaos, "SELECT count(*) FROM runs")[0][0]
+    total_rows = epoch_count_expected = n_runs * epochs
 
     started = time.perf_counter()
     with open(folder / "reference.log", "w") as log:
@@ -287,7 +310,7 @@ def main() -> int:
         problems += [f"after life {lives}: {p}" for p in check_invariants(chaos, epochs)]
         if proc.returncode == 0:
             counts = dict(read(chaos, "SELECT status, count(*) FROM runs GROUP BY status"))
-            if counts.get("done", 0) + counts.get("failed", 0) == 6:
+            if counts.get("done", 0) + counts.get("failed", 0) == n_runs:
                 break
         if lives > 3 * (args.kills + args.worker_kills) + 20:
             problems.append("the grid never completed")
@@ -303,7 +326,7 @@ def main() -> int:
                           "ON e.run_id = r.id GROUP BY r.id")
     lost_rows = sum(max(0, epochs - n) for _, n in per_run)
     extra_rows = sum(max(0, n - epochs) for _, n in per_run)
-    lost = (6 - done) + lost_rows
+    lost = (n_runs - done) + lost_rows
     (ref_epochs, ref_tests), (got_epochs, got_tests) = results(reference), results(chaos)
     n1, eq1, worst1, bad1 = compare(ref_epochs, got_epochs)
     n2, eq2, worst2, bad2 = compare(ref_tests, got_tests)
@@ -311,7 +334,7 @@ def main() -> int:
     identical = not bad
     print(f"{lives} lives of pairs work in {chaos_s:.0f} s; driver kills by moment: "
           + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())))
-    print(f"{done}/6 runs done, {len(rows)}/{epoch_count_expected} epoch rows, {len(failed)} failed "
+    print(f"{done}/{n_runs} runs done, {len(rows)}/{epoch_count_expected} epoch rows, {len(failed)} failed "
           f"{[f[1] for f in failed] if failed else ''}")
     print(f"{compared} values compared with the undisturbed run: {equal} bitwise equal, "
           f"largest relative difference {worst:.1e} (tolerance {REL_TOL:g})")
@@ -322,9 +345,166 @@ def main() -> int:
           f"duplicated, {verdict}")
     ok = (kills >= args.kills and worker_kills >= args.worker_kills and lost == 0 and not failed
           and duplicated + extra_rows == 0 and identical and not problems)
+    if args.scenarios:
+        for scenario in (stopped_worker, pid1_twins, unreadable_checkpoints):
+            passed, line = scenario(folder)
+            print(f"{scenario.__name__.replace('_', ' ')}: {line}", flush=True)
+            ok = ok and passed
     if not args.keep:
         print(f"(databases and logs in {folder})")
     return 0 if ok else 1
+
+
+# -- scenarios (--scenarios) ----------------------------------------------------------------------
+SMALL = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--train-pairs", "300",
+         "--val-pairs", "30", "--test-pairs", "100"]
+
+
+def _fresh(folder: Path, name: str, *queue_flags: str) -> Path:
+    db = folder / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    done = pairs("queue", *queue_flags, "--db", str(db))
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return db
+
+
+def _reference(folder: Path, name: str, *queue_flags: str) -> dict:
+    db = _fresh(folder, f"{name}-reference", *queue_flags)
+    done = pairs("work", "--no-vectorize", "--db", str(db))
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return results(db)
+
+
+def _wait(condition, timeout: float = 300.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _same(reference: tuple[dict, dict], got: tuple[dict, dict]) -> bool:
+    return not compare(reference[0], got[0])[3] and not compare(reference[1], got[1])[3]
+
+
+def stopped_worker(folder: Path) -> tuple[bool, str]:
+    """SIGSTOP the only worker mid-run: the driver must kill it and resume the run."""
+    flags = [*SMALL, "--reps", "1", "--epochs", "10"]
+    reference = _reference(folder, "stopped", *flags)
+    db = _fresh(folder, "stopped", *flags)
+    with open(folder / "stopped.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "1",
+                                 "--no-vectorize", "--stall-timeout", "5", "--db", str(db)],
+                                cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+        _wait(lambda: epoch_count(db) >= 2)
+        victims = worker_pids(proc.pid)
+        os.kill(victims[0], signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        _wait(lambda: not alive(victims[0]) or _zombie(victims[0]))
+        detected = time.monotonic() - stopped_at
+        proc.wait(timeout=300)
+    text = (folder / "stopped.log").read_text(errors="replace")
+    same = _same(reference, results(db))
+    passed = proc.returncode == 0 and same and "Traceback" not in text
+    return passed, (f"killed {detected:.1f} s after SIGSTOP (--stall-timeout 5), exit "
+                    f"{proc.returncode}, metrics {'identical' if same else 'DIFFER'}")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+TWIN = """
+import sys
+from core import scheduler
+from core.api import open_store
+if __name__ == "__main__":
+    scheduler.STALE_CHECK_EVERY_S = 0.5
+    scheduler.HEARTBEAT_EVERY_S = 0.5
+    with open_store(sys.argv[1]) as store:
+        summary = scheduler.work(store, workers=1, vectorize=False, stale_after_s=3.0)
+    print("done", summary.done, "requeued", summary.requeued)
+"""
+
+
+def pid1_twins(folder: Path) -> tuple[bool, str]:
+    """Two drivers that are both PID 1 of their own pid namespace on one host; one is killed."""
+    namespace = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
+                 "--kill-child"]
+    if subprocess.run([*namespace, "true"], capture_output=True).returncode != 0:
+        return True, "skipped (no unprivileged pid namespaces here)"
+    db = _fresh(folder, "twins", *SMALL, "--structure", "shared,independent", "--reps", "1",
+                "--epochs", "40")
+    script = folder / "twin.py"
+    script.write_text(TWIN)
+    command = [*namespace, sys.executable, str(script), str(db)]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    _wait(lambda: epoch_count(db) >= 1)
+    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _wait(lambda: len(read(db, "SELECT DISTINCT worker FROM runs WHERE status = 'running'")) == 2)
+    holders = sorted(w for (w,) in read(db, "SELECT worker FROM runs WHERE status = 'running'"))
+    victim_runs = [r for (r,) in read(db, "SELECT id FROM runs WHERE worker = ?", (holders[0],))]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_at = time.monotonic()
+    _wait(lambda: read(db, "SELECT worker FROM runs WHERE id = ?", (victim_runs[0],))[0][0]
+          not in (holders[0],))
+    requeued = time.monotonic() - killed_at
+    output, _ = second.communicate(timeout=300)
+    done = dict(read(db, "SELECT status, count(*) FROM runs GROUP BY status")).get("done", 0)
+    distinct = len(set(holders)) == 2 and all(h.split(":")[1] == "1" for h in holders)
+    passed = distinct and second.returncode == 0 and done == 2
+    return passed, (f"identities {' and '.join(holders)}; the killed one's run requeued "
+                    f"{requeued:.1f} s later (heartbeat timeout 3 s), {done}/2 done")
+
+
+def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
+    """Checkpoints replaced by garbage, a cut-short file, a hostile pickle, another epoch."""
+    import pickle
+
+    flags = [*SMALL, "--reps", "4", "--epochs", "4"]
+    reference = _reference(folder, "checkpoints", *flags)
+    db = _fresh(folder, "checkpoints", *flags)
+    with open(folder / "checkpoints-1.log", "w") as log:
+        proc = start_work(db, log, vectorize=False)
+        _wait(lambda: read(db, "SELECT count(*) FROM checkpoints")[0][0] >= 4
+              or proc.poll() is not None)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    good = read(db, "SELECT state FROM checkpoints LIMIT 1")
+    if not good:
+        return False, "no checkpoint was written before the kill"
+    hostile = pickle.dumps(_Hostile())
+    bad = [os.urandom(500), good[0][0][:300], hostile, b"PK\x03\x04" + os.urandom(64)]
+    conn = sqlite3.connect(str(db), timeout=60)
+    with conn:
+        runs = [r for (r,) in conn.execute("SELECT run_id FROM checkpoints ORDER BY run_id")]
+        for run, state in zip(runs, bad):
+            conn.execute("UPDATE checkpoints SET state = ? WHERE run_id = ?", (state, run))
+    conn.close()
+    corrupted = min(len(runs), len(bad))
+    done = pairs("work", "--no-vectorize", "--db", str(db))
+    said = done.stderr.count("checkpoint is unreadable")
+    same = _same(reference, results(db))
+    passed = (done.returncode == 0 and said == corrupted and "Traceback" not in done.stderr
+              and same and not Path("/tmp/pairs-chaos-hostile").exists())
+    return passed, (f"{corrupted} checkpoints made unreadable: said {said} time(s), trained again "
+                    f"from epoch 0, exit {done.returncode}, metrics "
+                    f"{'identical' if same else 'DIFFER'}")
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/pairs-chaos-hostile",))
 
 
 if __name__ == "__main__":

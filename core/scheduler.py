@@ -173,7 +173,7 @@ def work(
                 summary.requeued += len(store.requeue_stale(stale_after_s))
                 last_stale = now
         if tracker is not None:
-            summary.left = len(tracker.pending)
+            summary.left = tracker.held_elsewhere()
     except KeyboardInterrupt:
         if pool is not None:
             pool.shutdown(kill=True)
@@ -181,7 +181,7 @@ def work(
             store.release_run(run, me)
         summary.interrupted = True
         if tracker is not None:
-            summary.left = len(tracker.pending - set(held))
+            summary.left = tracker.held_elsewhere()
         return summary
     finally:
         _restore_signals(previous)
@@ -220,6 +220,11 @@ class _Follower:
             f"WHERE e.run_id = r.id) AS epoch FROM runs r WHERE r.config_id IN ({marks})",
             self.config_ids,
         ))
+
+    def held_elsewhere(self) -> int:
+        """How many of the runs are held by another driver now."""
+        return sum(row["status"] == "running" and row["worker"] != self.me
+                   for row in self._rows())
 
     def saw(self, event: tuple) -> None:
         """An event of a run this driver trains (already persisted)."""

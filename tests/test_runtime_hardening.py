@@ -240,7 +240,7 @@ def test_a_stopped_worker_is_killed_and_its_run_resumes_to_the_undisturbed_numbe
         queue(s, [config], 1)
     driver = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--no-vectorize",
-         "--stall-timeout", "3", "--db", str(db)],
+         "--stall-timeout", "5", "--db", str(db)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     stopped = []
@@ -473,3 +473,15 @@ def test_a_second_stop_request_is_hard_and_never_raises():
     assert stop.is_set() and not stop.hard
     stop()  # a signal handler that raised here could land inside torch's C++ code
     assert stop.hard
+
+
+@pytest.mark.slow
+def test_pairs_work_says_which_runs_another_driver_holds(fresh_db):
+    with open_store(fresh_db) as s:
+        queue(s, [tiny()], 1)
+        s.claim("elsewhere:7:abc-1", limit=1)
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "work", "--db", str(fresh_db)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0 run(s) done, 0 failed" in done.stdout
+    assert "1 run(s) are held by another pairs" in done.stdout

@@ -349,7 +349,11 @@ def work(
         summary = _work_with_progress(store, None, workers, device, data_dir, vectorize,
                                       executor=executor.value, address=address, max_retries=max_retries,
                                       stall_timeout_s=stall_timeout)
+        elsewhere = store.status_counts()["running"]
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
+    if elsewhere and not summary.interrupted:  # held by other drivers: theirs to finish
+        out.print(f"{elsewhere} run(s) are held by another pairs: pairs status shows them (a "
+                  "dead one's runs are queued again after 60 s without its heartbeat)")
     _exit_for(summary)
 
 
