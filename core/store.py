@@ -9,6 +9,7 @@ since the Unix epoch (UTC).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -122,6 +123,14 @@ class _Database(sqlite_utils.Database):
             if _fatal(exc):
                 raise DatabaseUnusable(_explain(self.path, exc)) from None
             raise
+
+
+class DatabaseGone(StoreError):
+    """The path no longer names the file this process opened (deleted, moved or replaced).
+
+    Raised before any write (and on the console's poll): writing on would go to a file no one
+    can see any more, or mix two databases.
+    """
 
 
 class LostClaim(RuntimeError):
@@ -268,6 +277,7 @@ class Store:
             self.db = _Database(conn)
             self.db.path = self.path
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._identity = _file_identity(self.path)
             self._prepare(create)
         except BaseException as exc:
             if conn is not None:
@@ -309,11 +319,68 @@ class Store:
                 f"{self.path} has schema version {version}, newer than this pairs "
                 f"understands ({SCHEMA_VERSION}): upgrade pairs (pip install -U pairs)"
             )
+        self._check_tables()
         if version < SCHEMA_VERSION:
             self._migrate(version)
+        self._check_rows()
         if create and self.db.journal_mode != "wal":
             self.db.enable_wal()
         self._requeue_dead_local()
+
+    def _check_tables(self) -> None:
+        """Refuse a pairs database whose tables were dropped (before anything writes it)."""
+        present = set(self.db.table_names())
+        for name in REQUIRED_TABLES:
+            if name not in present:
+                raise StoreError(
+                    f"{self.path} has no {name} table (dropped or never made): restore a backup, "
+                    "or start a new --db and queue the runs again"
+                )
+
+    def _check_rows(self) -> None:
+        """Refuse rows edited by hand into values pairs cannot read (before anything writes).
+
+        Each table is scanned once for a value of the wrong type (text in a number column, a
+        NULL where one is required, a status pairs does not know); each configuration is read
+        as a ``RunConfig`` (its ``options`` JSON included). The message names the table, the
+        row and the column. Files above ``QUICK_CHECK_MAX_BYTES`` are not scanned.
+        """
+        try:
+            if self.path.stat().st_size > QUICK_CHECK_MAX_BYTES:
+                return
+        except OSError:
+            return
+        for table, key, columns in _ROW_RULES:
+            present = {c.name for c in self.db[table].columns}
+            checks = [(name, rule) for name, rule in columns.items() if name in present]
+            if not checks:
+                continue
+            cases = " ".join(f"WHEN NOT ({rule.format(c=_quote(name))}) THEN ?"
+                             for name, rule in checks)
+            conditions = " OR ".join(f"NOT ({rule.format(c=_quote(name))})" for name, rule in checks)
+            row = self.db.execute(
+                f"SELECT {key}, CASE {cases} END FROM {table} WHERE {conditions} LIMIT 1",
+                [name for name, _ in checks],
+            ).fetchone()
+            if row is not None:
+                ident, column = row
+                value = self.db.execute(
+                    f"SELECT {_quote(column)} FROM {table} WHERE {key} = ?", [ident]
+                ).fetchone()
+                raise StoreError(
+                    f"{self.path}: table {table}, row {ident!r}, column {column} holds "
+                    f"{_shown(value[0] if value else None)}, which pairs cannot read "
+                    f"({_RULE_WORDS.get(column, 'wrong type')}): fix that row "
+                    f"(sqlite3 {self.path}) or restore a backup"
+                )
+        for row in self.db.query("SELECT * FROM configs"):
+            problem = _config_problem(row)
+            if problem:
+                column, why = problem
+                raise StoreError(
+                    f"{self.path}: table configs, row {row.get('id')!r}, column {column} is "
+                    f"unreadable ({why}): fix that row (sqlite3 {self.path}) or restore a backup"
+                )
 
     def _requeue_dead_local(self) -> None:
         """Queue again the runs still marked running by a process of this host that is gone.
@@ -443,6 +510,7 @@ class Store:
         """
         _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
+            self.check_same_file()
             yield self.db
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -455,8 +523,31 @@ class Store:
                 self.db.rollback()
             raise
 
+    def check_same_file(self) -> None:
+        """Raise DatabaseGone when the path no longer names the file opened (device + inode)."""
+        if self._identity is None:
+            return
+        try:
+            now = _file_identity(self.path)
+        except OSError:
+            now = None
+        if now == self._identity:
+            return
+        if now is None:
+            raise DatabaseGone(
+                f"{self.path} was deleted while this process had it open: stopped, nothing more "
+                "is written; restore it from a backup or queue the runs again"
+            )
+        raise DatabaseGone(
+            f"{self.path} was replaced by another file while this process had it open: stopped, "
+            "nothing is written to either; run the command again to use the new file"
+        )
+
     def data_version(self) -> int:
-        """Changes whenever another connection commits (``PRAGMA data_version``)."""
+        """Changes whenever another connection commits (``PRAGMA data_version``).
+
+        Raises DatabaseGone when the file was deleted or replaced meanwhile."""
+        self.check_same_file()
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -- queueing ----------------------------------------------------------------------------
@@ -797,7 +888,114 @@ def _add_final_metrics(db: sqlite_utils.Database) -> None:
 MIGRATIONS: dict = {0: _add_precision, 1: _add_final_metrics}
 
 
+#: Tables every pairs database has.
+REQUIRED_TABLES = ("meta", "configs", "runs", "epochs", "checkpoints")
+
+_REAL = "typeof({c}) IN ('real', 'integer', 'null')"
+_TEXT = "typeof({c}) IN ('text', 'null')"
+_INT_NOT_NULL = "typeof({c}) = 'integer'"
+_TEXT_NOT_NULL = "typeof({c}) = 'text'"
+_TYPE_RULES = {float: _REAL, str: _TEXT, int: "typeof({c}) IN ('integer', 'null')"}
+
+
+def _rules(columns: dict, **special: str) -> dict:
+    return {**{name: _TYPE_RULES[kind] for name, kind in columns.items()}, **special}
+
+
+#: (table, key expression, {column: SQL condition a valid value meets}).
+_ROW_RULES = (
+    ("runs", "id", _rules(
+        RUN_COLUMNS, id=_TEXT_NOT_NULL, config_id=_TEXT_NOT_NULL, rep=_INT_NOT_NULL,
+        attempts=_INT_NOT_NULL,
+        status="{c} IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")",
+    )),
+    ("epochs", "run_id || ' epoch ' || epoch", _rules(
+        EPOCH_COLUMNS, run_id=_TEXT_NOT_NULL, epoch=_INT_NOT_NULL,
+    )),
+    ("checkpoints", "run_id", {"run_id": _TEXT_NOT_NULL, "epoch": _INT_NOT_NULL,
+                               "state": "typeof({c}) IN ('blob', 'null')",
+                               "saved_at": _REAL}),
+    ("configs", "id", {"id": _TEXT_NOT_NULL, "created_at": _REAL,
+                       "options": "{c} IS NULL OR (json_valid({c}) AND json_type({c}) = 'object')"}),
+)
+_RULE_WORDS = {"status": f"one of {', '.join(STATUSES)}", "attempts": "an integer, never NULL",
+               "rep": "an integer", "epoch": "an integer", "options": "a JSON object",
+               "state": "checkpoint bytes"}
+for _name, _kind in {**RUN_COLUMNS, **EPOCH_COLUMNS}.items():
+    _RULE_WORDS.setdefault(_name, {float: "a number or NULL", str: "text or NULL",
+                                   int: "an integer or NULL"}[_kind])
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _config_problem(row: dict) -> tuple[str, str] | None:
+    """(column, why) when a configs row is not a valid RunConfig; None when it is."""
+    try:
+        options = json.loads(row["options"]) if row.get("options") else {}
+    except (TypeError, ValueError) as exc:
+        return "options", f"not JSON: {exc}"
+    if not isinstance(options, dict):
+        return "options", f"a JSON object is needed, not {_shown(options)}"
+    try:
+        RunConfig.from_dict(row)
+    except ConfigError as exc:
+        text = str(exc)
+        column = next((name for name in (*CONFIG_COLUMNS, *options)
+                       if text.startswith((name, name.replace("_", "-"),
+                                           f"unknown {name} "))), "?")
+        if column in options:
+            column = f"options.{column}"
+        return column, text
+    except (TypeError, ValueError) as exc:
+        return "?", str(exc)
+    return None
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file a path names now (OSError when it names none)."""
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _path_problem(path: Path) -> str | None:
+    """What is wrong with the path itself (not the file's contents), in words; None if nothing.
+
+    A symlink loop, a dangling link, a file where a folder should be, a name too long: each is
+    named as it is, not as a permission problem.
+    """
+    try:
+        os.stat(path)
+        return None
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return (f"--db {path} is a symbolic link to {os.readlink(path)}, which does not "
+                    "exist: fix the link or give the database's own path")
+        return None  # simply not there (yet)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"--db {path} is a symbolic link loop (it never reaches a file): fix the "
+                    "link or give the database's own path")
+        if exc.errno == errno.ENOTDIR:
+            parent = next((p for p in reversed(path.parents) if p.is_file()), path.parent)
+            return (f"--db {path} goes through {parent}, which is a file, not a folder: "
+                    "choose a path in a folder")
+        if exc.errno == errno.ENAMETOOLONG:
+            return (f"--db {str(path)[:60]}... has a name too long for this file system: "
+                    "choose a shorter path")
+        return f"--db {path} cannot be used ({exc.strerror}): choose another path"
+
+
 def _check_file(path: Path, *, create: bool) -> None:
+    problem = _path_problem(path)
+    if problem:
+        raise StoreError(problem)
     if path.is_dir():
         raise StoreError(f"--db {path} is a directory: give a file path such as {path}/runs.db")
     if not path.exists():
@@ -843,6 +1041,9 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     if "malformed" in lower or "not a database" in lower or "corrupt" in lower:
         return f"{path} is corrupted ({text}): restore a backup or start a new --db"
     if "readonly" in lower or "unable to open" in lower:
+        problem = _path_problem(path)
+        if problem:
+            return problem
         folder = path.parent
         if path.exists() and not os.access(folder, os.W_OK):
             return (f"{path} cannot be written: its folder {folder} is read-only and SQLite needs "
