@@ -36,7 +36,9 @@ FigureOutput = Annotated[
 @app.command()
 def plot(
     structure: PlotStructure = DEFAULTS.structure, arch: PlotArch = DEFAULTS.arch,
-    kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None, db: DbOption = None,
+    kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None,
+    log: Annotated[bool, typer.Option("--log", help="The losses on a log scale (terminal).")] = False,
+    db: DbOption = None,
 ) -> None:
     """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6)."""
     if output is not None:
@@ -48,7 +50,8 @@ def plot(
         others = _other_configs(store, curves)
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
-        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty()))
+        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty(),
+                                       log=log))
     else:
         config = curves["config"]
         reference = compare.paper_final(config.structure, config.arch, config.kernel,
