@@ -303,8 +303,22 @@ def best(
 
 
 @app.command()
-def models() -> None:
-    """Every structure x architecture x kernel with its parameter count."""
+def models(
+    layers: Annotated[tuple[str, str, int] | None, typer.Option(
+        "--layers", metavar="STRUCTURE ARCH KERNEL",
+        help="Draw one setup's layers (Figs 1-3): each layer's output shape and parameters.",
+        show_default=False)] = None,
+) -> None:
+    """Every structure x architecture x kernel with its parameter count (--layers: one
+    setup's layers)."""
+    if layers is not None:
+        from core.curves import _check_setup
+        from tui.widgets.model import model_diagram
+
+        structure, arch, kernel = _check_setup(*layers)
+        config = RunConfig(structure=structure, arch=arch, kernel=kernel)
+        out.print(model_diagram(config, width=out.width), soft_wrap=True)
+        return
     table = RichTable("structure", "arch", "channels", "kernel", "parameters")
     for row in api.model_catalog():
         table.add_row(row["structure"], row["arch"], row["channels"], str(row["kernel"]),

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
-from core.config import MAX_WORKERS, STRUCTURES
+from core.config import MAX_WORKERS, STRUCTURES, RunConfig
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.labels import protocol_label, setup_label
@@ -66,6 +66,7 @@ class ExperimentsScreen(PairsScreen):
         Binding("w", "start_workers", "Start"),
         Binding("x", "stop_workers", "Stop"),
         Binding("r", "retry_failed", "Retry failed", show=False),
+        Binding("m", "show_model", "Model"),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
@@ -258,3 +259,14 @@ class ExperimentsScreen(PairsScreen):
 
     def action_retry_failed(self) -> None:
         self.app.retry_failed()
+
+    def action_show_model(self) -> None:
+        """The highlighted setup's layers (the Model view)."""
+        from tui.screens.model import ModelScreen
+
+        row = next((r for r in (self.snapshot.progress if self.snapshot else ())
+                    if r["id"] == self.app.selected_config), None)
+        if row is None:
+            self.notify("no configuration highlighted: queue some (2)", severity="warning")
+            return
+        self.app.push_screen(ModelScreen(RunConfig.from_dict(row)))
