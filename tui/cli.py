@@ -335,7 +335,8 @@ def retry(db: DbOption = None) -> None:
 
 
 def _rich_table(t: Table) -> RichTable:
-    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None)
+    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None,
+                      min_width=len(t.title) + 2)  # the title on one line (Table IV's is long)
     for row in t.rows:
         table.add_row(*(f"[bold]{c.text}[/bold]" if c.bold else c.text for c in row))
     return table

@@ -119,7 +119,7 @@ class ExperimentsScreen(PairsScreen):
                         classes="section-title")
             yield DataTable(id="exp-failure-table", cursor_type="row")
         yield PoolPanel(self.app.default_workers, id="pool")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()

@@ -59,7 +59,7 @@ class PlotsScreen(PairsScreen):
             for metric, title, scale in PLOTS:
                 yield CurvePlot(metric, title, scale=scale, id=f"plot-{metric}")
         yield Static("", id="plots-legend")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()
