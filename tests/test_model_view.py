@@ -92,3 +92,48 @@ async def test_model_view_opens_from_experiments_with_m(tmp_path):
         assert f"total {total:,} trainable parameters" in text
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen))
+
+
+def _model_view():
+    from test_tui_snapshots import shown
+    from test_tui_support import AUX_A1, wait_for
+
+    async def run_before(pilot) -> None:
+        await shown(None)(pilot)
+        pilot.app.selected_config = AUX_A1.id
+        await pilot.press("m")
+        await wait_for(pilot, lambda: pilot.app.screen.id == "model")
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+def test_model_view_at_80x24(snap_compare, tmp_path, monkeypatch):
+    from test_tui_support import build_fixture_db
+
+    from tui.app import make_app
+
+    monkeypatch.chdir(tmp_path)
+    build_fixture_db(tmp_path / "runs.db")
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(80, 24),
+                        run_before=_model_view())
+
+
+def test_model_view_of_two_towers_at_160x50(snap_compare, tmp_path, monkeypatch):
+    from test_tui_snapshots import shown
+    from test_tui_support import INDEPENDENT_A1, build_fixture_db, wait_for
+
+    from tui.app import make_app
+
+    monkeypatch.chdir(tmp_path)
+    build_fixture_db(tmp_path / "runs.db")
+
+    async def run_before(pilot) -> None:
+        await shown(None)(pilot)
+        pilot.app.selected_config = INDEPENDENT_A1.id
+        await pilot.press("m")
+        await wait_for(pilot, lambda: pilot.app.screen.id == "model")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(160, 50),
+                        run_before=run_before)
