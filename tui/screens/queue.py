@@ -172,7 +172,7 @@ class QueueScreen(PairsScreen):
     BINDINGS = [
         Binding("ctrl+s", "queue", "Queue", priority=True),
         Binding("ctrl+g", "paper_preset", "Paper", priority=True),
-        Binding("ctrl+r", "reset", "Reset", priority=True),
+        Binding("ctrl+r", "reset", "Defaults", priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
     #: Keys act on the form from the start (Space toggles, Down moves), not on the scroll.
