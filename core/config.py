@@ -488,3 +488,74 @@ def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
                 f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
                 f"has {size}: use at most {size // 2}{hint}"
             )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a model as ``model_layers`` lists it (no torch needed)."""
+
+    #: Where it sits: ``tower``, ``tower 1``, ``tower 2``, ``digit head``, ``comparison head``.
+    part: str
+    name: str
+    #: Output shape of one example (one image inside a tower or the digit head).
+    shape: tuple[int, ...]
+    #: Trainable parameters (a shared tower's are counted once).
+    params: int
+
+
+def model_layers(config: RunConfig) -> list[Layer]:
+    """The layers of ``config``'s model (``core.models``, Figs 1-3 and ``digits``) with each
+    one's output shape and parameter count, walked from Table I (``conv_layers``) without
+    building the model; the parameters add up to ``parameter_count(build_model(config))``."""
+    kernel, bn = config.kernel, config.batch_norm
+
+    def tower(part: str) -> list[Layer]:
+        layers, channels = [], 1
+        pool = "max-pool 2" if config.pooling == "max" else "avg-pool 2"
+        for cin, cout, size in conv_layers(config.arch):
+            layers.append(Layer(part, f"conv {kernel}x{kernel} {cin}->{cout}", (cout, size, size),
+                                cin * cout * kernel * kernel + cout))
+            if bn:
+                layers.append(Layer(part, "batch norm", (cout, size, size), 2 * cout))
+            layers.append(Layer(part, "ReLU", (cout, size, size), 0))
+            layers.append(Layer(part, pool, (cout, size // 2, size // 2), 0))
+            channels, size = cout, size // 2
+        layers.append(Layer(part, "flatten", (channels * size * size,), 0))
+        return layers
+
+    def dense(part: str, inputs: int, outputs: int) -> list[Layer]:
+        layers = [Layer(part, f"dropout {config.dropout:g}", (inputs,), 0)] if config.dropout \
+            else []
+        if config.hidden:
+            h = config.hidden
+            layers.append(Layer(part, f"linear {inputs}->{h}", (h,), inputs * h + h))
+            if bn:
+                layers.append(Layer(part, "batch norm", (h,), 2 * h))
+            layers.append(Layer(part, "ReLU", (h,), 0))
+            if config.dropout:
+                layers.append(Layer(part, f"dropout {config.dropout:g}", (h,), 0))
+            inputs = h
+        layers.append(Layer(part, f"linear {inputs}->{outputs}", (outputs,),
+                            inputs * outputs + outputs))
+        return layers
+
+    structure = config.structure
+    if structure == "independent":
+        first, second = tower("tower 1"), tower("tower 2")
+        features = first[-1].shape[0]
+        return [*first, *second,
+                Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
+                *dense("comparison head", 2 * features, 2)]
+    shared = tower("tower")
+    features = shared[-1].shape[0]
+    if structure == "shared":
+        return [*shared,
+                Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
+                *dense("comparison head", 2 * features, 2)]
+    digit = dense("digit head", features, 10)
+    if structure == "shared-aux":
+        return [*shared, *digit,
+                Layer("comparison head", "concat 2x10", (20,), 0),
+                Layer("comparison head", "linear 20->2", (2,), 20 * 2 + 2)]
+    return [*shared, *digit,
+            Layer("comparison head", "P(1st > 2nd)", (2,), 0)]

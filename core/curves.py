@@ -126,12 +126,174 @@ def subtitle(curves: dict) -> str:
 
 # -- terminal ---------------------------------------------------------------------------------
 
-def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
-                  color: bool = True) -> str:
-    """The three panels as text (plotext): the mean and, dotted, mean - std and mean + std.
+#: Colours (RGB) of the terminal drawing, shared by ``pairs plot`` and the TUI's plots.
+MEAN_COLOR = (255, 160, 40)
+BAND_COLOR = (70, 160, 220)
+RUN_COLOR = (110, 110, 110)
+LR_COLOR = (200, 70, 70)
+#: Metrics that may be drawn on a log scale.
+LOSS_METRICS = ("train_loss", "val_loss")
 
-    Side by side when ``width`` allows (>= 150 columns), else stacked.
+
+def nice_step(span: float, count: int = 5) -> float:
+    """A 1-2-5 step (1, 2, 5, 10, 20 ...) giving about ``count`` ticks over ``span``."""
+    if not span > 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if factor * magnitude >= raw * 0.999:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Evenly spaced 1-2-5 ticks from a multiple of the step at or below ``low`` to one at or
+    above ``high`` (one value: a step around it)."""
+    if high < low:
+        low, high = high, low
+    if high == low:
+        pad = abs(low) * 0.05 or 0.5
+        low, high = low - pad, high + pad
+    step = nice_step(high - low, count)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """The ticks with as many decimals as their step needs (``0.2 0.4``, ``70 75``)."""
+    if len(ticks) < 2:
+        return [f"{t:g}" for t in ticks]
+    step = min(abs(b - a) for a, b in zip(ticks, ticks[1:]))
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    return [f"{t:.{decimals}f}" for t in ticks]
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks of a log axis, from the one at or below ``low`` to the one at or above
+    ``high`` (decades only when there would be more than 8)."""
+    low, high = max(min(low, high), 1e-12), max(low, high, 1e-12)
+    candidates = [f * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1,
+                                                 math.ceil(math.log10(high)) + 2)
+                  for f in (1, 2, 5)]
+    below = max(c for c in candidates if c <= low * (1 + 1e-9))
+    above = min(c for c in candidates if c >= high * (1 - 1e-9))
+    if above == below:
+        above = min(c for c in candidates if c > below)
+    ticks = [c for c in candidates if below <= c <= above]
+    if len(ticks) > 8:
+        ticks = [below] + [c for c in ticks if f"{c:e}".startswith("1")] + [above]
+        ticks = sorted(set(ticks))
+    return ticks
+
+
+def _epoch_ticks(last: int) -> list[int]:
+    step = max(1, int(nice_step(last - 1 or 1, 6)))
+    return list(range(1 if step == 1 else step, last + 1, step))
+
+
+def lr_step_epoch(curves: dict, last: int) -> int | None:
+    """The last epoch at the first learning rate, when the rate changes within ``last``."""
+    config = curves.get("config") if curves else None
+    if config is None or config.lr_gamma == 1 or config.lr_step >= last:
+        return None
+    return config.lr_step
+
+
+def legend(curves: dict | None, last: int | None = None) -> list[tuple[str, str, tuple]]:
+    """What the drawing shows, as (glyph, words, colour): drawn outside the plot area."""
+    runs = len(curves["reps"]) if curves else 0
+    entries = [("━━", f"mean of {runs} run(s)", MEAN_COLOR),
+               ("┈┈", "mean ± std", BAND_COLOR),
+               ("──", "each run", RUN_COLOR)]
+    config = curves.get("config") if curves else None
+    step = lr_step_epoch(curves, last or (config.epochs if config else 0)) if curves else None
+    if step is not None:
+        entries.append(("│", f"lr ×{config.lr_gamma:g} after epoch {step}", LR_COLOR))
+    return entries
+
+
+def legend_line(curves: dict | None, last: int | None = None, color: bool = False) -> str:
+    """The legend as one line of text (ANSI colours with ``color``)."""
+    parts = []
+    for glyph, words, rgb in legend(curves, last):
+        if color:
+            glyph = f"\x1b[38;2;{rgb[0]};{rgb[1]};{rgb[2]}m{glyph}\x1b[0m"
+        parts.append(f"{glyph} {words}")
+    return "   ".join(parts)
+
+
+def draw_metric(plt, curves: dict | None, metric: str, *, last: int | None = None,
+                log: bool = False, title: str | None = None, rows: int | None = None) -> None:
+    """Draw one metric into a plotext figure (the ``plotext`` module's active subplot or a
+    textual-plotext ``Plot``): each run a thin grey line, mean - std and mean + std as two thin
+    bounds, the mean on top, a vertical line after the learning-rate step's epoch, 1-2-5 ticks.
+
+    ``log`` (losses only) draws log10 of the values with ticks labelled in the values. ``rows``
+    (the plot area's height) caps the y ticks at one every other row, so none is dropped. No
+    legend is drawn inside the plot: show :func:`legend` beside it.
     """
+    scale = 100.0 if metric == "val_acc" else 1.0
+    log = log and metric in LOSS_METRICS
+    epochs = curves["epochs"] if curves else []
+    last = max(last or (epochs[-1] if epochs else 1), epochs[-1] if epochs else 1, 2)
+    plt.title(title or CURVE_TITLES[metric] + (" (log)" if log else ""))
+    plt.xlabel("epoch")
+    plt.xlim(1, last)
+    plt.xticks(_epoch_ticks(last))
+    if not curves or not epochs:
+        return
+    data = curves["metrics"][metric]
+    mean, std = _scaled(curves, metric)
+    lines: list[tuple[list[float], list[float], tuple]] = []
+    for values in data["series"].values():
+        if values:
+            lines.append((list(range(1, len(values) + 1)), [v * scale for v in values],
+                          RUN_COLOR))
+    band = [(e, m, s) for e, m, s in zip(epochs, mean, std) if not math.isnan(s)]
+    if band:
+        xs = [e for e, _, _ in band]
+        lines.append((xs, [m - s for _, m, s in band], BAND_COLOR))
+        lines.append((xs, [m + s for _, m, s in band], BAND_COLOR))
+    points = [(e, m) for e, m in zip(epochs, mean) if not math.isnan(m)]
+    if points:
+        lines.append(([e for e, _ in points], [m for _, m in points], MEAN_COLOR))
+    values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
+    if not values:
+        return
+    count = 5 if rows is None else max(2, min(6, (rows + 1) // 2))
+    if log:
+        floor = min((v for v in values if v > 0), default=1e-6)
+        ticks = log_ticks(floor, max(max(values), floor))
+        if count < len(ticks):  # keep the ends and thin the rest
+            keep = max(1, math.ceil((len(ticks) - 1) / max(count - 1, 1)))
+            ticks = ticks[::keep] if (len(ticks) - 1) % keep == 0 else [*ticks[::keep], ticks[-1]]
+        lines = [(xs, [math.log10(max(v, floor)) for v in ys], c) for xs, ys, c in lines]
+        positions = [math.log10(t) for t in ticks]
+        labels = [f"{t:g}" for t in ticks]
+    else:
+        ticks = nice_ticks(min(values), max(values), count)
+        while len(ticks) > max(count + 1, 2) and len(ticks) > 2:
+            count -= 1
+            ticks = nice_ticks(min(values), max(values), max(count, 1))
+        positions, labels = ticks, tick_labels(ticks)
+    top = positions[-1]
+    if rows and not log and rows > len(ticks) > 1:  # each tick on a row, evenly apart
+        spacing = (rows - 1) // (len(ticks) - 1)
+        top = positions[0] + (positions[1] - positions[0]) * (rows - 1) / spacing
+    plt.ylim(positions[0], top)
+    plt.yticks(positions, labels)
+    step = lr_step_epoch(curves, last)
+    if step is not None:
+        plt.vline(step + 0.5, LR_COLOR)
+    for xs, ys, color in lines:
+        plt.plot(xs, ys, marker="braille", color=color)
+
+
+def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
+                  color: bool = True, log: bool = False) -> str:
+    """The three panels as text (plotext, as the TUI draws them), the legend on a line of its
+    own under them. Side by side when ``width`` allows (>= 150 columns), else stacked."""
     import plotext as plt
 
     side_by_side = width >= 150
@@ -143,27 +305,21 @@ def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
     else:
         plt.subplots(3, 1)
     plt.plotsize(width, height)
+    last = curves["config"].epochs if curves.get("config") else None
+    rows = (height if side_by_side else height // 3) - 5
     for index, metric in enumerate(CURVE_METRICS, start=1):
         if side_by_side:
             plt.subplot(1, index)
         else:
             plt.subplot(index, 1)
         plt.theme("pro")
-        mean, std = _scaled(curves, metric)
-        x = curves["epochs"]
-        band = [(e, m, s) for e, m, s in zip(x, mean, std, strict=True) if not math.isnan(s)]
-        if band:
-            xs = [e for e, _, _ in band]
-            plt.plot(xs, [m + s for _, m, s in band], color="gray", marker="dot", label="± std")
-            plt.plot(xs, [m - s for _, m, s in band], color="gray", marker="dot")
-        plt.plot(x, mean, color="blue", marker="braille", label="mean")
-        plt.title(CURVE_TITLES[metric])
-        plt.xlabel("epoch")
+        draw_metric(plt, curves, metric, last=last, log=log, rows=rows)
     text = plt.build()
     plt.clear_figure()
     if not color:
         text = plt.uncolorize(text)
-    return f"{curves['label']}: {subtitle(curves)}\n{text}\n"
+    return (f"{curves['label']}: {subtitle(curves)}\n{text}\n"
+            f"{legend_line(curves, last, color=color)}\n")
 
 
 # -- figure file ------------------------------------------------------------------------------

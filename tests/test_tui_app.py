@@ -86,10 +86,11 @@ async def test_experiments_lists_configurations_with_progress(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         screen = await settle(pilot, ExperimentsScreen)
         rows = {r[0]: r for r in table_texts(screen.query_one("#exp-table", DataTable))}
-        assert rows["shared A1 k3"][1:3] == ["3/3", ""]
-        assert rows["independent A1 k3"][1:3] == ["2/3", "1"]
-        assert rows["independent A1 k3"][5] == "1/2"  # the running rep's current epoch
-        assert rows["shared-aux A1 k3"][4] == "1"
+        # Setup, Done, Val %, Test %, Run, Queued, Failed, Epoch, ...
+        assert [rows["shared A1 k3"][i] for i in (1, 4)] == ["3/3", ""]
+        assert [rows["independent A1 k3"][i] for i in (1, 4)] == ["2/3", "1"]
+        assert rows["independent A1 k3"][7] == "1/2"  # the running rep's current epoch
+        assert rows["shared-aux A1 k3"][6] == "1"
         failures = table_texts(screen.query_one("#exp-failure-table", DataTable))
         assert failures == [["shared-aux A1 k3", "2", "1", "RuntimeError: boom"]]
         assert "1 running" in str(screen.query_one("#exp-counts", Static).render())
@@ -151,12 +152,12 @@ async def test_new_epoch_rows_update_plot_and_list_without_a_key(fresh_db):
     async with app.run_test(size=SIZE) as pilot:
         experiments = await settle(pilot, ExperimentsScreen)
         table = experiments.query_one("#exp-table", DataTable)
-        assert table_texts(table)[0][1:6] == ["0/2", "", "2", "", ""]
+        assert table_texts(table)[0][1:8] == ["0/2", "-", "-", "", "2", "", ""]
         writer = api.open_store(fresh_db)  # another connection, as a worker's driver is
         set_status(writer, TINY, 0, "running", worker="elsewhere:1", host="elsewhere")
         insert_epoch(writer, TINY, 0, 1, 0.9, 1.0, 0.5)
-        await wait_for(pilot, lambda: table_texts(table)[0][5] == "1/2", timeout=3)
-        assert table_texts(table)[0][2] == "1"
+        await wait_for(pilot, lambda: table_texts(table)[0][7] == "1/2", timeout=3)
+        assert table_texts(table)[0][4] == "1"
 
         await pilot.press("3")
         from tui.screens.plots import PlotsScreen

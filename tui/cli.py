@@ -463,9 +463,23 @@ def _print_tables(tables: list[Table]) -> None:
 
 
 @app.command()
-def models(db: DbOption = None) -> None:
+def models(
+    layers: Annotated[tuple[str, str, int] | None, typer.Option(
+        "--layers", metavar="STRUCTURE ARCH KERNEL",
+        help="Draw one setup's layers (Figs 1-3): each layer's output shape and parameters.",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
     """Every structure x architecture x kernel with its parameter count (with --db: and how
-    many runs of each setup that database holds)."""
+    many runs of each setup that database holds; --layers: one setup's layers)."""
+    if layers is not None:
+        from core.curves import _check_setup
+        from tui.widgets.model import model_diagram
+
+        structure, arch, kernel = _check_setup(*layers)
+        config = RunConfig(structure=structure, arch=arch, kernel=kernel)
+        out.print(model_diagram(config, width=out.width), soft_wrap=True)
+        return
     counts = None
     if db is not None:
         with api.open_store(db, create=False) as store:
@@ -494,7 +508,8 @@ def retry(db: DbOption = None) -> None:
 
 
 def _rich_table(t: Table) -> RichTable:
-    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None)
+    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None,
+                      min_width=len(t.title) + 2)  # the title on one line (Table IV's is long)
     for row in t.rows:
         table.add_row(*(f"[bold]{c.text}[/bold]" if c.bold else c.text for c in row))
     return table

@@ -40,8 +40,9 @@ FigureOutput = Annotated[
 @protocol_choice
 def plot(
     structure: PlotStructure = DEFAULTS.structure, arch: PlotArch = DEFAULTS.arch,
-    kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None, db: DbOption = None,
-    choice: ProtocolChoice | None = None,
+    kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None,
+    log: Annotated[bool, typer.Option("--log", help="The losses on a log scale (terminal).")] = False,
+    db: DbOption = None, choice: ProtocolChoice | None = None,
 ) -> None:
     """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6) of one
     setup under one protocol (with several in the database, choose one)."""
@@ -55,7 +56,8 @@ def plot(
     protocol = Protocol.of(curves["config"])
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
-        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty()))
+        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty(),
+                                       log=log))
     else:
         config = curves["config"]
         reference = compare.paper_final(config.structure, config.arch, config.kernel,

@@ -10,16 +10,33 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
-from core.config import MAX_WORKERS, STRUCTURES
+from core.config import MAX_WORKERS, STRUCTURES, RunConfig
+from core.stats import MeanStd, setup_rows
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.labels import protocol_label, setup_label
 from tui.widgets.pool import PoolPanel
 
+
+def _mean(row: dict, metric: str) -> float:
+    value = row.get(metric)
+    return value.mean if value is not None and value.n else -1.0
+
+
+def result_text(value: MeanStd | None) -> str:
+    """An accuracy's mean ± std over done runs in percent (``82.0±2.0``), or ``-``."""
+    if value is None or not value.n:
+        return "-"
+    mean = f"{value.mean * 100:.1f}"
+    return mean if value.std is None else f"{mean}±{value.std * 100:.1f}"
+
+
 #: (key, header, sort key of a progress row)
 COLUMNS = (
     ("setup", "Setup", lambda r: (r["structure"], r["arch"], r["kernel"])),
     ("done", "Done", lambda r: r["done"] or 0),
+    ("val_acc", "Val %", lambda r: _mean(r, "val_acc")),
+    ("test_acc", "Test %", lambda r: _mean(r, "test_acc")),
     ("running", "Run", lambda r: r["running"] or 0),
     ("queued", "Queued", lambda r: r["queued"] or 0),
     ("failed", "Failed", lambda r: r["failed"] or 0),
@@ -57,6 +74,15 @@ def matches(row: dict, terms: list[str]) -> bool:
     )
 
 
+class SetupTable(DataTable):
+    """The configurations: Home and End go to the first and last row (not sideways)."""
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
+
+
 class ExperimentsScreen(PairsScreen):
     """Configurations (sortable, filterable), the worker pool and failures."""
 
@@ -66,6 +92,7 @@ class ExperimentsScreen(PairsScreen):
         Binding("w", "start_workers", "Start"),
         Binding("x", "stop_workers", "Stop"),
         Binding("r", "retry_failed", "Retry failed", show=False),
+        Binding("m", "show_model", "Model"),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
@@ -85,19 +112,20 @@ class ExperimentsScreen(PairsScreen):
             yield Input(placeholder="filter: e.g. shared A5 k3 running", id="exp-filter",
                         compact=True)
             yield Static("", id="exp-counts")
-        yield DataTable(id="exp-table", cursor_type="row", zebra_stripes=True)
+        # the setup column stays in sight when the table scrolls sideways
+        yield SetupTable(id="exp-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
         with Vertical(id="exp-failures"):
             yield Label("Failures (Enter: the whole error; r: queue them again)",
                         classes="section-title")
             yield DataTable(id="exp-failure-table", cursor_type="row")
         yield PoolPanel(self.app.default_workers, id="pool")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#exp-table", DataTable)
-        for key, header, _ in COLUMNS:
-            table.add_column(header, key=key)
+        for key, header, _ in COLUMNS:  # room for the sort arrow, so it is never cut off
+            table.add_column(Text(header + "  "), key=key)
         failures = self.query_one("#exp-failure-table", DataTable)
         for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"),
                             ("error", "Error")):
@@ -108,9 +136,19 @@ class ExperimentsScreen(PairsScreen):
 
     # -- data --------------------------------------------------------------------------------
     def query_db(self) -> Snapshot:
-        return self.app.db.read(
-            lambda s: Snapshot(s.config_progress(), s.failures(), s.status_counts())
-        )
+        def read(store) -> Snapshot:
+            progress = store.config_progress()
+            val = {row.config_id: row.metrics["val_acc"] for row in setup_rows(store)}
+            tests: dict[str, list[float]] = {}
+            for run in store.run_rows(status="done"):
+                if run["test_acc"] is not None:
+                    tests.setdefault(run["config_id"], []).append(run["test_acc"])
+            for row in progress:  # results at a glance: mean ± std of the done runs
+                row["val_acc"] = val.get(row["id"])
+                row["test_acc"] = MeanStd.of(tests.get(row["id"], []))
+            return Snapshot(progress, store.failures(), store.status_counts())
+
+        return self.app.db.read(read)
 
     def show_data(self, data: Snapshot) -> None:
         self.snapshot = data
@@ -156,7 +194,7 @@ class ExperimentsScreen(PairsScreen):
                 table.cursor_coordinate
             ).row_key.value
         for key, header, _ in COLUMNS:
-            arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else ""
+            arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else "  "
             table.columns[key].label = Text(header + arrow)
         table.refresh()
 
@@ -169,6 +207,8 @@ class ExperimentsScreen(PairsScreen):
         return (
             setup_label(row),
             Text(done, style="green" if row["total"] and row["done"] == row["total"] else ""),
+            Text(result_text(row.get("val_acc")), justify="right"),
+            Text(result_text(row.get("test_acc")), justify="right"),
             Text(str(row["running"] or ""), style="bold green"),
             str(row["queued"] or ""),
             Text(str(row["failed"] or ""), style="bold red"),
@@ -258,3 +298,14 @@ class ExperimentsScreen(PairsScreen):
 
     def action_retry_failed(self) -> None:
         self.app.retry_failed()
+
+    def action_show_model(self) -> None:
+        """The highlighted setup's layers (the Model view)."""
+        from tui.screens.model import ModelScreen
+
+        row = next((r for r in (self.snapshot.progress if self.snapshot else ())
+                    if r["id"] == self.app.selected_config), None)
+        if row is None:
+            self.notify("no configuration highlighted: queue some (2)", severity="warning")
+            return
+        self.app.push_screen(ModelScreen(RunConfig.from_dict(row)))

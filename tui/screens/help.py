@@ -18,12 +18,14 @@ machine all show up within a second.
 
 ## Screens
 
-- `1` **Experiments**: every configuration with its runs done / running / queued / failed and
-  the current epoch; the worker pool; failures with their error.
+- `1` **Experiments**: every configuration with its runs done / running / queued / failed, the
+  current epoch and its validation and test accuracy (mean ± std of the done runs); the worker
+  pool; failures with their error. `m` shows the highlighted setup's layers (**Model**).
 - `2` **Queue**: structures, architectures, kernels (their product is queued) and the protocol;
   a live count of the new runs it adds.
 - `3` **Plots**: train loss, validation loss and accuracy per epoch of the selected configuration:
-  each repetition thin, the mean bold, a ±std band.
+  each repetition a faint line, the mean on top, mean ± std as two thin bounds, the epoch of
+  the learning-rate step marked; the legend under the plots.
 - `4` **Tables**: Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set
   with Welch p-values, of one protocol at a time (shown above the tabs; `p` steps through them).
 
@@ -41,10 +43,13 @@ machine all show up within a second.
 | | `Enter` | plots of the highlighted configuration |
 | | `w` / `x` | start / stop local workers (`pairs work --workers N` in a subprocess) |
 | | `r` | queue failed runs again |
+| | `m` | the Model view: layers, output shapes, parameters (`Esc` back) |
+| | `Home` / `End` | first / last configuration |
 | Queue | `Ctrl+S` | queue the form (marked fields are never sent) |
 | | `Ctrl+G` | the paper's grid: every structure, architecture and kernel |
 | | `Ctrl+R` | back to the defaults |
 | Plots | `[` / `]` | previous / next configuration |
+| | `l` | losses on a log scale (again: linear) |
 | Tables | `p` / `P` | next / previous protocol (numbers of two protocols are never mixed) |
 | | `m` / `l` / `c` | export the table on screen to Markdown / LaTeX / CSV in the current folder |
 

@@ -1,4 +1,7 @@
-"""Live curves of the selected configuration: train loss, validation loss and accuracy."""
+"""Live curves of the selected configuration: train loss, validation loss and accuracy.
+
+The legend is a line of its own under the plots; ``l`` draws the losses on a log scale.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from textual.widgets import Footer, Header, Select, Static
 from core.curves import epoch_curves
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
-from tui.widgets.curves import CurvePlot
+from tui.widgets.curves import CurvePlot, legend_text
 from tui.widgets.labels import protocol_label, setup_label
 
 PLOTS = (
@@ -33,8 +36,9 @@ class PlotsScreen(PairsScreen):
     """Pick a configuration; its curves follow new epoch rows from any process."""
 
     BINDINGS = [
-        Binding("left_square_bracket", "step(-1)", "Prev setup"),
-        Binding("right_square_bracket", "step(1)", "Next setup"),
+        Binding("left_square_bracket", "step(-1)", "Prev"),
+        Binding("right_square_bracket", "step(1)", "Next"),
+        Binding("l", "toggle_log", "Log y"),
     ]
 
     def __init__(self) -> None:
@@ -42,6 +46,8 @@ class PlotsScreen(PairsScreen):
         self.configs: list[dict] = []
         self.curves: dict | None = None
         self.option_ids: list[str] = []
+        #: The losses on a log scale (``l``).
+        self.log_scale = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -52,7 +58,8 @@ class PlotsScreen(PairsScreen):
         with Grid(id="plots-grid"):
             for metric, title, scale in PLOTS:
                 yield CurvePlot(metric, title, scale=scale, id=f"plot-{metric}")
-        yield Footer(compact=True)
+        yield Static("", id="plots-legend")
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -96,6 +103,7 @@ class PlotsScreen(PairsScreen):
         for metric, *_ in PLOTS:
             self.query_one(f"#plot-{metric}", CurvePlot).set_curves(data.curves, max_epoch)
         self.query_one("#plots-summary", Static).update(self.summary(config, data.curves))
+        self.query_one("#plots-legend", Static).update(legend_text(data.curves, max_epoch))
 
     @staticmethod
     def summary(config: dict | None, curves: dict | None) -> str:
@@ -110,6 +118,11 @@ class PlotsScreen(PairsScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "plots-config" and event.value is not Select.NULL:
             self.app.selected_config = event.value
+
+    def action_toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+        for plot in self.query(CurvePlot):
+            plot.set_log(self.log_scale)
 
     def action_step(self, delta: int) -> None:
         ids = [c["id"] for c in self.configs]

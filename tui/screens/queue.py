@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rich.segment import Segment
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
+from textual.strip import Strip
 from textual.widgets import Button, Footer, Header, Input, Label, SelectionList, Static
+from textual.widgets._toggle_button import ToggleButton
+from textual.widgets.option_list import OptionDoesNotExist
 from textual.worker import get_current_worker
 
 from core import api
@@ -145,15 +149,34 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
     return plan
 
 
+class ChoiceList(SelectionList):
+    """A SelectionList whose boxes read without colour: ``✓`` chosen, blank not."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        segments = list(strip)
+        if len(segments) < 3 or segments[1].text != ToggleButton.BUTTON_INNER:
+            return strip
+        try:
+            selection = self.get_option_at_index(self.scroll_offset.y + y)
+        except OptionDoesNotExist:
+            return strip
+        chosen = selection.value in self._selected
+        segments[1] = Segment("✓" if chosen else " ", segments[1].style)
+        return Strip(segments, strip.cell_length)
+
+
 class QueueScreen(PairsScreen):
     """Choose setups and protocol; see how many new runs that is; queue them."""
 
     BINDINGS = [
         Binding("ctrl+s", "queue", "Queue", priority=True),
-        Binding("ctrl+g", "paper_preset", "Paper grid", priority=True),
+        Binding("ctrl+g", "paper_preset", "Paper", priority=True),
         Binding("ctrl+r", "reset", "Defaults", priority=True),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
+    #: Keys act on the form from the start (Space toggles, Down moves), not on the scroll.
+    AUTO_FOCUS = "#q-structure"
 
     def __init__(self) -> None:
         super().__init__(id="queue")
@@ -165,16 +188,16 @@ class QueueScreen(PairsScreen):
         yield DbBanner()
         with VerticalScroll(id="queue-form"):
             with Horizontal(id="queue-lists"):
-                yield SelectionList[str](
+                yield ChoiceList(
                     *((s, s, s == DEFAULTS.structure) for s in STRUCTURES),
                     id="q-structure", classes="choice",
                 )
-                yield SelectionList[str](
+                yield ChoiceList(
                     *((f"{a} {'-'.join(map(str, ch))}", a, a == DEFAULTS.arch)
                       for a, ch in ARCHITECTURES.items()),
                     id="q-arch", classes="choice",
                 )
-                yield SelectionList[int](
+                yield ChoiceList(
                     *((f"{k}x{k}", k, k == DEFAULTS.kernel) for k in KERNELS),
                     id="q-kernel", classes="choice",
                 )
@@ -190,7 +213,7 @@ class QueueScreen(PairsScreen):
                 yield Button("Queue (^s)", id="queue-go", variant="primary", compact=True)
                 yield Button("Paper grid (^g)", id="queue-paper", compact=True)
                 yield Button("Defaults (^r)", id="queue-reset", compact=True)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()

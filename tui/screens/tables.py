@@ -120,7 +120,7 @@ class TablesScreen(PairsScreen):
                         yield Static("", id=f"title-{tab}", classes="table-title")
                         yield DataTable(id=f"table-{tab}", cursor_type="row", zebra_stripes=True)
                         yield Static("", id=f"notes-{tab}", classes="table-notes")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
     def on_mount(self) -> None:
         super().on_mount()

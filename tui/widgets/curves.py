@@ -1,13 +1,27 @@
-"""A per-epoch curve of one metric: every repetition thin, the mean bold, a ±std band.
+"""A per-epoch curve of one metric: every repetition thin, the mean on top, ±std bounds.
 
-The numbers come from ``core.curves.epoch_curves`` (shared with ``pairs plot`` and the report).
+The numbers come from ``core.curves.epoch_curves`` and the drawing from
+``core.curves.draw_metric``, both shared with ``pairs plot`` in the terminal. The legend is not
+drawn inside the plot: :func:`legend_text` gives it for a line of its own.
 """
 
 from __future__ import annotations
 
-import math
-
+from rich.text import Text
 from textual_plotext import PlotextPlot
+
+from core.curves import LOSS_METRICS, draw_metric, legend
+
+
+def legend_text(curves: dict | None, last: int | None = None) -> Text:
+    """The legend of :class:`CurvePlot` as Rich text, in the drawing's colours."""
+    text = Text()
+    for index, (glyph, words, (r, g, b)) in enumerate(legend(curves, last)):
+        if index:
+            text.append("   ")
+        text.append(glyph, style=f"bold rgb({r},{g},{b})")
+        text.append(f" {words}")
+    return text
 
 
 class CurvePlot(PlotextPlot):
@@ -18,12 +32,18 @@ class CurvePlot(PlotextPlot):
         self.metric = metric
         self.title = title
         self.scale = scale
+        #: Log scale of the y axis (losses only; ``toggle_log`` flips it).
+        self.log_scale = False
+        self.curves: dict | None = None
         #: What is drawn (scaled): rep -> values of epochs 1..k, and per-epoch mean and std.
         self.series: dict[int, list[float]] = {}
-        self.epochs: list[int] = []
         self.mean: list[float] = []
         self.std: list[float] = []
         self.max_epoch = 1
+
+    @property
+    def can_log(self) -> bool:
+        return self.metric in LOSS_METRICS
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -33,35 +53,26 @@ class CurvePlot(PlotextPlot):
         """Show ``epoch_curves(...)`` (None: nothing recorded)."""
         data = curves["metrics"][self.metric] if curves else None
         scale = self.scale
+        self.curves = curves
         self.series = {rep: [v * scale for v in values]
                        for rep, values in (data["series"].items() if data else ())}
-        self.epochs = list(curves["epochs"]) if curves else []
         self.mean = [m * scale for m in data["mean"]] if data else []
         self.std = [s * scale for s in data["std"]] if data else []
         self.max_epoch = max(1, max_epoch)
         self.draw()
 
+    def set_log(self, log: bool) -> None:
+        self.log_scale = log and self.can_log
+        self.draw()
+
     def draw(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.title(self.title)
-        plt.xlabel("epoch")
-        last = max(self.max_epoch, 2)
-        plt.xlim(1, last)
-        step = max(1, math.ceil(last / 8))
-        plt.xticks(list(range(1, last + 1, step)))
-        for values in self.series.values():
-            if values:
-                plt.plot(list(range(1, len(values) + 1)), values, marker="braille",
-                         color="gray")
-        band = [(e, m, s) for e, m, s in zip(self.epochs, self.mean, self.std)
-                if not math.isnan(s)]
-        if band:
-            xs = [e for e, _, _ in band]
-            plt.plot(xs, [m + s for _, m, s in band], marker="dot", color="cyan", label="±std")
-            plt.plot(xs, [m - s for _, m, s in band], marker="dot", color="cyan")
-        points = [(e, m) for e, m in zip(self.epochs, self.mean) if not math.isnan(m)]
-        if points:
-            plt.plot([e for e, _ in points], [m for _, m in points], marker="hd",
-                     color="orange+", label=f"mean of {len(self.series)}")
+        """Redraw on the next render (which knows the size: as many y ticks as rows allow)."""
         self.refresh()
+
+    def render(self):
+        plt = self.plt
+        plt.clear_figure()  # ticks and limits too: each draw sets them anew
+        draw_metric(plt, self.curves, self.metric, last=self.max_epoch, log=self.log_scale,
+                    title=self.title + (" (log)" if self.log_scale else ""),
+                    rows=self.size.height - 5)
+        return super().render()
