@@ -471,12 +471,14 @@ def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
     """Checkpoints replaced by garbage, a cut-short file, a hostile pickle, another epoch."""
     import pickle
 
-    flags = [*SMALL, "--reps", "4", "--epochs", "4"]
+    flags = [*SMALL, "--reps", "4", "--epochs", "6"]
     reference = _reference(folder, "checkpoints", *flags)
     db = _fresh(folder, "checkpoints", *flags)
     with open(folder / "checkpoints-1.log", "w") as log:
-        proc = start_work(db, log, vectorize=False)
-        _wait(lambda: read(db, "SELECT count(*) FROM checkpoints")[0][0] >= 4
+        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "4",
+                                 "--no-vectorize", "--db", str(db)],
+                                cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+        _wait(lambda: read(db, "SELECT count(*) FROM checkpoints")[0][0] >= 1
               or proc.poll() is not None)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -486,12 +488,18 @@ def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
     hostile = pickle.dumps(_Hostile())
     bad = [os.urandom(500), good[0][0][:300], hostile, b"PK\x03\x04" + os.urandom(64)]
     conn = sqlite3.connect(str(db), timeout=60)
-    with conn:
-        runs = [r for (r,) in conn.execute("SELECT run_id FROM checkpoints ORDER BY run_id")]
-        for run, state in zip(runs, bad):
-            conn.execute("UPDATE checkpoints SET state = ? WHERE run_id = ?", (state, run))
+    with conn:  # every unfinished run gets an unreadable checkpoint (as if saved at epoch 1)
+        runs = [r for (r,) in conn.execute("SELECT id FROM runs WHERE status != 'done' ORDER BY id")]
+        for run, state in zip(runs, bad * len(runs)):
+            if not conn.execute("SELECT 1 FROM checkpoints WHERE run_id = ?", (run,)).fetchone():
+                conn.execute("INSERT INTO epochs (run_id, epoch, train_loss, recorded_at) "
+                             "VALUES (?, 1, 9.0, 0)", (run,))
+                conn.execute("INSERT INTO checkpoints (run_id, epoch, state, saved_at) "
+                             "VALUES (?, 1, ?, 0)", (run, state))
+            else:
+                conn.execute("UPDATE checkpoints SET state = ? WHERE run_id = ?", (state, run))
     conn.close()
-    corrupted = min(len(runs), len(bad))
+    corrupted = len(runs)
     done = pairs("work", "--no-vectorize", "--db", str(db))
     said = done.stderr.count("checkpoint is unreadable")
     same = _same(reference, results(db))

@@ -335,7 +335,9 @@ def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSumm
     except LostClaim:
         pass
     if on_event:
-        on_event(("lost", run, lost_reason) if lost_reason else ("lost", run))
+        on_event(("lost", run))
+        if lost_reason:  # e.g. a hung worker, killed
+            on_event(("lost_reason", run, lost_reason))
 
 
 def _install_signals(stop: StopRequest):

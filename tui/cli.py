@@ -534,7 +534,7 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
                 progress.console.print(f"{event[1]} run(s) are held by another pairs ({holders}): "
                                        "following them here (Ctrl-C leaves them to it)",
                                        markup=False, highlight=False)
-            elif event[0] == "lost" and len(event) > 2:  # e.g. a hung worker, killed
+            elif event[0] == "lost_reason":  # e.g. a hung worker, killed
                 progress.console.print(f"run {event[1]}: its worker was lost: {event[2]}",
                                        markup=False, highlight=False)
             elif event[0] == "restarted":  # said once; its epochs are to train again
