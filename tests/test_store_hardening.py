@@ -1,0 +1,207 @@
+"""The store against a hostile file system and hand-edited databases (issues 15 and 16).
+
+The file deleted or replaced under a running process (device + inode checked before every write
+and on the console's poll); dropped tables and rows edited into values pairs cannot read (refused
+on open, naming table, row and column, nothing changed); ``--db`` paths that are symlink loops,
+dangling links, go through a file or are too long (each named as it is); one id per setup
+however its values are spelled; no empty folder left by a failed MNIST download.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import store as store_module
+from core.api import open_store
+from core.store import DatabaseGone
+from tests.conftest import tiny
+from tests.test_bad_input_props import call
+from tests.test_database_cases import (
+    READS,
+    WRITES,
+    assert_refused,
+    build,
+    dump,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the file deleted or replaced under an open store ------------------------------------------
+def test_a_deleted_file_is_never_written_and_never_recreated(tmp_path):
+    db = build(tmp_path / "w.db")
+    with open_store(db) as s:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        with pytest.raises(DatabaseGone, match="was deleted"):
+            s.queue([tiny(arch="A3")], 2)
+        with pytest.raises(DatabaseGone, match="was deleted"):
+            s.claim("host:1")
+        with pytest.raises(DatabaseGone):
+            s.data_version()
+        assert "\n" not in str(DatabaseGone("a\nb"))
+    assert not db.exists()
+
+
+def test_a_file_replaced_by_another_is_never_written(tmp_path):
+    db = build(tmp_path / "w.db")
+    backup = tmp_path / "backup.db"
+    store_module.copy_database(db, backup)
+    before = dump(backup)
+    with open_store(db) as s:
+        os.replace(backup, db)  # cp --remove-destination, rsync, an editor: a new inode
+        with pytest.raises(DatabaseGone, match="replaced by another file"):
+            s.queue([tiny(arch="A3")], 2)
+        with pytest.raises(DatabaseGone, match="replaced"):
+            s.retry_failed()
+    assert dump(db) == before
+
+
+def test_the_same_file_is_written_as_always(store):
+    assert store.queue([tiny()], 2) == 2
+    store.check_same_file()
+
+
+def _wait_for_epochs(db: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        conn = sqlite3.connect(str(db), timeout=30)
+        try:
+            if conn.execute("SELECT count(*) FROM epochs").fetchone()[0]:
+                return
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise AssertionError("pairs work recorded no epoch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["delete", "replace"])
+def test_pairs_work_stops_with_one_line_when_its_file_is_deleted_or_replaced(tmp_path, how):
+    db = tmp_path / "w.db"
+    with open_store(db) as s:
+        s.queue([tiny(epochs=60, train_pairs=400, val_pairs=40)], 2)
+    backup = tmp_path / "backup.db"
+    store_module.copy_database(db, backup)
+    before = dump(backup)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--db", str(db)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_epochs(db, process)
+        if how == "delete":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        else:
+            os.replace(backup, db)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines = [line for line in err.splitlines() if line.strip().startswith("error")]
+    assert process.returncode == 2, (out, err)
+    assert len(lines) == 1 and ("was deleted" if how == "delete" else "replaced") in lines[0]
+    assert "Traceback" not in err and "done" not in out
+    if how == "delete":
+        assert not db.exists()
+    else:
+        assert dump(db) == before
+
+
+# -- dropped tables and rows edited by hand: refused on open, naming table, row and column ----
+@pytest.fixture
+def built_db(tmp_path) -> Path:
+    return build(tmp_path / "runs.db")
+
+
+def _edit(db: Path, sql: str) -> None:
+    conn = sqlite3.connect(str(db))
+    try:
+        conn.executescript(f"PRAGMA foreign_keys = OFF; {sql};")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("table", ["runs", "epochs", "configs", "checkpoints"])
+@pytest.mark.parametrize("argv", READS + WRITES, ids=lambda a: " ".join(a))
+def test_a_dropped_table_is_named(tmp_path, built_db, table, argv):
+    _edit(built_db, f"DROP TABLE {table}")
+    assert_refused(argv, built_db, tmp_path, f"has no {table} table")
+
+
+FIRST_RUN = "(SELECT min(id) FROM runs)"
+EDITS = [
+    ("bad options JSON", "UPDATE configs SET options = '{oops' WHERE rowid = 1",
+     "table configs, row", "column options"),
+    ("options a list", "UPDATE configs SET options = '[1,2]' WHERE rowid = 1",
+     "table configs, row", "column options"),
+    ("text in test_acc", f"UPDATE runs SET test_acc = 'high' WHERE id = {FIRST_RUN}",
+     "table runs, row", "column test_acc"),
+    ("NULL attempts", f"UPDATE runs SET attempts = NULL WHERE id = {FIRST_RUN}",
+     "table runs, row", "column attempts"),
+    ("text in created_at", "UPDATE configs SET created_at = 'yesterday' WHERE rowid = 1",
+     "table configs, row", "column created_at"),
+    ("text in heartbeat_at", f"UPDATE runs SET heartbeat_at = 'now' WHERE id = {FIRST_RUN}",
+     "table runs, row", "column heartbeat_at"),
+    ("unknown status", f"UPDATE runs SET status = 'paused' WHERE id = {FIRST_RUN}",
+     "table runs, row", "column status"),
+    ("text in an epoch metric", "UPDATE epochs SET val_acc = 'x' WHERE rowid = 1",
+     "table epochs, row", "column val_acc"),
+    ("unknown arch", "UPDATE configs SET arch = 'A9' WHERE rowid = 1",
+     "table configs, row", "column arch"),
+    ("text in epochs", "UPDATE configs SET epochs = 'thirty' WHERE rowid = 1",
+     "table configs, row", "column epochs"),
+    ("bad option value", "UPDATE configs SET options = '{\"dropout\": 7}' WHERE rowid = 1",
+     "table configs, row", "column options.dropout"),
+]
+
+
+@pytest.mark.parametrize("case", EDITS, ids=[e[0] for e in EDITS])
+@pytest.mark.parametrize("argv", READS + WRITES, ids=lambda a: " ".join(a))
+def test_a_hand_edited_row_is_named(tmp_path, built_db, case, argv):
+    _, sql, where, column = case
+    _edit(built_db, sql)
+    assert_refused(argv, built_db, tmp_path, where)
+    assert_refused(argv, built_db, tmp_path, column)
+
+
+def test_a_valid_database_opens_and_its_check_reads_every_table(built_db):
+    with open_store(built_db, create=False) as s:
+        assert s.status_counts()["done"] == 6
+
+
+# -- --db paths that are not files --------------------------------------------------------------
+PATHS = {
+    "a symlink loop": (lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop",
+                       "symbolic link loop"),
+    "a dangling link": (lambda d: (d / "dangling").symlink_to(d / "nowhere" / "x.db")
+                        or d / "dangling", "which does not exist"),
+    "a file as a folder": (lambda d: (d / "file.txt").write_text("x") and d / "file.txt" / "runs.db",
+                           "which is a file, not a folder"),
+    "a name too long": (lambda d: d / ("n" * 300 + ".db"), "name too long"),
+}
+
+
+@pytest.mark.parametrize("case", list(PATHS), ids=list(PATHS))
+@pytest.mark.parametrize("argv", READS + WRITES + [["run", "--epochs", "1", "--reps", "1"]],
+                         ids=lambda a: " ".join(a))
+def test_a_path_that_is_no_file_is_named(tmp_path, case, argv):
+    make, message = PATHS[case]
+    db = make(tmp_path)
+    code, _, err = call([*argv, "--db", str(db)], tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith("error: ") and message in lines[-1], err
+    assert "read-only" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # nothing created
+        {"a symlink loop": ["loop"], "a dangling link": ["dangling"],
+         "a file as a folder": ["file.txt"], "a name too long": []}[case])
