@@ -9,6 +9,7 @@ however its values are spelled; no empty folder left by a failed MNIST download.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from core import store as store_module
 from core.api import open_store
+from core.config import ConfigError, RunConfig, parse_grid, preset_configs
 from core.store import DatabaseGone
 from tests.conftest import tiny
 from tests.test_bad_input_props import call
@@ -205,3 +207,61 @@ def test_a_path_that_is_no_file_is_named(tmp_path, case, argv):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # nothing created
         {"a symlink loop": ["loop"], "a dangling link": ["dangling"],
          "a file as a folder": ["file.txt"], "a name too long": []}[case])
+
+
+# -- one setup, one id ------------------------------------------------------------------------
+#: sha256 (first 16 hex digits) of the space-joined ids of these grids, computed by the code
+#: before the values were canonicalised: ids must never change.
+GRID_IDS = {
+    "paper": ("ad28adf4d1358ff6", {}),
+    "beyond": ("1db47f0eaa490cb4", {}),
+    "paper-quick": ("cad67a2e1c623489", {"epochs": ["2"], "optimizer": ["adam"], "lr": ["0.001"],
+                                         "aux_weight": ["0.5"]}),
+}
+
+
+@pytest.mark.parametrize("name", list(GRID_IDS))
+def test_the_ids_of_existing_grids_are_unchanged(name):
+    digest, options = GRID_IDS[name]
+    ids = [c.id for c in preset_configs(name.split("-")[0], options)]
+    assert hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs").rglob("*.db")), ids=lambda p: p.name)
+def test_the_ids_of_the_committed_databases_are_unchanged(path):
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = [dict(row) for row in conn.execute("SELECT * FROM configs")]
+    finally:
+        conn.close()
+    assert rows
+    assert [RunConfig.from_dict(row).id for row in rows] == [row["id"] for row in rows]
+
+
+@pytest.mark.parametrize("spellings", [
+    {"aux_weight": [0.0, -0.0, 0]}, {"aux_weight": [1.0, 1]}, {"lr": [0.01, 1e-2]},
+    {"lr_gamma": [0.1, 1e-1]}, {"dropout": [0.0, -0.0, 0]}, {"rotate": [10, 10.0]},
+    {"momentum": [0.0, -0.0]}, {"weight_decay": [0, 0.0, -0.0]},
+])
+def test_one_setup_has_one_id_however_its_values_are_spelled(spellings):
+    (name, values), = spellings.items()
+    assert len({RunConfig(**{name: v}).id for v in values}) == 1
+
+
+@pytest.mark.parametrize("texts", [["0", "-0", "0.0", "-0.0", "0e5"], ["1", "1.0", "1e0"]])
+def test_the_command_line_queues_one_configuration_for_one_aux_weight(store, texts):
+    for text in texts:
+        store.queue(parse_grid({"aux_weight": [text]}), 1)
+    assert store.db.execute("SELECT count(*) FROM configs").fetchone()[0] == 1
+    assert len(parse_grid({"aux_weight": [",".join(texts)]})) == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("aux_weight", True), ("lr", False), ("dropout", True), ("kernel", 5.0), ("epochs", 2.0),
+    ("seed", True), ("aux_weight", 10**400), ("lr", 10**400), ("aux_weight", "1"),
+    ("batch_norm", 1), ("swap", 0),
+])
+def test_a_value_of_the_wrong_type_is_refused(field, value):
+    with pytest.raises(ConfigError, match=field.replace("_", "-")):
+        RunConfig(**{field: value})
