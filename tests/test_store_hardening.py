@@ -265,3 +265,22 @@ def test_the_command_line_queues_one_configuration_for_one_aux_weight(store, tex
 def test_a_value_of_the_wrong_type_is_refused(field, value):
     with pytest.raises(ConfigError, match=field.replace("_", "-")):
         RunConfig(**{field: value})
+
+
+# -- a failed MNIST download leaves no empty folder ---------------------------------------------
+@pytest.mark.parametrize("existing", [False, True], ids=["new folder", "existing folder"])
+def test_a_failed_offline_mnist_download_leaves_no_folder_behind(tmp_path, monkeypatch, existing):
+    import torchvision.datasets.mnist as mnist
+
+    from core.data import load_mnist_pools
+    from core.errors import DataError
+
+    monkeypatch.setattr(mnist.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    data = tmp_path / "data"
+    if existing:
+        data.mkdir()
+        (data / "mine.txt").write_text("kept")
+    with pytest.raises(DataError, match="could not be downloaded"):
+        load_mnist_pools(str(data))
+    assert not (data / "MNIST").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["data", "mine.txt"] if existing else [])
