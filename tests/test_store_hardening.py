@@ -284,3 +284,76 @@ def test_a_failed_offline_mnist_download_leaves_no_folder_behind(tmp_path, monke
         load_mnist_pools(str(data))
     assert not (data / "MNIST").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == (["data", "mine.txt"] if existing else [])
+
+
+# -- the console: a banner when the file is deleted, nothing queued into it -----------------------
+async def test_the_console_shows_a_banner_when_its_file_is_deleted_and_refuses_to_queue(tmp_path):
+    from textual.widgets import Input, SelectionList
+
+    from tests.test_tui_support import settle, wait_for
+    from tui.app import make_app
+    from tui.screens.experiments import ExperimentsScreen
+    from tui.screens.queue import QueueScreen
+
+    db = build(tmp_path / "w.db")
+    app = make_app(db, workers=1, poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, ExperimentsScreen)
+        assert app.db_error is None
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        await wait_for(pilot, lambda: app.db_error is not None)
+        shown = str(app.screen.query_one("DbBanner").render())
+        assert "was deleted" in shown and app.screen.query_one("DbBanner").has_class("-shown")
+        await pilot.press("2")
+        queue = await settle(pilot, QueueScreen)
+        selection = queue.query_one("#q-arch", SelectionList)
+        selection.deselect_all()
+        selection.select("A4")
+        for name, value in dict(reps=2, epochs=2, train_pairs=100, val_pairs=10,
+                                test_pairs=100).items():
+            queue.query_one(f"#q-{name}", Input).value = str(value)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("not queued" in n.message and "was deleted" in n.message
+                                          for n in app._notifications))
+        assert not any(n.message.startswith("queued") for n in app._notifications)
+        assert "was deleted" in str(app.screen.query_one("DbBanner").render())
+        await pilot.press("1", "4", "1")
+        await pilot.pause(0.3)
+        assert app.is_running and "was deleted" in (app.db_error or "")
+    assert not db.exists()  # never created again behind the user's back
+
+
+async def test_the_console_reads_the_file_put_back_in_place(tmp_path):
+    from tests.test_tui_support import settle, wait_for
+    from tui.app import make_app
+    from tui.screens.experiments import ExperimentsScreen
+
+    db = build(tmp_path / "w.db")
+    backup = tmp_path / "backup.db"
+    store_module.copy_database(db, backup)
+    app = make_app(db, workers=1, poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, ExperimentsScreen)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        await wait_for(pilot, lambda: app.db_error is not None)
+        os.replace(backup, db)
+        await wait_for(pilot, lambda: app.db_error is None)
+        assert not app.screen.query_one("DbBanner").has_class("-shown")
+
+
+async def test_the_console_shows_a_banner_for_a_hand_edited_row(tmp_path, built_db):
+    from tests.test_tui_support import settle
+    from tui.app import make_app
+    from tui.screens.experiments import ExperimentsScreen
+
+    _edit(built_db, "UPDATE configs SET options = '[1,2]' WHERE rowid = 1")
+    app = make_app(built_db, workers=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, ExperimentsScreen)
+        assert "table configs" in (app.db_error or "") and "column options" in app.db_error
+        assert app.screen.query_one("DbBanner").has_class("-shown")
+        await pilot.press("4")
+        await pilot.pause(0.3)
+        assert app.is_running and "table configs" in (app.db_error or "")
