@@ -93,16 +93,27 @@ class RunConfig:
     swap: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("dropout", "momentum", "weight_decay", "rotate"):  # 10 and 10.0: one id
+        # One setup, one id: a number field holds a float whatever the spelling (10 and 10.0,
+        # -0.0 and 0.0, 1e-2 and 0.01 hash alike); a bool is never taken for a number.
+        for name in FLOAT_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # validate() names it
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float: validate() refuses inf
+                value = math.inf
+            object.__setattr__(self, name, 0.0 if value == 0 else value)
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError on the first invalid field."""
         _choice("structure", self.structure, STRUCTURES)
         _choice("arch", self.arch, tuple(ARCHITECTURES))
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {value!r}")
         _choice("kernel", self.kernel, KERNELS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("data", self.data, DATA_SOURCES)
@@ -136,7 +147,8 @@ class RunConfig:
             )
         _positive_float("lr", self.lr)
         _positive_float("lr_gamma", self.lr_gamma)
-        if not (isinstance(self.aux_weight, (int, float)) and 0 <= self.aux_weight < 1e6):
+        if isinstance(self.aux_weight, bool) or not (
+                isinstance(self.aux_weight, (int, float)) and 0 <= self.aux_weight < 1e6):
             raise ConfigError(f"aux-weight must be a number >= 0, got {self.aux_weight!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
@@ -204,6 +216,9 @@ EXTENSION_FIELDS: tuple[str, ...] = (
     "repair", "shift", "rotate", "swap",
 )
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+#: The number fields (floats) and the integer fields, by their type in RunConfig.
+FLOAT_FIELDS: tuple[str, ...] = tuple(n for n, v in _DEFAULTS.items() if type(v) is float)
+INT_FIELDS: tuple[str, ...] = tuple(n for n, v in _DEFAULTS.items() if type(v) is int)
 #: Short names of the extension fields in labels.
 _SHORT = {"batch_norm": "bn", "dropout": "drop", "pooling": "pool", "hidden": "fc",
           "momentum": "mom", "weight_decay": "wd", "repair": "repair", "shift": "shift",

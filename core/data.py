@@ -131,9 +131,11 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
                 raise DataError(f"the MNIST files in {raw} are unreadable ({_reason(exc)}): "
                                 f"{damaged}") from None
         else:
+            created = _missing_folders(raw)
             try:
                 dataset = MNIST(data_dir, train=train, download=True)
             except Exception as exc:  # noqa: BLE001 - any download failure means the same fix
+                _remove_empty(created)  # leave no empty data/MNIST/raw behind
                 archives = [name for name in MNIST_FILES if (raw / f"{name}.gz").is_file()]
                 if archives:
                     raise DataError(
@@ -164,6 +166,26 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
         return DigitPool(images, classes)
 
     return load(True), load(False)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, while they are empty
+    (a partial download's files are not removed, nor anything someone else put there)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _reason(exc: BaseException) -> str:

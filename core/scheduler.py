@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from core.config import RunConfig
 from core.executors import EXECUTORS, STALL_TIMEOUT_S, make_executor, task_for
-from core.store import LostClaim, Store, worker_id
+from core.store import LostClaim, Store, StoreError, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
 STALE_AFTER_S = 60.0
@@ -183,10 +183,15 @@ def work(
         if tracker is not None:
             summary.left = tracker.held_elsewhere()
         return summary
+    except StoreError:  # the database is gone or unusable: nothing more can be written
+        if pool is not None:
+            pool.shutdown(kill=True)
+        raise
     finally:
         _restore_signals(previous)
     if pool is not None:
         pool.shutdown()
+    store.check_same_file()  # never report runs done into a file deleted meanwhile
     summary.interrupted = stop.is_set()
     return summary
 

@@ -533,6 +533,7 @@ class Store:
             now = None
         if now == self._identity:
             return
+        self._let_go()
         if now is None:
             raise DatabaseGone(
                 f"{self.path} was deleted while this process had it open: stopped, nothing more "
@@ -542,6 +543,15 @@ class Store:
             f"{self.path} was replaced by another file while this process had it open: stopped, "
             "nothing is written to either; run the command again to use the new file"
         )
+
+    def _let_go(self) -> None:
+        """After the file was deleted or replaced: end any transaction and empty the write-ahead
+        log into the old file, so that the ``-wal`` beside the path (shared by name) is never
+        applied to the new file that stands there now or later."""
+        with contextlib.suppress(sqlite3.Error):
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (``PRAGMA data_version``).

@@ -22,11 +22,11 @@ from textual.worker import get_current_worker
 
 from core import __version__, api
 from core.config import MAX_WORKERS
-from core.store import StoreError, resolve_db_path
+from core.store import DatabaseGone, StoreError, resolve_db_path
 from tui.screens.base import PairsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.queue import QueueScreen
-from tui.watcher import POLL_INTERVAL_S, DataChanged, DbWatcher, close_quietly
+from tui.watcher import POLL_INTERVAL_S, DataChanged, DbGone, DbWatcher, close_quietly
 from tui.widgets.pool import EXIT_MEANINGS, WorkerPool, default_workers
 
 T = TypeVar("T")
@@ -34,6 +34,12 @@ T = TypeVar("T")
 MISSING = (
     "No database at {path} yet: queue runs on the Queue screen (2) to create it, "
     "or restart with --db PATH (or set PAIRS_DB)."
+)
+
+
+GONE = (
+    "{path} was deleted while the console had it open: nothing more is written or queued; "
+    "restore it (the console reads it again), or restart pairs-tui to start a new one there."
 )
 
 
@@ -48,6 +54,8 @@ class Database:
         self.path = Path(path)
         self._store = None
         self._lock = threading.Lock()
+        #: The file it had open was deleted or replaced (see ``core.store.DatabaseGone``).
+        self.gone = False
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -62,10 +70,20 @@ class Database:
 
     def _use(self, fn: Callable[[Any], T], *, create: bool) -> T:
         with self._lock:
+            if self._store is not None:
+                try:
+                    self._store.check_same_file()
+                except DatabaseGone:
+                    self._close()
+                    self.gone = True
             if self._store is None:
+                if self.gone and not self.path.exists():
+                    # Never create a new file in its place behind the user's back.
+                    raise StoreError(GONE.format(path=self.path))
                 if not create and not self.path.exists():
                     raise StoreError(MISSING.format(path=self.path))
                 self._store = api.open_store(self.path, create=create)
+                self.gone = False
             try:
                 return fn(self._store)
             except sqlite3.Error as exc:
@@ -75,6 +93,13 @@ class Database:
 
     def _close(self) -> None:
         self._store = close_quietly(self._store)
+
+    def let_go(self) -> None:
+        """The file was deleted or replaced (the watcher saw it): close, and refuse to create a
+        new one in its place until a file is there again."""
+        with self._lock:
+            self._close()
+            self.gone = True
 
     def close(self) -> None:
         with self._lock:
@@ -156,6 +181,16 @@ class PairsApp(App[None]):
                 screen.reload()
             else:
                 screen.stale = True
+
+    def on_db_gone(self, message: DbGone) -> None:
+        """The file was deleted or replaced under the console: let go of it and say so."""
+        self.db.let_go()
+        if self.db.path.exists():  # replaced: read the new file
+            self.notify(message.error, title="Database", severity="warning", markup=False)
+        else:
+            self.db_error = GONE.format(path=self.db_path)
+        for screen in self._data_screens:
+            screen.stale = True
 
     def data_written(self) -> None:
         """This process wrote: the watcher's next poll posts a change even if it missed it."""

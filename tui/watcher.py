@@ -2,9 +2,10 @@
 
 It holds its own connection and reads ``PRAGMA data_version`` (through ``Store.data_version``)
 every ``interval`` seconds: the number changes whenever another connection commits, so the
-poll costs one tiny query and no table reads. Changes are coalesced: while the app has not yet
-handled the last ``DataChanged`` message, further changes only mark the watcher dirty and lead
-to one more message once the app acknowledges.
+poll costs one tiny query and no table reads. It also checks that the path still names the
+file it opened (device + inode): a file deleted or replaced posts ``DbGone``. Changes are
+coalesced: while the app has not yet handled the last ``DataChanged`` message, further changes
+only mark the watcher dirty and lead to one more message once the app acknowledges.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class DataChanged(Message):
     def __init__(self, version: int) -> None:
         super().__init__()
         self.version = version
+
+
+class DbGone(Message):
+    """The file the watcher had open was deleted or replaced (``core.store.DatabaseGone``)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class DbWatcher:
@@ -78,8 +87,15 @@ class DbWatcher:
         """One poll; False when the database cannot be opened (yet)."""
         if self._store is None and not self._open():
             return False
+        from core.store import DatabaseGone
+
         try:
             version = self._store.data_version()
+        except DatabaseGone as exc:  # deleted or replaced: let go of it, say so, wait for a file
+            self._close()
+            self._version = None
+            self.post(DbGone(str(exc)))
+            return False
         except sqlite3.Error:
             self._close()
             return False
