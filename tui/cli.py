@@ -157,6 +157,7 @@ def run(
         _base(data, train_pairs, val_pairs, test_pairs), reps,
     )
     api.check_workers(workers)
+    api.check_max_retries(max_retries)
     device = api.check_run_inputs(configs, device, data_dir)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
@@ -230,6 +231,7 @@ def work(
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
+    api.check_max_retries(max_retries)
     device = api.check_device(device)
     with api.open_store(db, create=False) as store:
         counts = store.status_counts()

@@ -309,7 +309,8 @@ class QueueScreen(PairsScreen):
         self.plan = plan
         self.mark(plan)
         if not plan.ok:
-            self.notify("not queued: fix the marked fields", severity="error")
+            reasons = "; ".join(plan.errors.values()) or "nothing to queue"
+            self.notify(f"not queued: {reasons}", severity="error", markup=False)
             return
         self._queue(plan)
 
