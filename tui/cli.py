@@ -11,10 +11,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from core import __version__, api
 from core.config import DEFAULT_REPS, PRESETS, RunConfig
 from core.report import FORMATS, Table
+from tui.literal import clean_block, join, literal
 
 app = typer.Typer(
     name="pairs",
@@ -161,11 +163,11 @@ def run(
     device = api.check_run_inputs(configs, device, data_dir)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
-        err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
+        err.print(literal(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}"))
         summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
                                       executor=executor.value, address=address, max_retries=max_retries)
         for line in api.run_summary(store, configs):
-            out.print(line)
+            out.print(literal(line))
     _exit_for(summary)
 
 
@@ -254,13 +256,13 @@ def status(db: DbOption = None) -> None:
         if running:
             table = RichTable("run", "setup", "rep", "epoch", "host", "driver", title="running")
             for r in running:
-                table.add_row(r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}",
-                              str(r["rep"]), f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "",
-                              r["worker"] or "")
+                table.add_row(*map(literal, (
+                    r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}", r["rep"],
+                    f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "", r["worker"] or "")))
             out.print(table)
         for f in store.failures():
-            out.print(f"[red]failed[/] {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: "
-                      f"{f['error']}")
+            out.print(join(Text("failed", style="red"), f" {f['structure']} {f['arch']} "
+                           f"k{f['kernel']} rep {f['rep']}: {f['error']}"), soft_wrap=True)
 
 
 @app.command()
@@ -285,7 +287,8 @@ def table(
         if not rows:
             out.print("no configurations in this database yet")
     else:
-        sys.stdout.write(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt))
+        sys.stdout.write(clean_block(api.render_comparison(rows, fmt) if compare
+                                     else api.render_rows(rows, fmt)))
 
 
 @app.command()
@@ -301,7 +304,7 @@ def best(
     if fmt == "rich":
         out.print(_rich_table(api.best_table(comparison)))
     else:
-        sys.stdout.write(api.render_best(comparison, fmt))
+        sys.stdout.write(clean_block(api.render_best(comparison, fmt)))
 
 
 @app.command()
@@ -319,13 +322,16 @@ def retry(db: DbOption = None) -> None:
     """Queue every failed run again."""
     with api.open_store(db, create=False) as store:
         n = store.retry_failed()
-    out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+    out.print(f"re-queued {n} failed run(s); run them with: pairs work", markup=False)
 
 
 def _rich_table(t: Table) -> RichTable:
-    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None)
+    table = RichTable(title=literal(t.title) if t.title else None,
+                      caption=Text("\n").join(map(literal, t.notes)) if t.notes else None)
+    for column in t.columns:
+        table.add_column(literal(column))
     for row in t.rows:
-        table.add_row(*(f"[bold]{c.text}[/bold]" if c.bold else c.text for c in row))
+        table.add_row(*(literal(c.text, "bold" if c.bold else "") for c in row))
     return table
 
 
@@ -368,7 +374,7 @@ def main() -> None:
         err.print("interrupted")
         code = 130
     except api.USER_ERRORS as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(literal(f"error: {exc}"))
         code = 2
     except KeyboardInterrupt:
         err.print("interrupted: unfinished runs are queued again")
@@ -377,12 +383,12 @@ def main() -> None:
         if not _is_usage_error(exc):
             raise
         if type(exc).__name__ == "NoArgsIsHelpError":
-            out.print(exc.ctx.get_help(), markup=False, highlight=False)
+            out.print(clean_block(exc.ctx.get_help()), markup=False, highlight=False)
             code = 0
         else:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
-            err.print(f"error: {exc.format_message()}{hint}", markup=False)
+            err.print(literal(f"error: {exc.format_message()}{hint}"))
             code = 2
     sys.exit(code if isinstance(code, int) else 0)
 

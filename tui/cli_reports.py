@@ -22,6 +22,7 @@ from core.curves import (
     terminal_plot,
 )
 from tui.cli import DEFAULTS, DbOption, app, err, out
+from tui.literal import clean, clean_block, literal
 
 PlotStructure = Annotated[str, typer.Option(help="independent, shared or shared-aux.")]
 PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.")]
@@ -48,17 +49,21 @@ def plot(
         others = _other_configs(store, curves)
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
-        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty()))
+        color = sys.stdout.isatty()  # the plot's own colours: clean the data, not the output
+        plotted = terminal_plot({**curves, "label": clean(curves["label"])}, width=width,
+                                color=color)
+        sys.stdout.write(plotted if color else clean_block(plotted))
     else:
         config = curves["config"]
         reference = compare.paper_final(config.structure, config.arch, config.kernel,
                                         config.epochs)
         save_figure(curves, output, reference)
-        out.print(f"wrote {output} ({curves['label']}, {len(curves['reps'])} run(s))",
-                  soft_wrap=True, markup=False)
+        out.print(literal(f"wrote {output} ({curves['label']}, {len(curves['reps'])} run(s))"),
+                  soft_wrap=True)
     if others:
-        err.print(f"note: {others} other configuration(s) of {curves['label']} differ in other "
-                  f"settings; plotted {curves['config_id']} (the one with the most done runs)")
+        err.print(literal(f"note: {others} other configuration(s) of {curves['label']} differ in "
+                          f"other settings; plotted {curves['config_id']} (the one with the most "
+                          f"done runs)"))
 
 
 def _other_configs(store, curves: dict) -> int:
@@ -80,5 +85,4 @@ def report(
 
     with api.open_store(db, create=False) as store:
         result = write_report(store, output)
-    out.print(f"wrote {result.path} and {len(result.figures)} figure(s)", soft_wrap=True,
-              markup=False)
+    out.print(literal(f"wrote {result.path} and {len(result.figures)} figure(s)"), soft_wrap=True)

@@ -10,6 +10,7 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Select, Static
 
 from core.curves import epoch_curves
+from tui.literal import literal
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.curves import CurvePlot
@@ -81,7 +82,8 @@ class PlotsScreen(PairsScreen):
         self.configs = data.configs
         self.curves = data.curves
         select = self.query_one("#plots-config", Select)
-        options = [(f"{setup_label(c)} · {protocol_label(c)}", c["id"]) for c in data.configs]
+        options = [(literal(f"{setup_label(c)} · {protocol_label(c)}"), c["id"])
+                   for c in data.configs]
         if [value for _, value in options] != self.option_ids:
             self.option_ids = [value for _, value in options]
             with self.prevent(Select.Changed):
@@ -95,7 +97,7 @@ class PlotsScreen(PairsScreen):
         max_epoch = config["epochs"] if config else 1
         for metric, *_ in PLOTS:
             self.query_one(f"#plot-{metric}", CurvePlot).set_curves(data.curves, max_epoch)
-        self.query_one("#plots-summary", Static).update(self.summary(config, data.curves))
+        self.query_one("#plots-summary", Static).update(literal(self.summary(config, data.curves)))
 
     @staticmethod
     def summary(config: dict | None, curves: dict | None) -> str:
