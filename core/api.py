@@ -13,6 +13,7 @@ from core.config import (
     DEFAULT_REPS,
     MAX_QUEUED_RUNS,
     MAX_REPS,
+    MAX_RETRIES,
     MAX_WORKERS,
     ConfigError,
     RunConfig,
@@ -108,6 +109,12 @@ def queue(store: Store, configs: list[RunConfig], reps: int) -> int:
     return store.queue(configs, reps)
 
 
+def check_max_retries(max_retries: int) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= MAX_RETRIES:
+        raise ConfigError(f"--max-retries must be an integer >= 0 and <= {MAX_RETRIES}, got {max_retries!r}")
+    return max_retries
+
+
 def check_workers(workers: int | None) -> int | None:
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers} "
@@ -158,8 +165,7 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
     check_workers(workers)
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
+    check_max_retries(max_retries)
     if address is not None and executor != "ray":
         raise ConfigError("--address is for --executor ray")
     if stall_timeout_s is not None and (

@@ -41,6 +41,15 @@ MAX_SETUPS = 10_000
 MAX_QUEUED_RUNS = 100_000
 #: Worker processes (or Ray tasks at once) one driver may be asked for: a typo beyond that.
 MAX_WORKERS = 256
+#: Upper bounds of the integer fields of a RunConfig: far above any sensible run, far below
+#: SQLite's 64-bit integers (a larger value would overflow the database or a loop).
+MAX_EPOCHS = 10_000
+MAX_LR_STEP = 10_000
+MAX_BATCH_SIZE = 100_000
+MAX_PAIRS = 1_000_000
+MAX_SEED = 2**32 - 1
+#: Times a lost run may be tried again (--max-retries).
+MAX_RETRIES = 100
 
 #: Fields a grid may vary; everything else in RunConfig is a scalar.
 GRID_FIELDS: tuple[str, ...] = ("structure", "arch", "kernel")
@@ -130,14 +139,14 @@ class RunConfig:
         for name, top in (("hidden", 100_000), ("shift", 7)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
-                raise ConfigError(f"{name} must be an integer between 0 and {top}, got {value!r}")
+                raise ConfigError(f"{name} must be an integer between 0 and {top}, got {_shown(value)}")
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError("momentum is for --optimizer sgd: leave --momentum at 0 with adam")
-        _positive_int("epochs", self.epochs)
-        _positive_int("lr_step", self.lr_step)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("train_pairs", self.train_pairs)
-        _positive_int("test_pairs", self.test_pairs)
+        _positive_int("epochs", self.epochs, MAX_EPOCHS)
+        _positive_int("lr_step", self.lr_step, MAX_LR_STEP)
+        _positive_int("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        _positive_int("train_pairs", self.train_pairs, MAX_PAIRS)
+        _positive_int("test_pairs", self.test_pairs, MAX_PAIRS)
         if not isinstance(self.val_pairs, int) or isinstance(self.val_pairs, bool):
             raise ConfigError(f"val-pairs must be an integer, got {self.val_pairs!r}")
         if not 0 < self.val_pairs < self.train_pairs:
@@ -150,8 +159,8 @@ class RunConfig:
         if isinstance(self.aux_weight, bool) or not (
                 isinstance(self.aux_weight, (int, float)) and 0 <= self.aux_weight < 1e6):
             raise ConfigError(f"aux-weight must be a number >= 0, got {self.aux_weight!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer >= 0 and <= {MAX_SEED:,}, got {_shown(self.seed)}")
 
     @property
     def id(self) -> str:
@@ -391,9 +400,16 @@ def _choice(name: str, value, allowed: tuple) -> None:
         raise ConfigError(f"unknown {name} {value!r}: choose one of {listed}")
 
 
-def _positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+def _positive_int(name: str, value, top: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+        raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1 and <= {top:,}, "
+                          f"got {_shown(value)}")
+
+
+def _shown(value) -> str:
+    """A refused value for a message, cut short (a 4,000-digit integer is not repeated)."""
+    text = repr(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
+    return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
 
 
 def _number_in(name: str, value, low: float, high: float, what: str, upper_open: bool = False) -> None:

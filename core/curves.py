@@ -8,6 +8,7 @@ import their library only when called.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from core.config import ConfigError, RunConfig
@@ -331,13 +332,41 @@ def check_figure_path(path: str | Path) -> Path:
             f"cannot write a figure to {path}: use a name ending in "
             f"{', '.join(FIGURE_FORMATS)}"
         )
-    if path.is_dir():
+    if _is_dir(path):
         raise ConfigError(
             f"--output {path} is a directory: give a file name such as {path}/fig.png"
         )
-    if not path.parent.exists():
-        raise ConfigError(f"the folder {path.parent} of --output {path} does not exist: create it")
+    parent = path.parent
+    if _exists(parent) and not _is_dir(parent):
+        raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder (choose a "
+                          f"folder, e.g. --output fig.png)")
+    if not _is_dir(parent):
+        ancestor = next((p for p in parent.parents if _exists(p)), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise ConfigError(f"cannot write {path}: {ancestor} is a file, not a folder (choose a "
+                              f"folder, e.g. --output fig.png)")
+        raise ConfigError(f"the folder {parent} of --output {path} does not exist: create it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: the folder {parent} is not writable (make it "
+                          f"writable or choose another --output)")
+    if _exists(path) and not os.access(path, os.W_OK):
+        raise ConfigError(f"cannot write {path}: the file is read-only (make it writable or "
+                          f"choose another --output)")
     return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a too long name, a symlink loop
+        return False
 
 
 def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
@@ -374,5 +403,9 @@ def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     figure.suptitle(title or f"{curves['label']}: {subtitle(curves)}")
-    figure.savefig(path, dpi=120)
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as exc:  # raced away, disk full, a name the file system refuses
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc} (choose another "
+                          f"--output)") from None
     return path

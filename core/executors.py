@@ -256,6 +256,10 @@ class LocalExecutor:
     """N long-lived worker processes (spawn), one task each at a time."""
 
     def __init__(self, workers: int, threads: int, stall_timeout_s: float = STALL_TIMEOUT_S):
+        # A spawned worker starts as ``python -c 'from multiprocessing.spawn import ...'``, and
+        # ``-c`` puts the current folder first on sys.path: a ./multiprocessing/ or ./core/ there
+        # would run. Safe-path mode (Python >= 3.11) leaves it out, in every child of this process.
+        os.environ["PYTHONSAFEPATH"] = "1"
         self.ctx = mp.get_context("spawn")
         # A lock-free shared flag: a worker killed while reading it cannot leave a lock held.
         self.stop_flag = self.ctx.RawValue(ctypes.c_bool, False)

@@ -19,10 +19,13 @@ This is the only module that imports Ray, an optional extra (``pip install -e '.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import replace
 
@@ -118,12 +121,14 @@ class RayExecutor:
         self.threads = max(1, threads)
         self.started = False  # whether this executor called ray.init (then it calls ray.shutdown)
         self.local = False  # whether that started a local instance
+        self.empty_dir: str | None = None
         if not ray.is_initialized():
             quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
             if address:
                 _check_reachable(address)
                 try:
-                    ray.init(address=address, **quiet)
+                    with self._from_an_empty_folder():
+                        ray.init(address=address, **quiet)
                 except (ConnectionError, ValueError, RuntimeError) as exc:
                     hint = "start one with: ray start --head"
                     if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
@@ -132,8 +137,9 @@ class RayExecutor:
                     raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: "
                                       f"{_first_line(exc)} ({hint})") from None
             else:
-                ray.init(address="local", num_cpus=max(1, workers) * self.threads,
-                         include_dashboard=False, **quiet)
+                with self._from_an_empty_folder():
+                    ray.init(address="local", num_cpus=max(1, workers) * self.threads,
+                             include_dashboard=False, **quiet)
                 self.local = True
             self.started = True
         if not self.local:
@@ -244,8 +250,23 @@ class RayExecutor:
             pass
         if self.started:
             ray.shutdown()
+        if self.empty_dir:
+            shutil.rmtree(self.empty_dir, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _from_an_empty_folder(self):
+        """``ray.init`` from an empty private folder: Ray puts the driver's current folder on
+        every task's ``sys.path`` (and a local instance's processes start there), so a ./core/ or
+        ./multiprocessing/ where ``pairs work`` was started would run in the tasks."""
+        self.empty_dir = tempfile.mkdtemp(prefix="pairs-ray-")
+        here = os.getcwd()
+        os.chdir(self.empty_dir)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+
     def _settle(self, ref) -> None:
         """A task's reference resolved: its runs without a terminal event are lost."""
         submitted = self.submitted.pop(ref)

@@ -542,8 +542,8 @@ async def test_start_and_stop_workers_end_to_end(fresh_db):
 
 def test_work_command_runs_the_cli_module(tmp_path):
     command = pool_module.work_command(tmp_path / "x.db", 3)
-    assert command[:3] == [sys.executable, "-m", "tui.cli"]
-    assert command[3:] == ["work", "--workers", "3", "--db", str(tmp_path / "x.db")]
+    assert command[:4] == [sys.executable, "-P", "-m", "tui.cli"]  # -P: not the cwd's tui/
+    assert command[4:] == ["work", "--workers", "3", "--db", str(tmp_path / "x.db")]
 
 
 async def test_start_refused_when_nothing_to_train(tmp_path):

@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 from core import __version__, api
 from core.config import MAX_WORKERS
 from core.store import DatabaseGone, StoreError, resolve_db_path
+from tui.literal import clean, clean_block
 from tui.screens.base import PairsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.queue import QueueScreen
@@ -154,7 +155,7 @@ class PairsApp(App[None]):
         self.default_workers = workers or default_workers()
         self.watcher = DbWatcher(self.db_path, self.post_message, poll_interval)
         self._data_screens: list[PairsScreen] = []
-        self.sub_title = str(self.db_path)
+        self.sub_title = clean(self.db_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -205,15 +206,16 @@ class PairsApp(App[None]):
             self.notify("nothing to train: queue runs first (2)", severity="warning")
             return
         if self.db_error:  # the workers would only exit on it: say it here
-            self.notify(f"cannot start workers: {self.db_error}", severity="error", markup=False)
+            self.notify(clean_block(f"cannot start workers: {self.db_error}"), severity="error",
+                        markup=False)
             return
         try:
             process = self.pool.start(workers)
         except (OSError, RuntimeError, ValueError) as exc:
-            self.notify(f"cannot start workers: {exc}", severity="error", markup=False)
+            self.notify(clean(f"cannot start workers: {exc}"), severity="error", markup=False)
             return
-        self.notify(f"started {workers} worker(s): pairs work, pid {process.pid}; "
-                    f"log in {self.pool.log_path.name}", title="Workers")
+        self.notify(clean(f"started {workers} worker(s): pairs work, pid {process.pid}; "
+                          f"log in {self.pool.log_path.name}"), title="Workers", markup=False)
         self.refresh_pool()
 
     def stop_workers(self) -> None:
@@ -229,7 +231,7 @@ class PairsApp(App[None]):
         if code is not None:
             meaning = EXIT_MEANINGS.get(code, f"exited with status {code}")
             detail = self.pool.last_log_line() if code not in (0, 130) else ""
-            self.notify(f"workers {meaning}" + (f": {detail}" if detail else ""),
+            self.notify(clean(f"workers {meaning}" + (f": {detail}" if detail else "")),
                         title="Workers", severity="information" if code in (0, 130) else "error",
                         timeout=10, markup=False)
             self.refresh_pool()

@@ -23,6 +23,7 @@ from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
 from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
 from tui._early import defer_signals as _defer_signals
+from tui.literal import clean_block, join, literal
 
 app = typer.Typer(
     name="pairs",
@@ -263,18 +264,19 @@ def run(
         _base(data, train_pairs, val_pairs, test_pairs), reps,
     )
     api.check_workers(workers)
+    api.check_max_retries(max_retries)
     device = api.check_run_inputs(configs, device, data_dir)
     if _EARLY_SIGNALS:  # Ctrl-C while it started (loading torch and the data): queue nothing
         err.print("interrupted: nothing was queued")
         raise typer.Exit(130)
     with api.open_store(db) as store:
         added = api.queue(store, configs, reps)
-        err.print(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}")
+        err.print(literal(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}"))
         summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
                                       executor=executor.value, address=address, max_retries=max_retries,
                                       stall_timeout_s=stall_timeout, follow=True)
         for line in api.run_summary(store, configs):
-            out.print(line, markup=False, highlight=False)
+            out.print(literal(line))
     _exit_for(summary)
 
 
@@ -340,6 +342,7 @@ def work(
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
+    api.check_max_retries(max_retries)
     device = api.check_device(device)
     with api.open_store(db, create=False) as store:
         counts = store.status_counts()
@@ -367,16 +370,16 @@ def status(db: DbOption = None) -> None:
         if running:
             table = RichTable("run", "setup", "rep", "epoch", "host", "driver", title="running")
             for r in running:
-                table.add_row(r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}",
-                              str(r["rep"]), f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "",
-                              r["worker"] or "")
+                table.add_row(*map(literal, (
+                    r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}", r["rep"],
+                    f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "", r["worker"] or "")))
             out.print(table)
         for f in store.failures():
-            out.print(f"[red]failed[/] {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: "
-                      f"{f['error']}")
+            out.print(join(Text("failed", style="red"), f" {f['structure']} {f['arch']} "
+                           f"k{f['kernel']} rep {f['rep']}: {f['error']}"), soft_wrap=True)
         mixed = api.code_version_note(store, None)
         if mixed:
-            out.print(Text(mixed, style="bold yellow"))
+            out.print(literal(mixed, "bold yellow"))
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.",
@@ -409,7 +412,7 @@ def table(
         mixed = api.code_version_note(store, rows)
     if fmt == "rich":
         for line in caveats:  # first, and once: not again in the tables' captions
-            out.print(Text(line, style="bold yellow"))
+            out.print(literal(line, "bold yellow"))
         tables = api.compare_tables(rows) if compare else api.paper_tables(rows)
         for t in tables:
             t.notes = [n for n in t.notes if not n.lower().startswith("caveat: ")]
@@ -418,7 +421,8 @@ def table(
             out.print("no configurations in this database yet")
         _notes([], mixed, fmt)
     else:
-        sys.stdout.write(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt))
+        sys.stdout.write(clean_block(api.render_comparison(rows, fmt) if compare
+                                     else api.render_rows(rows, fmt)))
         _notes(caveats, mixed, fmt)
 
 
@@ -440,7 +444,7 @@ def best(
         if not comparisons:
             out.print("no configurations in this database yet")
     else:
-        sys.stdout.write(api.render_best(comparisons, fmt))
+        sys.stdout.write(clean_block(api.render_best(comparisons, fmt)))
     _notes([], mixed, fmt)
 
 
@@ -449,7 +453,7 @@ def _notes(caveats: list[str], mixed: str | None, fmt: str) -> None:
     the text formats (their stdout stays parseable)."""
     console = out if fmt == "rich" else err
     for line in [*caveats, *([mixed] if mixed else [])]:
-        console.print(Text(line, style="bold yellow" if fmt == "rich" else ""))
+        console.print(literal(line, "bold yellow" if fmt == "rich" else ""))
 
 
 def _print_tables(tables: list[Table]) -> None:
@@ -458,7 +462,7 @@ def _print_tables(tables: list[Table]) -> None:
     for t in tables:
         if t.protocol is not None and t.protocol.id != last:
             last = t.protocol.id
-            out.print(Text(t.protocol.heading, style="bold underline"))
+            out.print(literal(t.protocol.heading, "bold underline"))
         out.print(_rich_table(t))
 
 
@@ -502,16 +506,19 @@ def retry(db: DbOption = None) -> None:
     with api.open_store(db, create=False) as store:
         n = store.retry_failed()
     if n:
-        out.print(f"re-queued {n} failed run(s); run them with: pairs work")
+        out.print(f"re-queued {n} failed run(s); run them with: pairs work", markup=False)
     else:
-        out.print("nothing to retry: no failed runs in this database")
+        out.print("nothing to retry: no failed runs in this database", markup=False)
 
 
 def _rich_table(t: Table) -> RichTable:
-    table = RichTable(*t.columns, title=t.title, caption="\n".join(t.notes) or None,
+    table = RichTable(title=literal(t.title) if t.title else None,
+                      caption=Text("\n").join(map(literal, t.notes)) if t.notes else None,
                       min_width=len(t.title) + 2)  # the title on one line (Table IV's is long)
+    for column in t.columns:
+        table.add_column(literal(column))
     for row in t.rows:
-        table.add_row(*(f"[bold]{c.text}[/bold]" if c.bold else c.text for c in row))
+        table.add_row(*(literal(c.text, "bold" if c.bold else "") for c in row))
     return table
 
 
@@ -590,7 +597,7 @@ def main() -> None:
         err.print("interrupted")
         code = 130
     except api.USER_ERRORS as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(literal(f"error: {exc}"))
         code = 2
     except KeyboardInterrupt:
         err.print("interrupted: unfinished runs are queued again")
@@ -599,12 +606,12 @@ def main() -> None:
         if not _is_usage_error(exc):
             raise
         if type(exc).__name__ == "NoArgsIsHelpError":
-            out.print(exc.ctx.get_help(), markup=False, highlight=False)
+            out.print(clean_block(exc.ctx.get_help()), markup=False, highlight=False)
             code = 0
         else:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
-            err.print(f"error: {exc.format_message()}{hint}", markup=False)
+            err.print(literal(f"error: {exc.format_message()}{hint}"))
             code = 2
     if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
         err.print("interrupted")

@@ -23,6 +23,7 @@ from core.curves import (
 )
 from core.protocol import Protocol, ProtocolChoice, available_line
 from tui.cli import DEFAULTS, DbOption, app, complete_arch, complete_structure, out, protocol_choice
+from tui.literal import clean, clean_block, literal
 
 PlotStructure = Annotated[str, typer.Option(help="independent, shared or shared-aux (or digits).",
                                             autocompletion=complete_structure)]
@@ -56,15 +57,17 @@ def plot(
     protocol = Protocol.of(curves["config"])
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
-        sys.stdout.write(terminal_plot(curves, width=width, color=sys.stdout.isatty(),
-                                       log=log))
+        color = sys.stdout.isatty()  # the plot's own colours: clean the data, not the output
+        plotted = terminal_plot({**curves, "label": clean(curves["label"])}, width=width,
+                                color=color, log=log)
+        sys.stdout.write(plotted if color else clean_block(plotted))
     else:
         config = curves["config"]
         reference = compare.paper_final(config.structure, config.arch, config.kernel,
                                         config.epochs) if protocol.is_paper else None
         save_figure(curves, output, reference)
-        out.print(f"wrote {output} ({curves['label']}, protocol {protocol.label}, "
-                  f"{len(curves['reps'])} run(s))", soft_wrap=True, markup=False)
+        out.print(literal(f"wrote {output} ({curves['label']}, protocol {protocol.label}, "
+                          f"{len(curves['reps'])} run(s))"), soft_wrap=True)
 
 
 def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
@@ -103,5 +106,4 @@ def report(
 
     with api.open_store(db, create=False) as store:
         result = write_report(store, output, choice=choice)
-    out.print(f"wrote {result.path} and {len(result.figures)} figure(s)", soft_wrap=True,
-              markup=False)
+    out.print(literal(f"wrote {result.path} and {len(result.figures)} figure(s)"), soft_wrap=True)

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from core.config import MAX_WORKERS, STRUCTURES, RunConfig
 from core.stats import MeanStd, setup_rows
+from tui.literal import clean, clean_block, literal
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.labels import protocol_label, setup_label
@@ -205,16 +206,16 @@ class ExperimentsScreen(PairsScreen):
             epoch = f"{row['current_epoch'] or 0}/{row['epochs']}"
         done = f"{row['done'] or 0}/{row['total']}"
         return (
-            setup_label(row),
-            Text(done, style="green" if row["total"] and row["done"] == row["total"] else ""),
+            literal(setup_label(row)),
+            literal(done, "green" if row["total"] and row["done"] == row["total"] else ""),
             Text(result_text(row.get("val_acc")), justify="right"),
             Text(result_text(row.get("test_acc")), justify="right"),
-            Text(str(row["running"] or ""), style="bold green"),
-            str(row["queued"] or ""),
-            Text(str(row["failed"] or ""), style="bold red"),
-            epoch,
-            row.get("hosts") or "",
-            protocol_label(row),
+            literal(row["running"] or "", "bold green"),
+            literal(row["queued"] or ""),
+            literal(row["failed"] or "", "bold red"),
+            literal(epoch),
+            literal(row.get("hosts") or ""),
+            literal(protocol_label(row)),
         )
 
     def fill_failures(self, failures: list[dict]) -> None:
@@ -224,8 +225,8 @@ class ExperimentsScreen(PairsScreen):
         table.clear()
         for f in failures:
             error = (f["error"] or "").strip().splitlines()
-            table.add_row(setup_label(f), str(f["rep"]), str(f["attempts"]),
-                          error[-1] if error else "", key=f["id"])
+            table.add_row(literal(setup_label(f)), literal(f["rep"]), literal(f["attempts"]),
+                          literal(error[-1] if error else ""), key=f["id"])
 
     def show_pool(self) -> None:
         counts = self.snapshot.counts if self.snapshot else {"running": 0, "queued": 0}
@@ -249,8 +250,8 @@ class ExperimentsScreen(PairsScreen):
             failure = next((f for f in self.snapshot.failures if f["id"] == event.row_key.value),
                            None)
             if failure is not None:
-                self.notify(failure["error"] or "no error recorded", severity="error",
-                            title=f"{setup_label(failure)} rep {failure['rep']}", timeout=20,
+                self.notify(clean_block(failure["error"] or "no error recorded"), severity="error",
+                            title=clean(f"{setup_label(failure)} rep {failure['rep']}"), timeout=20,
                             markup=False)
             return
         if event.data_table.id == "exp-table" and event.row_key is not None:

@@ -13,6 +13,7 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Select, Static
 
 from core.curves import epoch_curves
+from tui.literal import literal
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.curves import CurvePlot, legend_text
@@ -88,7 +89,8 @@ class PlotsScreen(PairsScreen):
         self.configs = data.configs
         self.curves = data.curves
         select = self.query_one("#plots-config", Select)
-        options = [(f"{setup_label(c)} · {protocol_label(c)}", c["id"]) for c in data.configs]
+        options = [(literal(f"{setup_label(c)} · {protocol_label(c)}"), c["id"])
+                   for c in data.configs]
         if [value for _, value in options] != self.option_ids:
             self.option_ids = [value for _, value in options]
             with self.prevent(Select.Changed):
@@ -102,7 +104,7 @@ class PlotsScreen(PairsScreen):
         max_epoch = config["epochs"] if config else 1
         for metric, *_ in PLOTS:
             self.query_one(f"#plot-{metric}", CurvePlot).set_curves(data.curves, max_epoch)
-        self.query_one("#plots-summary", Static).update(self.summary(config, data.curves))
+        self.query_one("#plots-summary", Static).update(literal(self.summary(config, data.curves)))
         self.query_one("#plots-legend", Static).update(legend_text(data.curves, max_epoch))
 
     @staticmethod

@@ -29,6 +29,7 @@ from core.config import (
 )
 from core.errors import DataError
 from core.store import StoreError
+from tui.literal import clean, literal, literal_block
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 
@@ -239,7 +240,7 @@ class QueueScreen(PairsScreen):
         for name in LISTS:
             self.query_one(f"#q-{name}").set_class(name in plan.errors, "invalid-field")
         errors = self.query_one("#queue-errors", Static)
-        errors.update(Text("\n".join(f"✗ {msg}" for msg in plan.errors.values())))
+        errors.update(literal_block("\n".join(f"✗ {clean(msg)}" for msg in plan.errors.values())))
         errors.display = bool(plan.errors)
         self.query_one("#queue-go", Button).disabled = not plan.ok
 
@@ -279,7 +280,7 @@ class QueueScreen(PairsScreen):
             text = (f"{self.describe(plan)} = {total} runs: adds [b]{new}[/b] new run(s)"
                     f"{note}; {total - new} already in the database")
         except StoreError as exc:
-            text = Text(f"cannot count: {exc}")
+            text = literal(f"cannot count: {exc}")
         if not worker.is_cancelled:
             self.app.call_from_thread(self.show_preview, text)
 
@@ -332,7 +333,8 @@ class QueueScreen(PairsScreen):
         self.plan = plan
         self.mark(plan)
         if not plan.ok:
-            self.notify("not queued: fix the marked fields", severity="error")
+            reasons = "; ".join(plan.errors.values()) or "nothing to queue"
+            self.notify(clean(f"not queued: {reasons}"), severity="error", markup=False)
             return
         self._queue(plan)
 
@@ -341,7 +343,7 @@ class QueueScreen(PairsScreen):
         try:
             added = self.app.db.write(lambda s: api.queue(s, plan.configs, plan.reps))
         except StoreError as exc:
-            self.app.call_from_thread(self.notify, f"not queued: {exc}", severity="error",
+            self.app.call_from_thread(self.notify, clean(f"not queued: {exc}"), severity="error",
                                       markup=False)
             return
         total = len(plan.configs) * plan.reps

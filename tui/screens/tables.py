@@ -17,6 +17,7 @@ from core.config import STRUCTURES
 from core.protocol import Protocol, group_by_protocol
 from core.report import TABLE_NUMBERS, Table, setup_records, to_csv, to_latex, to_markdown
 from core.stats import BestComparison, SetupRow, best_setups
+from tui.literal import clean, literal, literal_block
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 
@@ -88,7 +89,8 @@ def table_cells(row: list) -> list[Text]:
         style = "bold" if cell.bold else ""
         if "unfinished" in cell.text:
             style = "italic yellow"
-        cells.append(Text(cell.text, style=style, justify="right" if "±" in cell.text else "left"))
+        cells.append(Text(clean(cell.text), style=style,
+                          justify="right" if "±" in cell.text else "left"))
     return cells
 
 
@@ -176,9 +178,9 @@ class TablesScreen(PairsScreen):
                 title.update(f"{tab_title(tab)}: no configurations of this structure yet")
                 notes.update("")
                 continue
-            title.update(Text(table.title, style="bold"))  # Text: never parsed as markup
+            title.update(literal(table.title, "bold"))
             for column in table.columns:
-                widget.add_column(column, key=column)
+                widget.add_column(literal(column), key=column)
             for index, row in enumerate(table.rows):
                 widget.add_row(*table_cells(row), key=str(index))
             lines = list(table.notes)
@@ -187,7 +189,7 @@ class TablesScreen(PairsScreen):
             if tab != "best":
                 lines.append("Bold: best mean validation loss and accuracy of this structure "
                              "under this protocol.")
-            notes.update(Text("\n".join(lines)))
+            notes.update(literal_block("\n".join(lines)))
 
     # -- export ------------------------------------------------------------------------------
     def export_text(self, tab: str, fmt: str) -> str:
@@ -211,6 +213,7 @@ class TablesScreen(PairsScreen):
         try:
             path.write_text(self.export_text(tab, fmt), encoding="utf-8")
         except OSError as exc:
-            self.notify(f"cannot write {path}: {exc.strerror}", severity="error", markup=False)
+            self.notify(clean(f"cannot write {path}: {exc.strerror}"), severity="error",
+                        markup=False)
             return
-        self.notify(f"wrote {path}", title=f"Exported {fmt}", markup=False)
+        self.notify(clean(f"wrote {path}"), title=f"Exported {fmt}", markup=False)

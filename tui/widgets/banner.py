@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.widgets import Static
+
+from tui.literal import literal_block
 
 
 class DbBanner(Static):
@@ -26,4 +27,4 @@ class DbBanner(Static):
 
     def _show(self, error: str | None) -> None:
         self.set_class(bool(error), "-shown")
-        self.update(Text(error or ""))
+        self.update(literal_block(error or ""))

@@ -36,14 +36,23 @@ def default_workers() -> int:
 
 
 def work_command(db_path: Path, workers: int) -> list[str]:
-    """``python -m tui.cli work`` with this interpreter (the ``pairs`` script as a fallback)."""
-    args = ["work", "--workers", str(workers), "--db", str(db_path)]
+    """``python -P -m tui.cli work`` with this interpreter (the ``pairs`` script as a fallback).
+
+    ``-P`` (safe path): ``-m`` would otherwise put the current folder first on ``sys.path``, and a
+    ``./tui/cli.py`` or ``./core/`` there would run instead of the installed project."""
+    args = ["work", "--workers", str(workers), "--db", str(Path(db_path).absolute())]
     if sys.executable:
-        return [sys.executable, "-m", "tui.cli", *args]
+        return [sys.executable, "-P", "-m", "tui.cli", *args]
     script = shutil.which("pairs")
     if script is None:
         raise RuntimeError("cannot find the Python interpreter or the pairs command")
     return [script, *args]
+
+
+def safe_env() -> dict[str, str]:
+    """This environment with PYTHONSAFEPATH=1: no Python child of the subprocess (the spawned
+    workers) puts the current folder on ``sys.path`` either."""
+    return {**os.environ, "PYTHONSAFEPATH": "1"}
 
 
 class WorkerPool:
@@ -76,6 +85,7 @@ class WorkerPool:
             self.process = subprocess.Popen(
                 work_command(self.db_path, workers), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd(),
+                env=safe_env(),
             )
         self.workers = workers
         self.started_at = time.time()

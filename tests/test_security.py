@@ -1,0 +1,212 @@
+"""Security (issue 16): child processes import only the installed project, never the current
+folder's; strings from a database never reach the terminal as markup or control characters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import api
+from core.config import RunConfig
+
+TINY = RunConfig(structure="shared", arch="A1", kernel=3, epochs=2, train_pairs=100, val_pairs=10,
+                 test_pairs=100)
+#: Packages a hostile folder holds: each writes the marker when imported (and then breaks).
+HOSTILE_PACKAGES = ("tui", "core", "multiprocessing", "torch", "ray")
+
+
+def hostile_folder(path: Path) -> tuple[Path, Path]:
+    """A folder whose ./tui/cli.py, ./core/, ./multiprocessing/ ... write a marker file."""
+    path.mkdir()
+    marker = path.parent / "MARKER"
+    code = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for package in HOSTILE_PACKAGES:
+        (path / package).mkdir()
+        (path / package / "__init__.py").write_text(code)
+    (path / "tui" / "cli.py").write_text(code)
+    return path, marker
+
+
+def queued_db(path: Path, reps: int = 2) -> Path:
+    with api.open_store(path) as store:
+        api.queue(store, [TINY], reps)
+    return path
+
+
+def done_count(db: Path) -> int:
+    with api.open_store(db, create=False) as store:
+        return store.status_counts()["done"]
+
+
+def pairs_script() -> str:
+    return str(Path(sys.executable).with_name("pairs"))
+
+
+@pytest.mark.slow
+def test_pairs_work_from_a_hostile_folder_runs_only_the_installed_project(tmp_path):
+    folder, marker = hostile_folder(tmp_path / "hostile")
+    db = queued_db(tmp_path / "runs.db")
+    result = subprocess.run([pairs_script(), "work", "--workers", "2", "--db", str(db)],
+                            cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists(), marker.read_text()
+    assert done_count(db) == 2
+
+
+@pytest.mark.slow
+def test_the_consoles_pool_from_a_hostile_folder_runs_only_the_installed_project(tmp_path,
+                                                                                  monkeypatch):
+    from tui.widgets.pool import WorkerPool
+
+    folder, marker = hostile_folder(tmp_path / "hostile")
+    db = queued_db(tmp_path / "runs.db")
+    monkeypatch.chdir(folder)
+    pool = WorkerPool(db)
+    process = pool.start(1)
+    process.wait(timeout=300)
+    assert process.returncode == 0, pool.log_path.read_text()
+    assert not marker.exists(), marker.read_text()
+    assert done_count(db) == 2
+    assert "2 run(s) done" in pool.log_path.read_text()
+
+
+@pytest.mark.slow
+def test_ray_tasks_from_a_hostile_folder_run_only_the_installed_project(tmp_path):
+    pytest.importorskip("ray")
+    folder, marker = hostile_folder(tmp_path / "hostile")
+    for package in ("torch", "ray"):  # the driver itself needs these from the venv
+        (folder / package / "__init__.py").unlink()
+        (folder / package).rmdir()
+    db = queued_db(tmp_path / "runs.db")
+    started = time.monotonic()
+    result = subprocess.run([pairs_script(), "work", "--executor", "ray", "--workers", "1",
+                             "--db", str(db)], cwd=folder, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert result.returncode == 0, (result.stderr[-3000:], time.monotonic() - started)
+    assert not marker.exists(), marker.read_text()
+    assert done_count(db) == 2
+
+
+# -- strings from a database are data ------------------------------------------------------------
+
+def test_literal_escapes_controls_and_never_parses_markup():
+    from tui.literal import clean, clean_block, literal
+
+    assert clean("\x1b[2J") == "\\x1b[2J"
+    assert clean("\x9b31m\x7f") == "\\x9b31m\\x7f"
+    assert clean("a\nb\tc") == "a\\x0ab\\x09c"
+    assert clean_block("a\nb\tc\x1b") == "a\nb\tc\\x1b"
+    assert clean("\u202eabc") == "\\u202eabc"
+    assert clean(None) == "" and clean(3) == "3"
+    text = literal("[/oops] [bold]x[/bold]", "red")
+    assert text.plain == "[/oops] [bold]x[/bold]" and not text.spans
+
+
+CLI_COMMANDS = (
+    ["status"], ["table"], ["table", "--format", "csv"], ["table", "--format", "markdown"],
+    ["table", "--compare", "paper"], ["best"], ["best", "--format", "latex"],
+    ["plot", "--structure", "shared-aux", "--arch", "A1", "--kernel", "3"],
+)
+
+
+@pytest.mark.parametrize("args", CLI_COMMANDS, ids=" ".join)
+def test_every_command_shows_hostile_strings_literally(tmp_path, args):
+    from hostile import has_control, hostile_db
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    db = hostile_db(tmp_path / "hostile.db")
+    result = CliRunner().invoke(app, [*args, "--db", str(db)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not has_control(result.stdout), repr(result.stdout)
+    assert not has_control(result.stderr or ""), repr(result.stderr)
+
+
+def test_status_through_a_pipe_shows_the_error_and_host_literally(tmp_path):
+    """``pairs status | cat``: a real process, its stdout a pipe."""
+    from hostile import VISIBLE, has_control, hostile_db
+
+    db = hostile_db(tmp_path / "hostile.db")
+    result = subprocess.run([pairs_script(), "status", "--db", str(db)], capture_output=True,
+                            text=True, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and not has_control(result.stdout), repr(result.stdout)
+    flat = result.stdout.replace("\n", "")
+    for shown in VISIBLE:
+        assert shown in flat, (shown, result.stdout)
+    assert "[/oops]\\x1b]0;host\\x07" in flat  # the host of the running run
+
+
+def test_a_hostile_database_path_in_a_message(tmp_path):
+    """A file name with markup and escapes, in an error message: shown literally, one line."""
+    from hostile import has_control
+
+    name = tmp_path / "[/oops]\x1b]0;t\x07.db"  # a folder "[" holding "oops]...db"
+    name.parent.mkdir()
+    name.write_text("not a database")
+    result = subprocess.run([pairs_script(), "status", "--db", str(name)], capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert not has_control(result.stderr) and "[/oops]\\x1b]0;t\\x07.db" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _all_text(app) -> str:
+    """The text of every DataTable cell, Static, Select and notification of the app."""
+    from rich.text import Text
+    from textual.widgets import DataTable, Static
+
+    parts = []
+    for screen in [app.screen, *app.screen_stack]:
+        for table in screen.query(DataTable):
+            for index in range(table.row_count):
+                parts.extend(c.plain if isinstance(c, Text) else str(c)
+                             for c in table.get_row_at(index))
+        for static in screen.query(Static):
+            parts.append(str(static.render()))
+    parts.extend(n.message for n in app._notifications)
+    return "\n".join(parts)
+
+
+async def test_every_screen_shows_hostile_strings_literally(tmp_path):
+    from hostile import VISIBLE, has_control, hostile_db
+    from test_tui_support import settle, wait_for
+    from textual.widgets import DataTable
+
+    from tui.app import make_app
+    from tui.screens.experiments import ExperimentsScreen
+    from tui.screens.plots import PlotsScreen
+    from tui.screens.queue import QueueScreen
+    from tui.screens.tables import TablesScreen
+
+    db = hostile_db(tmp_path / "hostile.db")
+    app = make_app(db, workers=1)
+    async with app.run_test(size=(160, 50)) as pilot:
+        experiments = await settle(pilot, ExperimentsScreen)
+        text = _all_text(app)
+        assert "[/oops]\\x1b]0;host\\x07" in text  # the running run's host
+        assert not has_control(text), repr(text)
+        failures = experiments.query_one("#exp-failure-table", DataTable)
+        assert failures.row_count == 1
+        failures.focus()
+        await pilot.press("enter")  # the whole error, in a notification
+        await wait_for(pilot, lambda: any("[/oops]" in n.message for n in app._notifications))
+        error = next(n.message for n in app._notifications if "[/oops]" in n.message)
+        for shown in VISIBLE:
+            assert shown in error, shown
+        for key, screen_type in (("3", PlotsScreen), ("4", TablesScreen), ("2", QueueScreen),
+                                 ("1", ExperimentsScreen)):
+            await pilot.press(key)
+            await settle(pilot, screen_type)
+            await pilot.pause()
+            text = _all_text(app)
+            assert not has_control(text), (key, repr(text))
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.is_running
