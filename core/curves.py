@@ -274,9 +274,10 @@ def draw_metric(plt, curves: dict | None, metric: str, *, last: int | None = Non
         labels = [f"{t:g}" for t in ticks]
     else:
         ticks = nice_ticks(min(values), max(values), count)
-        while len(ticks) > max(count + 1, 2) and len(ticks) > 2:
+        target = count
+        while len(ticks) > max(target + 1, 2) and count > 1:  # fewer rows: a coarser step
             count -= 1
-            ticks = nice_ticks(min(values), max(values), max(count, 1))
+            ticks = nice_ticks(min(values), max(values), count)
         positions, labels = ticks, tick_labels(ticks)
     top = positions[-1]
     if rows and not log and rows > len(ticks) > 1:  # each tick on a row, evenly apart

@@ -77,6 +77,13 @@ async def test_queue_has_the_focus_on_entry_and_boxes_differ_by_glyph(tmp_path):
         boxes = [structures.render_line(y).text[:3] for y in range(4)]
         assert boxes == ["▐✓▌", "▐✓▌", "▐ ▌", "▐ ▌"]  # independent, shared chosen
 
+        def background(widget, y: int):
+            return list(widget.render_line(y))[-1].style.bgcolor
+
+        archs = screen.query_one("#q-arch", SelectionList)  # not focused: no row stands out
+        assert background(archs, 0) == background(archs, 1)
+        assert background(structures, 0) != background(structures, 1)  # the cursor, focused
+
 
 @pytest.mark.parametrize("key", ["1", "2", "3", "4"])
 async def test_footers_fit_80_columns(tmp_path, key):

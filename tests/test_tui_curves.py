@@ -65,6 +65,9 @@ def test_terminal_plot_has_its_legend_below_and_marks_the_lr_step(stepped):
     assert not any("mean" in line for line in plot_lines)  # nothing over the curves
     assert any("⠉" in line or "⣀" in line for line in plot_lines)  # braille lines, not blocks
     assert not any("█" in line or "▄" in line for line in plot_lines)
+    # the lr step: a vertical line inside each panel's frame, between epochs 3 and 4
+    inside = [line for line in plot_lines if line.count("│") + line.count("┤") >= 3]
+    assert len(inside) >= 9
 
 
 def test_legend_omits_the_lr_step_when_there_is_none(stepped):
