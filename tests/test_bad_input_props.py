@@ -164,7 +164,7 @@ def test_grid_either_queues_or_fails_cleanly(name, args):
                                                        ["--max-retries", "-1"],
                                                        ["--executor", "slurm"]]))
 def test_work_with_an_invalid_value_is_one_line_and_exit_2(args, guard):
-    argv = ["work", *guard, *args]
+    argv = ["work", *args, *guard]  # the guard last: of a repeated option the last one counts
     with throwaway_db(queued=True) as (folder, db):
         before = db.read_bytes()
         code, _, err = call([*argv, "--db", str(db)], folder)
