@@ -511,6 +511,7 @@ class Store:
         _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
             self.check_same_file()
+            self._count_write()
             yield self.db
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -542,6 +543,42 @@ class Store:
         raise DatabaseGone(
             f"{self.path} was replaced by another file while this process had it open: stopped, "
             "nothing is written to either; run the command again to use the new file"
+        )
+
+    def _count_write(self) -> None:
+        """Check that the file holds what this connection sees, then count this write.
+
+        Under the write lock no one else can commit, so a fresh connection must read the count
+        of writes this one reads. It reads less when the file was overwritten in place by an
+        older copy (``cp backup.db runs.db``: the same inode, the old pages in this connection's
+        cache): writing on would mix the two databases, so nothing is written (DatabaseGone).
+        """
+        if self._identity is None:
+            return
+        try:
+            mine = self.db.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
+        except sqlite3.OperationalError:
+            return  # no meta table yet: the schema is being created
+        probe = None
+        try:
+            probe = sqlite3.connect(str(self.path), timeout=1.0)
+            theirs = probe.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
+        except sqlite3.Error:
+            theirs = mine  # busy or unreadable: SQLite itself will say so
+        finally:
+            if probe is not None:
+                probe.close()
+        if theirs != mine:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.rollback()
+            raise DatabaseGone(
+                f"{self.path} was overwritten by another copy while this process had it open "
+                "(cp onto it?): stopped, nothing more is written; run the command again to use "
+                "the file as it is now"
+            )
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('writes', '1') ON CONFLICT (key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
 
     def _let_go(self) -> None:

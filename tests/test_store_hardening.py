@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -357,3 +358,19 @@ async def test_the_console_shows_a_banner_for_a_hand_edited_row(tmp_path, built_
         await pilot.press("4")
         await pilot.pause(0.3)
         assert app.is_running and "table configs" in (app.db_error or "")
+
+
+def test_a_file_overwritten_in_place_by_an_older_copy_is_never_written(tmp_path):
+    db = build(tmp_path / "w.db")
+    backup = tmp_path / "backup.db"
+    store_module.copy_database(db, backup)
+    with open_store(db) as s:
+        s.queue([tiny(arch="A3")], 2)
+        s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself
+        before = dump(backup)
+        shutil.copyfile(backup, db)  # like cp: the same inode, overwritten
+        with pytest.raises(DatabaseGone, match="overwritten by another copy"):
+            s.queue([tiny(arch="A4")], 2)
+        with pytest.raises(DatabaseGone, match="overwritten"):
+            s.claim("host:1")
+    assert dump(db) == before
