@@ -16,7 +16,7 @@ from rich.text import Text
 from core import __version__, api
 from core.config import DEFAULT_REPS, PRESETS, RunConfig
 from core.report import FORMATS, Table
-from tui.literal import clean_block, join, literal
+from tui.literal import clean_block, join, literal, literal_block
 
 app = typer.Typer(
     name="pairs",
@@ -262,7 +262,8 @@ def status(db: DbOption = None) -> None:
             out.print(table)
         for f in store.failures():
             out.print(join(Text("failed", style="red"), f" {f['structure']} {f['arch']} "
-                           f"k{f['kernel']} rep {f['rep']}: {f['error']}"), soft_wrap=True)
+                           f"k{f['kernel']} rep {f['rep']}: ", literal_block(f["error"])),
+                      soft_wrap=True)
 
 
 @app.command()
