@@ -137,9 +137,9 @@ class RayExecutor:
                     raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: "
                                       f"{_first_line(exc)} ({hint})") from None
             else:
-                with self._from_an_empty_folder():
+                with self._from_an_empty_folder(), _loopback_only():
                     ray.init(address="local", num_cpus=max(1, workers) * self.threads,
-                             include_dashboard=False, **quiet)
+                             include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
                 self.local = True
             self.started = True
         if not self.local:
@@ -280,6 +280,33 @@ class RayExecutor:
             for run_id in sorted(submitted.open):
                 self.reasons[run_id] = reason
                 self.lost.append(run_id)
+
+
+LOOPBACK = "127.0.0.1"
+#: Ray's switch for "this node is part of a cluster": off, a node's IP is the loopback address and
+#: every process of the instance (GCS, raylet, object manager, workers, runtime-env agent) listens
+#: on it only. Read once at import, so ``_loopback_only`` also sets the loaded constant.
+_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Start a local Ray instance that listens on 127.0.0.1 only: Ray has no authentication by
+    default, and anyone who reaches its ports can run code. The processes started inside keep
+    the setting (they inherit the environment); it is undone for this process afterwards."""
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_CLUSTER_SWITCH] = saved_env
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -210,3 +210,105 @@ async def test_every_screen_shows_hostile_strings_literally(tmp_path):
         await pilot.press("question_mark")
         await pilot.pause()
         assert app.is_running
+
+
+# -- a local Ray instance listens on loopback only ------------------------------------------------
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _address(hex_address: str, v6: bool) -> str:
+    import socket
+
+    raw = bytes.fromhex(hex_address.split(":")[0])
+    if v6:
+        return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+    return socket.inet_ntop(socket.AF_INET, raw[::-1])
+
+
+def listening_sockets(pid: int) -> set[tuple[str, str]]:
+    """(process name, address) of every TCP socket listening in ``pid`` or its descendants
+    (from /proc: the sockets' inodes in each process's fds, matched in /proc/net/tcp{,6})."""
+    inodes: dict[str, str] = {}
+    for process in _descendants(pid):
+        try:
+            with open(f"/proc/{process}/comm") as f:
+                name = f.read().strip()
+            fds = os.listdir(f"/proc/{process}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{process}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes[link[8:-1]] = name
+    found = set()
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add((inodes[fields[9]], _address(fields[1], v6)))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or \
+        address.startswith("::ffff:127.")
+
+
+def test_the_listener_parser_sees_a_wildcard_socket():
+    import socket
+
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))
+    server.listen()
+    try:
+        sockets = listening_sockets(os.getpid())
+        assert any(address == "0.0.0.0" for _, address in sockets), sockets
+        assert not is_loopback("0.0.0.0") and not is_loopback("::")
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_listens_on_loopback_only(tmp_path):
+    pytest.importorskip("ray")
+    with api.open_store(tmp_path / "runs.db") as store:
+        api.queue(store, [TINY.replace(epochs=40)], 2)
+    process = subprocess.Popen(
+        [pairs_script(), "work", "--executor", "ray", "--workers", "1", "--db",
+         str(tmp_path / "runs.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    seen: set[tuple[str, str]] = set()
+    while process.poll() is None:
+        seen |= listening_sockets(process.pid)
+        time.sleep(0.2)
+    _, stderr = process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    names = {name for name, _ in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # the instance was seen while it ran
+    beyond = {(name, address) for name, address in seen if not is_loopback(address)}
+    assert not beyond, beyond
+    assert done_count(tmp_path / "runs.db") == 2

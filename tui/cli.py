@@ -23,7 +23,7 @@ from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
 from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
 from tui._early import defer_signals as _defer_signals
-from tui.literal import clean_block, join, literal
+from tui.literal import clean_block, join, literal, literal_block
 
 app = typer.Typer(
     name="pairs",
@@ -376,7 +376,8 @@ def status(db: DbOption = None) -> None:
             out.print(table)
         for f in store.failures():
             out.print(join(Text("failed", style="red"), f" {f['structure']} {f['arch']} "
-                           f"k{f['kernel']} rep {f['rep']}: {f['error']}"), soft_wrap=True)
+                           f"k{f['kernel']} rep {f['rep']}: ", literal_block(f["error"])),
+                      soft_wrap=True)
         mixed = api.code_version_note(store, None)
         if mixed:
             out.print(literal(mixed, "bold yellow"))
