@@ -161,6 +161,22 @@ def legend_lines(entries: list[LegendEntry], color: bool = False) -> list[str]:
     return lines
 
 
+def shared_lr_step(overlaid: list[dict]) -> tuple[int, float] | None:
+    """(last epoch at the first rate, gamma) when every overlaid setup steps its learning rate
+    at the same epoch within the plotted epochs (the plots then mark it), else None."""
+    steps = {(c["config"].lr_step, c["config"].lr_gamma) for c in overlaid}
+    if len(steps) != 1:
+        return None
+    step, gamma = next(iter(steps))
+    last = max(c["config"].epochs for c in overlaid)
+    return (step, gamma) if gamma != 1 and step < last else None
+
+
+def lr_line(overlaid: list[dict]) -> str | None:
+    step = shared_lr_step(overlaid)
+    return None if step is None else f"lr ×{step[1]:g} after epoch {step[0]}"
+
+
 # -- choosing the setups (the command line) -------------------------------------------------
 
 def parse_setup(text: str) -> tuple[str, str, int]:
@@ -270,20 +286,22 @@ def draw_overlay(plt, overlaid: list[dict], metric: str, *, log: bool = False,
     values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
     if not values:
         return
-    count = 5 if rows is None else max(2, min(6, (rows + 1) // 2))
+    # at most one tick every other row, so ticks never crowd onto consecutive rows
+    most = 6 if rows is None else max(2, min(6, (rows - 1) // 2 + 1))
     if log:
         floor = min((v for v in values if v > 0), default=1e-6)
         ticks = log_ticks(floor, max(max(values), floor))
-        if count < len(ticks):
-            keep = max(1, math.ceil((len(ticks) - 1) / max(count - 1, 1)))
+        if most < len(ticks):  # keep the ends and thin the rest
+            keep = max(1, math.ceil((len(ticks) - 1) / max(most - 1, 1)))
             ticks = ticks[::keep] if (len(ticks) - 1) % keep == 0 else [*ticks[::keep], ticks[-1]]
         lines = [(xs, [math.log10(max(v, floor)) for v in ys], c) for xs, ys, c in lines]
         positions, labels = [math.log10(t) for t in ticks], [f"{t:g}" for t in ticks]
     else:
+        count = max(most - 1, 1)
         ticks = nice_ticks(min(values), max(values), count)
-        while len(ticks) > max(count + 1, 2) and len(ticks) > 2:
+        while len(ticks) > most and count > 1:
             count -= 1
-            ticks = nice_ticks(min(values), max(values), max(count, 1))
+            ticks = nice_ticks(min(values), max(values), count)
         positions, labels = ticks, tick_labels(ticks)
     top = positions[-1]
     if rows and not log and rows > len(ticks) > 1:  # each tick on a row, evenly apart
@@ -291,11 +309,9 @@ def draw_overlay(plt, overlaid: list[dict], metric: str, *, log: bool = False,
         top = positions[0] + (positions[1] - positions[0]) * (rows - 1) / spacing
     plt.ylim(positions[0], top)
     plt.yticks(positions, labels)
-    steps = {(c["config"].lr_step, c["config"].lr_gamma) for c in overlaid}
-    if len(steps) == 1:
-        step, gamma = next(iter(steps))
-        if gamma != 1 and step < last:
-            plt.vline(step + 0.5, LR_COLOR)
+    step = shared_lr_step(overlaid)
+    if step is not None and step[0] < last:
+        plt.vline(step[0] + 0.5, LR_COLOR)
     for xs, ys, color in lines:
         plt.plot(xs, ys, marker="braille", color=color)
 
@@ -321,8 +337,10 @@ def terminal_overlay(overlaid: list[dict], width: int = 100, height: int | None 
     text = figure.build()
     if not color:
         text = plt.uncolorize(text)
-    head = overlay_title(overlaid)
-    return f"{head}\n{text}\n" + "\n".join(legend_lines(overlay_legend(overlaid), color)) + "\n"
+    lines = legend_lines(overlay_legend(overlaid), color)
+    if lr_line(overlaid):
+        lines.append(f"│ {lr_line(overlaid)}")
+    return f"{overlay_title(overlaid)}\n{text}\n" + "\n".join(lines) + "\n"
 
 
 def overlay_title(overlaid: list[dict]) -> str:

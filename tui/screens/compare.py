@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
 from core.curves import CURVE_METRICS
-from core.overlay import best_config_ids, overlay_curves, overlay_legend
+from core.overlay import best_config_ids, lr_line, overlay_curves, overlay_legend
 from core.protocol import ordered
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
@@ -119,7 +119,8 @@ class CompareScreen(PairsScreen):
         self.query_one("#compare-top", Static).update(self.top_line(candidates, protocols))
         entries = overlay_legend(self.shown, with_protocol=self.across and len(protocols) > 1)
         width = self.query_one("#compare-legend").size.width or self.app.size.width
-        self.query_one("#compare-legend", Static).update(legend_text(entries, width))
+        self.query_one("#compare-legend", Static).update(
+            legend_text(entries, width, lr_line(self.shown)))
 
     def top_line(self, candidates: list[dict], protocols: list) -> Text:
         text = Text()

@@ -201,11 +201,11 @@ class ExperimentsScreen(PairsScreen):
         table.refresh()
 
     def marked_cells(self, row: dict) -> tuple:
-        """:meth:`cells`, the setup marked ``●`` when it is marked for Compare (Space)."""
+        """:meth:`cells`, the setup followed by ``●`` when it is marked for Compare (Space)."""
         values = self.cells(row)
-        marked = row["id"] in getattr(self.app, "marked_configs", ())
-        return (Text.assemble(("● " if marked else "  ", "bold magenta"), values[0]),
-                *values[1:])
+        if row["id"] not in getattr(self.app, "marked_configs", ()):
+            return values
+        return (Text.assemble(values[0], (" ●", "bold magenta")), *values[1:])
 
     @staticmethod
     def cells(row: dict) -> tuple:
@@ -331,6 +331,10 @@ class ExperimentsScreen(PairsScreen):
         else:
             marks.append(config_id)
         self.fill_table()
+        table = self.query_one("#exp-table", DataTable)
+        if config_id in table.rows:  # the column widens for the mark
+            row = next(r for r in self.snapshot.progress if r["id"] == config_id)
+            table.update_cell(config_id, "setup", self.marked_cells(row)[0], update_width=True)
 
     async def action_compare(self) -> None:
         """The Compare screen: the marked setups, or the best of each structure if none."""

@@ -10,14 +10,14 @@ from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from core.curves import LOSS_METRICS
-from core.overlay import LegendEntry, dim, draw_overlay
+from core.overlay import LR_COLOR, LegendEntry, dim, draw_overlay
 
 
 def _style(rgb: tuple[int, int, int]) -> str:
     return f"bold rgb({rgb[0]},{rgb[1]},{rgb[2]})"
 
 
-def legend_text(entries: list[LegendEntry], width: int = 80) -> Text:
+def legend_text(entries: list[LegendEntry], width: int = 80, lr: str | None = None) -> Text:
     """One line per setup in its colour: the setup, n, the final mean ± std of each metric (and
     its protocol when several are overlaid); a last line says how the spread is drawn. Every
     string from the database goes in as plain text, never as markup."""
@@ -35,8 +35,11 @@ def legend_text(entries: list[LegendEntry], width: int = 80) -> Text:
             text.append(e.protocol, style="italic")
         text.append("\n")
     text.append("┈┈ ", style=_style(dim(entries[0].color)))
-    text.append("thin, dimmer: mean - std and mean + std · values at the final epoch",
+    text.append("dimmer: mean ± std · values at the final epoch",
                 style="dim")
+    if lr:
+        text.append("  │ ", style=_style(LR_COLOR))
+        text.append(lr, style="dim")
     return text
 
 
