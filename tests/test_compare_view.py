@@ -300,6 +300,19 @@ def test_plot_compare_several_protocols_needs_a_choice(tmp_path):
         assert len(resolve_setups(store, ["best"], across_protocols=True)) == 4
 
 
+def test_across_protocols_needs_compare(compare_db):
+    result = plot("--across-protocols", "--db", compare_db)
+    assert isinstance(result.exception, ConfigError)
+    assert "--across-protocols is for --compare" in str(result.exception)
+
+
+def test_the_compare_screen_never_imports_torch():
+    code = ("import sys, tui.app, tui.screens.compare, tui.screens.tables, core.overlay; "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 def test_plot_compare_error_is_one_line_on_stderr(compare_db):
     done = subprocess.run([sys.executable, "-m", "tui.cli", "plot", "--compare", "shared:A6:3",
                            "--db", str(compare_db)], capture_output=True, text=True)

@@ -59,6 +59,9 @@ def plot(
     several setups' means overlaid, each with its ± std."""
     if output is not None:
         check_figure_path(output)
+    if across_protocols and not compare_setups:
+        raise api.ConfigError("--across-protocols is for --compare: give the setups to overlay "
+                              "(e.g. --compare best)")
     if compare_setups:
         _plot_compare(compare_setups, output, log, across_protocols, db, choice)
         return
