@@ -186,6 +186,17 @@ async def test_l_puts_the_compared_losses_on_a_log_scale(compare_db):
         assert not screen.query_one("#compare-val_acc", OverlayPlot).log_scale
 
 
+async def test_compare_footer_fits_80_columns(compare_db):
+    console = make_app(compare_db, workers=2)
+    async with console.run_test(size=(80, 24)) as pilot:
+        await experiments_ready(pilot)
+        await pilot.press("5")
+        await compare_shows(pilot, 0)
+        keys = list(console.screen.query_one("Footer").query("FooterKey"))
+        assert keys and keys[-1].region.right <= 80 and keys[-1].region.width > 0
+        assert "Quit" in str(keys[-1].render())
+
+
 # -- the paper on the Tables screen ---------------------------------------------------------
 
 async def test_v_shows_the_paper_beside_each_cell_and_the_best(compare_db):
