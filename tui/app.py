@@ -113,6 +113,12 @@ def _plots_screen() -> Screen:
     return PlotsScreen()
 
 
+def _compare_screen() -> Screen:
+    from tui.screens.compare import CompareScreen
+
+    return CompareScreen()
+
+
 def _tables_screen() -> Screen:
     from tui.screens.tables import TablesScreen
 
@@ -129,6 +135,7 @@ class PairsApp(App[None]):
         "queue": QueueScreen,
         "plots": _plots_screen,
         "tables": _tables_screen,
+        "compare": _compare_screen,
     }
     DEFAULT_MODE = "experiments"
     BINDINGS = [
@@ -136,6 +143,7 @@ class PairsApp(App[None]):
         Binding("2", "switch_mode('queue')", "Queue"),
         Binding("3", "switch_mode('plots')", "Plots"),
         Binding("4", "switch_mode('tables')", "Tables"),
+        Binding("5", "switch_mode('compare')", "Compare", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("d", "toggle_dark", "Theme", show=False),
         Binding("q", "quit", "Quit"),
@@ -155,6 +163,8 @@ class PairsApp(App[None]):
         self.default_workers = workers or default_workers()
         self.watcher = DbWatcher(self.db_path, self.post_message, poll_interval)
         self._data_screens: list[PairsScreen] = []
+        #: Configurations marked on the Experiments screen (Space), in marking order: Compare's.
+        self.marked_configs: list[str] = []
         self.sub_title = clean(self.db_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -284,7 +294,7 @@ class PairsApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for mode, title in (("experiments", "Experiments"), ("queue", "Queue"),
-                            ("plots", "Plots"), ("tables", "Tables")):
+                            ("plots", "Plots"), ("tables", "Tables"), ("compare", "Compare")):
             yield SystemCommand(f"Go to {title}", f"Switch to the {title} screen",
                                 lambda mode=mode: self.switch_mode(mode))
         yield SystemCommand("Help", "Screens and keys", self.action_help)

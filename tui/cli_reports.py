@@ -36,6 +36,15 @@ FigureOutput = Annotated[
                                         "plotting in the terminal.", show_default=False),
 ]
 
+CompareOpt = Annotated[list[str] | None, typer.Option(
+    "--compare", metavar="SETUP",
+    help="Overlay setups, each STRUCTURE:ARCH:KERNEL (e.g. shared:A5:5), or best (the best "
+         "setup of each structure on validation, as pairs best); repeat for several.",
+    show_default=False)]
+AcrossOpt = Annotated[bool, typer.Option(
+    "--across-protocols", help="With --compare: overlay setups of several protocols (the "
+                               "legend names each one's protocol).")]
+
 
 @app.command()
 @protocol_choice
@@ -43,12 +52,20 @@ def plot(
     structure: PlotStructure = DEFAULTS.structure, arch: PlotArch = DEFAULTS.arch,
     kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None,
     log: Annotated[bool, typer.Option("--log", help="The losses on a log scale (terminal).")] = False,
+    compare_setups: CompareOpt = None, across_protocols: AcrossOpt = False,
     db: DbOption = None, choice: ProtocolChoice | None = None,
 ) -> None:
     """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6) of one
-    setup under one protocol (with several in the database, choose one)."""
+    setup under one protocol (with several in the database, choose one); with --compare,
+    several setups' means overlaid, each with its ± std."""
     if output is not None:
         check_figure_path(output)
+    if across_protocols and not compare_setups:
+        raise api.ConfigError("--across-protocols is for --compare: give the setups to overlay "
+                              "(e.g. --compare best)")
+    if compare_setups:
+        _plot_compare(compare_setups, output, log, across_protocols, db, choice)
+        return
     with api.open_store(db, create=False) as store:
         config_id = find_config(store, structure, arch, kernel)
         config_id = _one_protocol(store, config_id, choice)
@@ -68,6 +85,24 @@ def plot(
         save_figure(curves, output, reference)
         out.print(literal(f"wrote {output} ({curves['label']}, protocol {protocol.label}, "
                           f"{len(curves['reps'])} run(s))"), soft_wrap=True)
+
+
+def _plot_compare(specs: list[str], output: Path | None, log: bool, across: bool, db,
+                  choice: ProtocolChoice | None) -> None:
+    from core.overlay import overlay_curves, resolve_setups, save_overlay_figure, terminal_overlay
+
+    with api.open_store(db, create=False) as store:
+        overlaid = overlay_curves(store, resolve_setups(store, specs, choice, across))
+        for curves in overlaid:
+            check_has_epochs(curves, store)
+    if output is None:
+        width = shutil.get_terminal_size((100, 40)).columns
+        sys.stdout.write(terminal_overlay(overlaid, width=width, color=sys.stdout.isatty(),
+                                          log=log))
+    else:
+        save_overlay_figure(overlaid, output)
+        out.print(f"wrote {output} ({', '.join(c['label'] for c in overlaid)})", soft_wrap=True,
+                  markup=False)
 
 
 def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:

@@ -94,6 +94,8 @@ class ExperimentsScreen(PairsScreen):
         Binding("x", "stop_workers", "Stop"),
         Binding("r", "retry_failed", "Retry failed", show=False),
         Binding("m", "show_model", "Model"),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("c", "compare", "Compare", show=False),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
@@ -176,7 +178,7 @@ class ExperimentsScreen(PairsScreen):
     def fill_table(self) -> None:
         table = self.query_one("#exp-table", DataTable)
         rows = self.visible_rows()
-        cells = {r["id"]: self.cells(r) for r in rows}
+        cells = {r["id"]: self.marked_cells(r) for r in rows}
         current = [key.value for key in table.rows]
         if current == list(cells):
             for row_key, values in cells.items():
@@ -198,6 +200,13 @@ class ExperimentsScreen(PairsScreen):
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else "  "
             table.columns[key].label = Text(header + arrow)
         table.refresh()
+
+    def marked_cells(self, row: dict) -> tuple:
+        """:meth:`cells`, the setup followed by ``●`` when it is marked for Compare (Space)."""
+        values = self.cells(row)
+        if row["id"] not in getattr(self.app, "marked_configs", ()):
+            return values
+        return (Text.assemble(values[0], (" ●", "bold magenta")), *values[1:])
 
     @staticmethod
     def cells(row: dict) -> tuple:
@@ -310,3 +319,26 @@ class ExperimentsScreen(PairsScreen):
             self.notify("no configuration highlighted: queue some (2)", severity="warning")
             return
         self.app.push_screen(ModelScreen(RunConfig.from_dict(row)))
+
+    def action_toggle_mark(self) -> None:
+        """Mark (or unmark) the highlighted configuration for the Compare screen."""
+        config_id = self.app.selected_config
+        if self.snapshot is None or not any(r["id"] == config_id for r in self.snapshot.progress):
+            self.notify("no configuration highlighted: queue some (2)", severity="warning")
+            return
+        marks = self.app.marked_configs
+        if config_id in marks:
+            marks.remove(config_id)
+        else:
+            marks.append(config_id)
+        self.fill_table()
+        table = self.query_one("#exp-table", DataTable)
+        if config_id in table.rows:  # the column widens for the mark
+            row = next(r for r in self.snapshot.progress if r["id"] == config_id)
+            table.update_cell(config_id, "setup", self.marked_cells(row)[0], update_width=True)
+
+    async def action_compare(self) -> None:
+        """The Compare screen: the marked setups, or the best of each structure if none."""
+        marked = bool(self.app.marked_configs)
+        await self.app.switch_mode("compare")
+        self.app.screen.set_source("marked" if marked else "best")

@@ -27,7 +27,10 @@ machine all show up within a second.
   each repetition a faint line, the mean on top, mean ± std as two thin bounds, the epoch of
   the learning-rate step marked; the legend under the plots.
 - `4` **Tables**: Tables II-IV (mean ± std, n, best in bold) and the best setups on the test set
-  with Welch p-values, of one protocol at a time (shown above the tabs; `p` steps through them).
+  with Welch p-values, of one protocol at a time (shown above the tabs; `p` steps through them);
+  `v` the paper's numbers beside ours.
+- `5` **Compare** (`c` on Experiments): the marked setups, or the best of each structure, overlaid
+  per metric with their ±std bounds; the legend (n, final mean ± std) under the plots.
 
 ## Keys
 
@@ -45,6 +48,8 @@ machine all show up within a second.
 | | `r` | queue failed runs again |
 | | `m` | the Model view: layers, output shapes, parameters (`Esc` back) |
 | | `Home` / `End` | first / last configuration |
+| | `Space` | mark / unmark the highlighted setup for Compare (` ●` after its name) |
+| | `c` | Compare the marked setups (none marked: the best of each structure) |
 | Queue | `Ctrl+S` | queue the form (marked fields are never sent) |
 | | `Ctrl+G` | the paper's grid: every structure, architecture and kernel |
 | | `Ctrl+R` | back to the defaults |
@@ -52,6 +57,12 @@ machine all show up within a second.
 | | `l` | losses on a log scale (again: linear) |
 | Tables | `p` / `P` | next / previous protocol (numbers of two protocols are never mixed) |
 | | `m` / `l` / `c` | export the table on screen to Markdown / LaTeX / CSV in the current folder |
+| | `v` | the paper's mean ± std and Δ in paper σ beside each cell (again: without) |
+| Compare | `b` | the best of each structure / the marked setups |
+| | `a` | overlay every protocol (the legend names each) / one protocol at a time |
+| | `p` / `P` | next / previous protocol of the setups compared |
+| | `l` | losses on a log scale |
+| | `Esc` | back to Experiments |
 
 Stopping workers sends them SIGINT: they finish the current epoch, put unfinished runs back in
 the queue and exit; a later start resumes those runs from their last checkpoint.

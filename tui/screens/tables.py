@@ -13,12 +13,14 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from core import api
+from core.compare import compare_records
 from core.config import STRUCTURES
 from core.protocol import Protocol, group_by_protocol
 from core.report import TABLE_NUMBERS, Table, setup_records, to_csv, to_latex, to_markdown
 from core.stats import BestComparison, SetupRow, best_setups
 from tui.literal import clean, literal, literal_block
 from tui.screens.base import PairsScreen
+from tui.screens.tables_paper import paper_line, paper_tables
 from tui.widgets.banner import DbBanner
 
 #: Tabs: one per structure (Tables II-IV) and the best-setup comparison.
@@ -34,6 +36,8 @@ class ProtocolData:
     rows: list[SetupRow]
     tables: dict[str, Table]  # tab -> table
     comparison: BestComparison
+    #: tab -> table with the paper's numbers beside ours (``v``; tui/screens/tables_paper.py)
+    paper: dict[str, Table] | None = None
 
 
 @dataclass
@@ -103,6 +107,7 @@ class TablesScreen(PairsScreen):
         Binding("c", "export('csv')", "CSV"),
         Binding("p", "protocol(1)", "Protocol"),
         Binding("P", "protocol(-1)", "Prev. protocol", show=False),
+        Binding("v", "toggle_paper", "Paper", show=False),  # said above the tabs
     ]
 
     def __init__(self) -> None:
@@ -110,11 +115,14 @@ class TablesScreen(PairsScreen):
         self.data: TableData | None = None
         #: the protocol on screen (kept across reloads), None: the first (the paper's)
         self.protocol_id: str | None = None
+        #: the paper's mean ± std and Δ beside each cell (``v``)
+        self.with_paper = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DbBanner()
         yield Static("", id="tables-protocol", classes="table-title")
+        yield Static("", id="tables-paper")
         with TabbedContent(id="tables-tabs"):
             for tab in TABS:
                 with TabPane(tab_title(tab), id=f"tab-{tab}"):
@@ -144,7 +152,8 @@ class TablesScreen(PairsScreen):
         for protocol, rows, comparison in self.app.db.read(read):
             tables = {t_rows[0].structure: table for t_rows, table in self._by_structure(rows)}
             tables["best"] = api.best_table(comparison)
-            protocols.append(ProtocolData(protocol, rows, tables, comparison))
+            protocols.append(ProtocolData(protocol, rows, tables, comparison,
+                                          paper_tables(rows, comparison)))
         ids = [p.protocol.id for p in protocols]
         return TableData(protocols, ids.index(self.protocol_id) if self.protocol_id in ids else 0)
 
@@ -167,9 +176,16 @@ class TablesScreen(PairsScreen):
         self.data = data
         if data.current is not None:
             self.protocol_id = data.current.protocol.id
-        self.query_one("#tables-protocol", Static).update(protocol_indicator(data))
+        indicator = protocol_indicator(data)
+        indicator.append("  ·  v: " + ("without" if self.with_paper else "beside")
+                         + " the paper's numbers", style="dim")
+        self.query_one("#tables-protocol", Static).update(indicator)
+        paper = self.query_one("#tables-paper", Static)
+        paper.display = self.with_paper and data.current is not None
+        if paper.display:
+            paper.update(paper_line(data.current.protocol, data.rows))
         for tab in TABS:
-            table = data.tables.get(tab)
+            table = self.shown_tables().get(tab)
             widget = self.query_one(f"#table-{tab}", DataTable)
             title = self.query_one(f"#title-{tab}", Static)
             notes = self.query_one(f"#notes-{tab}", Static)
@@ -179,8 +195,8 @@ class TablesScreen(PairsScreen):
                 notes.update("")
                 continue
             title.update(literal(table.title, "bold"))
-            for column in table.columns:
-                widget.add_column(literal(column), key=column)
+            for index, column in enumerate(table.columns):  # "Paper" and "Δ" come thrice
+                widget.add_column(literal(column), key=str(index))
             for index, row in enumerate(table.rows):
                 widget.add_row(*table_cells(row), key=str(index))
             lines = list(table.notes)
@@ -191,17 +207,34 @@ class TablesScreen(PairsScreen):
                              "under this protocol.")
             notes.update(literal_block("\n".join(lines)))
 
+    def shown_tables(self) -> dict[str, Table]:
+        """The tables on screen: with the paper's numbers when ``v`` is on."""
+        if self.data is None or self.data.current is None:
+            return {}
+        if self.with_paper and self.data.current.paper is not None:
+            return self.data.current.paper
+        return self.data.tables
+
+    def action_toggle_paper(self) -> None:
+        """The paper's mean ± std and Δ in paper σ beside each cell, or not."""
+        self.with_paper = not self.with_paper
+        if self.data is not None:
+            self.show_data(self.data)
+
     # -- export ------------------------------------------------------------------------------
     def export_text(self, tab: str, fmt: str) -> str:
         assert self.data is not None
-        table = self.data.tables[tab]
+        table = self.shown_tables()[tab]
         if fmt == "markdown":
             return to_markdown([table])
         if fmt == "latex":
             return to_latex([table])
         if tab == "best":
             return api.render_best(self.data.comparison, "csv")
-        return to_csv(setup_records([r for r in self.data.rows if r.structure == tab]))
+        rows = [r for r in self.data.rows if r.structure == tab]
+        if self.with_paper:
+            return to_csv(compare_records(rows))
+        return to_csv(setup_records(rows))
 
     def action_export(self, fmt: str) -> None:
         tab = self.active_tab
