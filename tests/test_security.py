@@ -109,7 +109,7 @@ def test_literal_escapes_controls_and_never_parses_markup():
 
 CLI_COMMANDS = (
     ["status"], ["table"], ["table", "--format", "csv"], ["table", "--format", "markdown"],
-    ["table", "--compare", "paper"], ["best"], ["best", "--format", "latex"],
+    ["table", "--compare", "paper", "--epochs", "2"], ["best"], ["best", "--format", "latex"],
     ["plot", "--structure", "shared-aux", "--arch", "A1", "--kernel", "3"],
 )
 
