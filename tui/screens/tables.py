@@ -69,7 +69,7 @@ def protocol_indicator(data: TableData) -> Text:
     current = data.current.protocol
     text = Text()
     text.append(f"Protocol {data.index + 1} of {len(data.protocols)}: ", style="bold")
-    text.append(current.heading.removeprefix("Protocol "), style="bold reverse")
+    text.append(clean(current.heading.removeprefix("Protocol ")), style="bold reverse")
     if len(data.protocols) > 1:
         text.append("  ·  p / P: next / previous protocol (tables never mix protocols)")
     return text
@@ -102,12 +102,14 @@ class TablesScreen(PairsScreen):
     """The paper's tables, filled in as runs finish; export the one on screen."""
 
     BINDINGS = [
-        Binding("m", "export('markdown')", "Markdown"),
-        Binding("l", "export('latex')", "LaTeX"),
-        Binding("c", "export('csv')", "CSV"),
-        Binding("p", "protocol(1)", "Protocol"),
+        # One footer entry for the three exports, and p / P said on the protocol line: the
+        # footer fits 80 columns.
+        Binding("m", "export('markdown')", "Export", key_display="m/l/c"),
+        Binding("l", "export('latex')", "LaTeX", show=False),
+        Binding("c", "export('csv')", "CSV", show=False),
+        Binding("p", "protocol(1)", "Protocol", show=False),
         Binding("P", "protocol(-1)", "Prev. protocol", show=False),
-        Binding("v", "toggle_paper", "Paper", show=False),  # said above the tabs
+        Binding("v", "toggle_paper", "Paper"),
     ]
 
     def __init__(self) -> None:
