@@ -297,27 +297,23 @@ def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
     """The three panels as text (plotext, as the TUI draws them), the legend on a line of its
     own under them. Side by side when ``width`` allows (>= 150 columns), else stacked."""
     import plotext as plt
+    from plotext._figure import _figure_class
 
     side_by_side = width >= 150
     height = height or (22 if side_by_side else 45)
-    plt.clear_figure()
-    plt.limitsize(False, False)  # the size asked for, not the (unknown when piped) terminal's
-    if side_by_side:
-        plt.subplots(1, 3)
-    else:
-        plt.subplots(3, 1)
-    plt.plotsize(width, height)
+    # Its own figure: the module's keeps the previous call's subplots (clear_figure() clears the
+    # active one only), so a second plot in one process would draw over the first's.
+    figure = _figure_class()
+    figure._limit_size(False, False)  # the size asked for, not the (unknown when piped) terminal's
+    figure.subplots(1, 3) if side_by_side else figure.subplots(3, 1)
+    figure.plot_size(width, height)
     last = curves["config"].epochs if curves.get("config") else None
     rows = (height if side_by_side else height // 3) - 5
     for index, metric in enumerate(CURVE_METRICS, start=1):
-        if side_by_side:
-            plt.subplot(1, index)
-        else:
-            plt.subplot(index, 1)
-        plt.theme("pro")
-        draw_metric(plt, curves, metric, last=last, log=log, rows=rows)
-    text = plt.build()
-    plt.clear_figure()
+        panel = figure.subplot(1, index) if side_by_side else figure.subplot(index, 1)
+        panel.theme("pro")
+        draw_metric(panel, curves, metric, last=last, log=log, rows=rows)
+    text = figure.build()
     if not color:
         text = plt.uncolorize(text)
     return (f"{curves['label']}: {subtitle(curves)}\n{text}\n"
