@@ -131,3 +131,15 @@ def test_an_unregistered_structure_is_refused_with_the_choices():
 
     with pytest.raises(ConfigError, match="unknown structure 'shared-diff': choose one of independent"):
         RunConfig(structure="shared-diff")
+
+
+def test_the_registry_is_torch_free_and_its_import_paths_resolve():
+    import subprocess
+    import sys
+
+    code = "import sys, core.structures, core.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    for entry in structures.entries():
+        assert callable(entry.grouped_forward()) and isinstance(entry.builder, str)
+        assert isinstance(build_model(RunConfig(structure=entry.name, arch="A1", kernel=3)), nn.Module)
