@@ -10,13 +10,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core import structures as _structures
 from core.errors import DataError
 
 #: The paper's three structures (Figs 1-3): the paper grid and the tables' order.
-PAPER_STRUCTURES: tuple[str, ...] = ("independent", "shared", "shared-aux")
-#: Every structure: the paper's, then ``digits`` (beyond the paper: the comparison is decided
-#: from the two digit posteriors of a shared tower, see ``core.models.Digits``).
-STRUCTURES: tuple[str, ...] = (*PAPER_STRUCTURES, "digits")
+PAPER_STRUCTURES: Sequence[str] = _structures.Names(lambda s: s.paper)
+#: Every structure (``core.structures``, live: a structure registered later is in it): the
+#: paper's, then ``digits`` (beyond the paper: the comparison from the two digit posteriors).
+STRUCTURES: Sequence[str] = _structures.Names()
 #: Table I of the paper: channels of each convolutional layer.
 ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "A1": (16,),
@@ -117,7 +118,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on the first invalid field."""
-        _choice("structure", self.structure, STRUCTURES)
+        _choice("structure", self.structure, tuple(STRUCTURES))
         _choice("arch", self.arch, tuple(ARCHITECTURES))
         for name in INT_FIELDS:
             value = getattr(self, name)
@@ -250,8 +251,18 @@ def vectorizable(config: RunConfig) -> bool:
     """Whether ``core.vectorized`` trains this configuration with the very numbers of the
     one-at-a-time path. Batch normalisation (running statistics) and dropout (random masks)
     would not match the one-at-a-time path, so those configurations train one run at a time.
-    Augmentation is drawn per run and epoch before the batches, identically in both paths."""
-    return not config.batch_norm and not config.dropout
+    Augmentation is drawn per run and epoch before the batches, identically in both paths.
+    A structure without a grouped forward (``core.structures``) trains one run at a time too."""
+    return not_vectorizable_reason(config) is None
+
+
+def not_vectorizable_reason(config: RunConfig) -> str | None:
+    """Why ``config``'s runs train one at a time, or None when they can be vectorised."""
+    if _structures.get(config.structure).grouped is None:
+        return f"structure {config.structure} has no grouped forward"
+    if config.batch_norm or config.dropout:
+        return "batch norm or dropout"
+    return None
 
 
 def conv_layers(arch: str) -> list[tuple[int, int, int]]:
@@ -266,22 +277,11 @@ def conv_layers(arch: str) -> list[tuple[int, int, int]]:
 
 def parameter_count(structure: str, arch: str, kernel: int) -> int:
     """Parameters of the paper's model of a setup (options beyond the paper at their default),
-    from Table I alone, without torch: each tower layer k*k*in*out weights + out biases, the
-    linear layers in*out + out (``core.models`` builds the very modules counted here)."""
-    tower = sum(cin * cout * kernel * kernel + cout for cin, cout, _ in conv_layers(arch))
-    layers = conv_layers(arch)
-    features = layers[-1][1] * (layers[-1][2] // 2) ** 2 if layers else 0
-    def linear(n_in: int, n_out: int) -> int:
-        return n_in * n_out + n_out
-    if structure == "independent":
-        return 2 * tower + linear(2 * features, 2)
-    if structure == "shared":
-        return tower + linear(2 * features, 2)
-    if structure == "shared-aux":
-        return tower + linear(features, 10) + linear(20, 2)
-    if structure == "digits":
-        return tower + linear(features, 10)
-    raise ConfigError(f"unknown structure {structure!r}: choose one of {', '.join(STRUCTURES)}")
+    from Table I alone, without torch: the sum of ``model_layers`` (``core.models`` builds the
+    very modules counted here)."""
+    _structures.get(structure)  # ConfigError names an unknown structure
+    return sum(layer.params for layer in
+               model_layers(RunConfig(structure=structure, arch=arch, kernel=kernel)))
 
 
 def model_catalog() -> list[dict]:
@@ -570,23 +570,14 @@ def model_layers(config: RunConfig) -> list[Layer]:
                             inputs * outputs + outputs))
         return layers
 
-    structure = config.structure
-    if structure == "independent":
-        first, second = tower("tower 1"), tower("tower 2")
-        features = first[-1].shape[0]
-        return [*first, *second,
-                Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
-                *dense("comparison head", 2 * features, 2)]
-    shared = tower("tower")
-    features = shared[-1].shape[0]
-    if structure == "shared":
-        return [*shared,
-                Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
-                *dense("comparison head", 2 * features, 2)]
-    digit = dense("digit head", features, 10)
-    if structure == "shared-aux":
-        return [*shared, *digit,
-                Layer("comparison head", "concat 2x10", (20,), 0),
-                Layer("comparison head", "linear 20->2", (2,), 20 * 2 + 2)]
-    return [*shared, *digit,
-            Layer("comparison head", "P(1st > 2nd)", (2,), 0)]
+    kit = _LayerKit(tower, dense, Layer)
+    return _structures.get(config.structure).layers(kit)
+
+
+@dataclass(frozen=True)
+class _LayerKit:
+    """What a structure's layer walk builds from (``core.structures.Structure.layers``)."""
+
+    tower: Callable[[str], list[Layer]]
+    dense: Callable[[str, int, int], list[Layer]]
+    Layer: type[Layer]

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models import IMAGE_SIZE, NUM_CLASSES, ConvTower, Digits, Independent, Shared, SharedAux, comparison_logits
+from core import structures
+from core.models import IMAGE_SIZE, NUM_CLASSES, ConvTower, Independent, comparison_logits
 
 Params = dict[str, torch.Tensor]
 
@@ -24,20 +25,62 @@ Params = dict[str, torch.Tensor]
 def grouped_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``model``'s forward for R stacked parameter sets: x (R, n, 2, 14, 14) -> comparison logits
     (R, n, 2) and digit logits (R, n, 2, 10) or None. ``params`` are keyed like
-    ``model.named_parameters()`` with a leading R dimension (``torch.func.stack_module_state``)."""
+    ``model.named_parameters()`` with a leading R dimension (``torch.func.stack_module_state``).
+    The forward is the one its structure's ``core.structures`` entry declares (``build_model``
+    names the structure on the model); ``config.vectorizable`` keeps the others out."""
+    entry = structures.get(getattr(model, "structure", None) or _structure_of(model))
+    forward = entry.grouped_forward()
+    if forward is None:
+        raise TypeError(f"structure {entry.name} has no grouped forward: train it one run at a time")
+    return forward(model, params, x)
+
+
+def _structure_of(model: nn.Module) -> str:
+    for entry in structures.entries():
+        if not isinstance(entry.builder, str) and type(model) is entry.builder or \
+                isinstance(entry.builder, str) and entry.builder.endswith(f":{type(model).__name__}"):
+            return entry.name
+    raise TypeError(f"no structure builds {type(model).__name__}")
+
+
+def independent_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    first, second = _independent_towers(model, params, x)
+    return _dense(model.classifier, "classifier", params, torch.cat([first, second], dim=2)), None
+
+
+def shared_tower(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """``model.tower`` on both images of x (R, n, 2, 14, 14): (R, 2n, features), image-major
+    per pair like ``core.models._shared_features``."""
     r, n = x.shape[:2]
-    if isinstance(model, Independent):
-        first, second = _independent_towers(model, params, x)
-        return _dense(model.classifier, "classifier", params, torch.cat([first, second], dim=2)), None
-    features = _tower(model.tower, ("tower",), params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
-    if isinstance(model, Shared):
-        return _dense(model.classifier, "classifier", params, features.reshape(r, n, -1)), None
-    digits = _dense(model.digit, "digit", params, features).reshape(r, n, 2, NUM_CLASSES)
-    if isinstance(model, SharedAux):
-        return _linear("head", params, digits.reshape(r, n, 2 * NUM_CLASSES)), digits
-    if isinstance(model, Digits):
-        return comparison_logits(digits.reshape(r * n, 2, NUM_CLASSES)).reshape(r, n, 2), digits
-    raise TypeError(f"no grouped forward for {type(model).__name__}")
+    return _tower(model.tower, ("tower",), params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
+
+
+def digit_logits(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """The shared tower then ``model.digit``: (R, n, 2, 10)."""
+    r, n = x.shape[:2]
+    return _dense(model.digit, "digit", params, shared_tower(model, params, x)).reshape(r, n, 2, NUM_CLASSES)
+
+
+def shared_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    r, n = x.shape[:2]
+    return _dense(model.classifier, "classifier", params, shared_tower(model, params, x).reshape(r, n, -1)), None
+
+
+def shared_aux_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r, n = x.shape[:2]
+    digits = digit_logits(model, params, x)
+    return _linear("head", params, digits.reshape(r, n, 2 * NUM_CLASSES)), digits
+
+
+def digits_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r, n = x.shape[:2]
+    digits = digit_logits(model, params, x)
+    return comparison_logits(digits.reshape(r * n, 2, NUM_CLASSES)).reshape(r, n, 2), digits
+
+
+def dense(module: nn.Module, prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
+    """``core.models.dense`` (its parameters under ``prefix``) on (R, m, in)."""
+    return _dense(module, prefix, params, features)
 
 
 def _independent_towers(model: Independent, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

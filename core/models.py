@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core import structures
 from core.config import ARCHITECTURES, IMAGE_SIZE, KERNELS, STRUCTURES, RunConfig
 
 NUM_CLASSES = 10
@@ -159,14 +160,9 @@ def _shared_features(tower: ConvTower, x: torch.Tensor) -> torch.Tensor:
     return tower(x.reshape(2 * n, 1, IMAGE_SIZE, IMAGE_SIZE)).reshape(n, 2, -1)
 
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {
-    "independent": Independent,
-    "shared": Shared,
-    "shared-aux": SharedAux,
-    "digits": Digits,
-}
-#: Structures whose models also return digit logits (trained with the digit losses of eq. 2).
-DIGIT_STRUCTURES: tuple[str, ...] = ("shared-aux", "digits")
+#: Structures whose models also return digit logits (trained with the digit losses of eq. 2):
+#: a live view of ``core.structures``' entries that declare them.
+DIGIT_STRUCTURES = structures.Names(lambda s: s.digit_logits)
 
 
 def model_options(config: RunConfig) -> dict:
@@ -176,8 +172,12 @@ def model_options(config: RunConfig) -> dict:
 
 
 def build_model(config: RunConfig) -> nn.Module:
-    """The model of a configuration, freshly initialised from torch's current RNG."""
-    return MODEL_CLASSES[config.structure](config.channels, config.kernel, **model_options(config))
+    """The model of a configuration (its ``core.structures`` entry's builder), freshly
+    initialised from torch's current RNG."""
+    entry = structures.get(config.structure)
+    model = entry.build(config.channels, config.kernel, **model_options(config))
+    model.structure = entry.name  # a plain attribute: what core.grouped dispatches on
+    return model
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -190,7 +190,7 @@ def model_catalog() -> list[dict]:
     for structure in STRUCTURES:
         for arch, channels in ARCHITECTURES.items():
             for kernel in KERNELS:
-                model = MODEL_CLASSES[structure](channels, kernel)
+                model = structures.get(structure).build(channels, kernel)
                 rows.append(
                     {
                         "structure": structure,

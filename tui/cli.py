@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from core import __version__, api
+from core import __version__, api, structures
 from core.config import ARCHITECTURES, DEFAULT_REPS, PRESETS, STRUCTURES, RunConfig
 from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
@@ -69,9 +69,9 @@ complete_arch = _completer(tuple(ARCHITECTURES))
 complete_format = _completer(FORMATS)
 
 
-StructureOpt = Annotated[Multi, _multi("independent, shared or shared-aux (the paper's), or digits "
-                                       "(comparison from the two digit posteriors).",
-                                       DEFAULTS.structure, complete_structure)]
+StructureOpt = Annotated[Multi, _multi(structures.help_text(), DEFAULTS.structure, complete_structure)]
+structures.on_change(lambda: setattr(StructureOpt.__metadata__[0], "help", _multi(
+    structures.help_text(), DEFAULTS.structure).help))  # a structure registered later is listed
 ArchOpt = Annotated[Multi, _multi("Table I architecture A1-A6.", DEFAULTS.arch, complete_arch)]
 KernelOpt = Annotated[Multi, _multi("Convolution kernel, 3 or 5.", DEFAULTS.kernel)]
 EpochsOpt = Annotated[Multi, _multi("Epochs.", DEFAULTS.epochs)]

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from core import api, compare
+from core.config import STRUCTURES
 from core.curves import (
     check_figure_path,
     check_has_epochs,
@@ -25,7 +26,7 @@ from core.protocol import Protocol, ProtocolChoice, available_line
 from tui.cli import DEFAULTS, DbOption, app, complete_arch, complete_structure, out, protocol_choice
 from tui.literal import clean, clean_block, literal
 
-PlotStructure = Annotated[str, typer.Option(help="independent, shared or shared-aux (or digits).",
+PlotStructure = Annotated[str, typer.Option(help="A structure: " + ", ".join(STRUCTURES) + ".",
                                             autocompletion=complete_structure)]
 PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.",
                                        autocompletion=complete_arch)]

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from core import structures
 from core.config import Layer, RunConfig, model_layers
 
 NAME, SHAPE, PARAMS = 17, 9, 7
 WIDTH = NAME + SHAPE + PARAMS + 2 + 4  # three columns, two gaps, the box's sides and padding
-WHAT = {
-    "independent": "Fig. 1, two towers with their own weights",
-    "shared": "Fig. 2, one tower shared by both images",
-    "shared-aux": "Fig. 3, shared tower, digit head (aux. loss)",
-    "digits": "shared tower, comparison from the digits",
-}
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -56,7 +51,7 @@ def model_diagram(config: RunConfig, *, width: int = 80) -> Text:
         parts.setdefault(layer.part, []).append(layer)
     side = 2 * WIDTH + 2 if "tower 1" in parts and width >= 2 * WIDTH + 2 else WIDTH
     lines: list[Text] = [
-        Text(f"{config.label}: {WHAT[config.structure]}", style="bold"),
+        Text(f"{config.label}: {structures.get(config.structure).description}", style="bold"),
         Text("each layer: its output for one image, its trainable parameters", style="dim"),
     ]
     image = "image 1x14x14"
