@@ -90,11 +90,31 @@ async def shoot() -> None:
         await ready(lambda: app.screen.id == "plots" and app.screen.curves is not None
                     and app.screen.curves["config_id"] == app.selected_config)
         app.save_screenshot("plots.svg", str(HERE))
+        await pilot.press("1")
+        await ready(lambda: app.screen.id == "experiments")
+        app.screen.query_one("#exp-table").focus()
+        await pilot.press("m")  # the Model view of the highlighted setup
+        await ready(lambda: app.screen.id == "model")
+        app.save_screenshot("model.svg", str(HERE))
+        await pilot.press("escape")
+        await ready(lambda: app.screen.id == "experiments")
+        await pilot.press("c")  # nothing marked: the best setup of each structure
+        await ready(lambda: app.screen.id == "compare" and app.screen.data is not None
+                    and app.screen.data.best and app.screen.source == "best")
+        await pilot.pause(1.0)
+        app.save_screenshot("compare.svg", str(HERE))
+        await pilot.press("escape")
+        await ready(lambda: app.screen.id == "experiments")
         await pilot.press("4")
         await ready(lambda: app.screen.id == "tables" and app.screen.loads)
         app.screen.query_one("#tables-tabs").active = "tab-shared-aux"
         await pilot.pause(0.3)
         app.save_screenshot("tables.svg", str(HERE))
+        await pilot.press("v")  # the paper's mean ± std and Δ beside each cell
+        await pilot.pause(0.5)
+        app.save_screenshot("tables-paper.svg", str(HERE))
+        await pilot.press("v")
+        await pilot.pause(0.3)
         app.screen.query_one("#tables-tabs").active = "tab-best"
         await pilot.pause(0.3)
         app.save_screenshot("best.svg", str(HERE))
