@@ -511,8 +511,14 @@ class Store:
         _retry_locked(lambda: self.db.execute("BEGIN IMMEDIATE"))
         try:
             self.check_same_file()
-            self._count_write()
+            counted = self._check_write_count()
+            changes = self.db.conn.total_changes
             yield self.db
+            if counted and self.db.conn.total_changes != changes:  # a no-op changes nothing
+                self.db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('writes', '1') ON CONFLICT (key) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self.db.rollback()
@@ -545,8 +551,9 @@ class Store:
             "nothing is written to either; run the command again to use the new file"
         )
 
-    def _count_write(self) -> None:
-        """Check that the file holds what this connection sees, then count this write.
+    def _check_write_count(self) -> bool:
+        """Check that the file holds what this connection sees (the count of writes, which every
+        transaction that changes a row increments); False when there is no count to keep.
 
         Under the write lock no one else can commit, so a fresh connection must read the count
         of writes this one reads. It reads less when the file was overwritten in place by an
@@ -554,11 +561,11 @@ class Store:
         cache): writing on would mix the two databases, so nothing is written (DatabaseGone).
         """
         if self._identity is None:
-            return
+            return False
         try:
             mine = self.db.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
         except sqlite3.OperationalError:
-            return  # no meta table yet: the schema is being created
+            return False  # no meta table yet: the schema is being created
         probe = None
         try:
             probe = sqlite3.connect(str(self.path), timeout=1.0)
@@ -576,10 +583,7 @@ class Store:
                 "(cp onto it?): stopped, nothing more is written; run the command again to use "
                 "the file as it is now"
             )
-        self.db.execute(
-            "INSERT INTO meta (key, value) VALUES ('writes', '1') ON CONFLICT (key) "
-            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-        )
+        return True
 
     def _let_go(self) -> None:
         """After the file was deleted or replaced: end any transaction and empty the write-ahead

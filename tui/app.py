@@ -87,6 +87,10 @@ class Database:
                 self.gone = False
             try:
                 return fn(self._store)
+            except DatabaseGone:  # found by a write (e.g. overwritten in place): read anew next
+                self._close()
+                self.gone = True
+                raise
             except sqlite3.Error as exc:
                 self._close()
                 raise StoreError(f"{self.path} cannot be read ({exc}): "
