@@ -29,7 +29,8 @@ from core.api import open_store, queue, work
 from core.config import RunConfig, parse_grid
 from core.data import draw_pairs
 from core.models import build_model
-from core.train import loss_terms, run_training
+from core.train import run_training
+from core.training_common import objective
 
 try:
     from bench.plain_loop import parse_configs, plain_loop
@@ -61,7 +62,7 @@ def run_flops(config: RunConfig) -> float:
     classes = torch.zeros(config.batch_size, 2, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         logits, digits = model(x)
-        loss, _ = loss_terms(logits, digits, target, classes, config.aux_weight)
+        loss, _ = objective(logits, digits, target, classes, config.aux_weight)
         loss.backward()
     step = counter.get_total_flops()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -19,18 +19,26 @@ import time
 from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 
+from core.config import RunConfig
 from core.store import ClaimedRun
 
 
 @dataclass(frozen=True)
 class Task:
-    """Runs of one configuration to train together (vectorised) or one after another."""
+    """Runs of one configuration to train together (vectorised) or one after another.
 
-    config: dict
+    Picklable (a spawned worker and a Ray task receive it). A config given as ``RunConfig.to_dict()``
+    is turned into its RunConfig here, once."""
+
+    config: RunConfig
     runs: tuple[tuple[str, int, bytes | None], ...]  # (run id, repetition, checkpoint)
     device: str
     data_dir: str | None
     vectorize: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, RunConfig):
+            object.__setattr__(self, "config", RunConfig.from_dict(self.config))
 
     @property
     def run_ids(self) -> list[str]:
@@ -38,15 +46,15 @@ class Task:
 
 
 def task_for(runs: list[ClaimedRun], device: str, data_dir: str | None, vectorize: bool = True) -> Task:
-    return Task(runs[0].config.to_dict(), tuple((r.id, r.rep, r.checkpoint) for r in runs), device,
+    return Task(runs[0].config, tuple((r.id, r.rep, r.checkpoint) for r in runs), device,
                 data_dir, vectorize)
 
 
 def execute_task(task: Task, emit, should_stop) -> None:
     """Train a task, reporting each run's events through ``emit``. Used by every executor."""
-    from core.config import RunConfig, vectorizable
+    from core.config import vectorizable
 
-    config = RunConfig.from_dict(task.config)
+    config = task.config
     runs = _readable(config, task.runs, emit)
     if task.vectorize and vectorizable(config) and len(runs) > 1:
         by_epoch: dict[int, list] = {}
@@ -82,11 +90,9 @@ def _readable(config, runs, emit) -> list[tuple]:
 def _checkpoint_epoch(state: bytes | None) -> int:
     if not state:
         return 0
-    import io
+    from core.training_common import decode_checkpoint
 
-    import torch
-
-    return int(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)["epoch"])
+    return decode_checkpoint(state).epoch
 
 
 def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
@@ -95,6 +101,7 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
 
     from core.provenance import code_version
     from core.train import RunInterrupted, run_training
+    from core.training_common import failure_reason
     from core.vectorized import run_group
 
     ids = {rep: run_id for run_id, rep, _ in group}
@@ -129,7 +136,7 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     except Exception as exc:  # noqa: BLE001 - a training error fails these runs, not the grid
         for run_id in ids.values():
             if run_id not in finished:
-                emit(("failed", run_id, f"{type(exc).__name__}: {exc}"))
+                emit(("failed", run_id, failure_reason(exc)))
         return True
     seconds = (time.perf_counter() - started) / len(group)
     for rep, test in results.items():

@@ -1,22 +1,33 @@
-"""Training of one run: a pure ``train_one_epoch`` / ``evaluate`` and the loop that resumes."""
+"""Training of one run: a pure ``train_one_epoch`` / ``evaluate`` and the loop that resumes.
+
+The objective, metrics, divergence check and checkpoint codec are ``core.training_common``'s,
+shared with the vectorised path (``core.vectorized``)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.config import RunConfig, lr_at, run_seed
 from core.data import PairData, PairSplit, draw_pairs
 from core.models import build_model
+from core.training_common import (  # noqa: F401 - EpochMetrics, TestMetrics, TrainingDiverged: re-exported
+    CheckpointError,
+    EpochMetrics,
+    Metrics,
+    TestMetrics,
+    TrainingDiverged,
+    check_finite,
+    decode_checkpoint,
+    encode_checkpoint,
+    first_line,
+    objective,
+)
 
 #: Pairs per evaluation batch, over all the models evaluated together (a vectorised group splits
 #: it among its repetitions): small enough for a batch's activations to stay in cache, which makes
@@ -39,42 +50,8 @@ def set_progress_hook(hook: Callable[[], None] | None) -> None:
     progress_hook = hook or _no_progress_hook
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 class RunInterrupted(Exception):
     """Training stopped on request after a saved epoch; the run can be resumed."""
-
-
-@dataclass
-class EpochMetrics:
-    """What one epoch of one run records (accuracies are fractions in [0, 1])."""
-
-    epoch: int
-    train_loss: float
-    train_main_loss: float
-    train_acc: float
-    val_loss: float
-    val_main_loss: float
-    val_acc: float
-    val_digit_acc: float | None
-    lr: float
-    seconds: float
-
-    def as_row(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class TestMetrics:
-    test_loss: float
-    test_main_loss: float
-    test_acc: float
-    test_digit_acc: float | None
-
-    def as_row(self) -> dict:
-        return asdict(self)
 
 
 class DeviceError(ValueError):
@@ -90,23 +67,6 @@ def resolve_device(name: str = "auto") -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
     return name
-
-
-def loss_terms(
-    logits: torch.Tensor,
-    digit_logits: torch.Tensor | None,
-    target: torch.Tensor,
-    classes: torch.Tensor,
-    aux_weight: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss of eq. 2, main cross-entropy of eq. 1); equal when there is no digit head."""
-    main = F.cross_entropy(logits.float(), target)
-    if digit_logits is None:
-        return main, main
-    aux = F.cross_entropy(digit_logits[:, 0].float(), classes[:, 0]) + F.cross_entropy(
-        digit_logits[:, 1].float(), classes[:, 1]
-    )
-    return main + aux_weight * aux, main
 
 
 def seed_epoch(run_seed: int, epoch: int) -> None:
@@ -142,23 +102,19 @@ def train_one_epoch(
     model.train()
     device = split.x.device.type
     order = torch.randperm(len(split), generator=generator).to(split.x.device)
-    total = main_total = correct = 0.0
+    sums = Metrics()
     for start in range(0, len(split), batch_size):
         index = order[start : start + batch_size]
         x, target, classes = split.x[index], split.target[index], split.classes[index]
         with autocast(device, precision):
             logits, digit_logits = model(x)
-        loss, main = loss_terms(logits, digit_logits, target, classes, aux_weight)
+        loss, main = objective(logits, digit_logits, target, classes, aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        n = len(index)
-        total += loss.item() * n
-        main_total += main.item() * n
-        correct += (logits.argmax(1) == target).sum().item()
+        sums.add(loss, main, logits, target)
         progress_hook()
-    n = len(split)
-    return {"loss": total / n, "main_loss": main_total / n, "acc": correct / n}
+    return sums.result(len(split))
 
 
 @torch.no_grad()
@@ -166,29 +122,17 @@ def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision
     """Loss (eq. 2 total and main term), comparison accuracy and digit accuracy on ``split``."""
     model.eval()
     device = split.x.device.type
-    total = main_total = correct = digit_correct = 0.0
-    has_digits = False
+    sums = Metrics()
     for start in range(0, len(split), EVAL_BATCH):
         x = split.x[start : start + EVAL_BATCH]
         target = split.target[start : start + EVAL_BATCH]
         classes = split.classes[start : start + EVAL_BATCH]
         with autocast(device, precision):
             logits, digit_logits = model(x)
-        loss, main = loss_terms(logits, digit_logits, target, classes, aux_weight)
-        total += loss.item() * len(x)
-        main_total += main.item() * len(x)
-        correct += (logits.argmax(1) == target).sum().item()
-        if digit_logits is not None:
-            has_digits = True
-            digit_correct += (digit_logits.argmax(2) == classes).sum().item()
+        loss, main = objective(logits, digit_logits, target, classes, aux_weight)
+        sums.add(loss, main, logits, target, digit_logits, classes)
         progress_hook()
-    n = len(split)
-    return {
-        "loss": total / n,
-        "main_loss": main_total / n,
-        "acc": correct / n,
-        "digit_acc": digit_correct / (2 * n) if has_digits else None,
-    }
+    return sums.result(len(split))
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -199,9 +143,7 @@ def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer
 
 
 def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    return buffer.getvalue()
+    return encode_checkpoint(epoch, model.state_dict(), optimizer.state_dict())
 
 
 def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
@@ -209,21 +151,16 @@ def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
     model's weights, an epoch outside the run), or None when it can. Never unpickles code
     (``weights_only``)."""
     try:
-        saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read it is the answer
-        return _first_line(exc)
-    if not isinstance(saved, dict) or not {"epoch", "model", "optimizer"} <= set(saved):
-        return "not a pairs checkpoint (no epoch, model and optimizer)"
-    epoch = saved["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
-        return f"its epoch {epoch!r} is not one of 1-{config.epochs}"
+        saved = decode_checkpoint(state, config.epochs)
+    except CheckpointError as exc:
+        return str(exc)
     try:
         model = build_model(config)
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved.model)
         optimizer = make_optimizer(config, model)
-        optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(saved.optimizer)
     except Exception as exc:  # noqa: BLE001
-        return _first_line(exc)
+        return first_line(exc)
     for group in optimizer.param_groups:
         for param in group["params"]:
             for value in optimizer.state.get(param, {}).values():
@@ -233,18 +170,12 @@ def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return line if len(line) <= 160 else line[:157] + "..."
-
-
 def load_checkpoint(state: bytes, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimiser; returns the last completed epoch."""
-    saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    return int(saved["epoch"])
+    saved = decode_checkpoint(state)
+    model.load_state_dict(saved.model)
+    optimizer.load_state_dict(saved.optimizer)
+    return saved.epoch
 
 
 def run_training(
@@ -295,33 +226,14 @@ def run_training(
             model, optimizer, pairs, batch_size=config.batch_size,
             aux_weight=config.aux_weight, generator=generator, precision=config.precision,
         )
-        if not math.isfinite(fit["loss"]):
-            raise TrainingDiverged(
-                f"training loss became {fit['loss']} at epoch {epoch}: lower --lr (now {config.lr})"
-            )
+        check_finite(fit["loss"], epoch, config.lr)
         held_out = evaluate(model, val, aux_weight=config.aux_weight, precision=config.precision)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=fit["loss"],
-            train_main_loss=fit["main_loss"],
-            train_acc=fit["acc"],
-            val_loss=held_out["loss"],
-            val_main_loss=held_out["main_loss"],
-            val_acc=held_out["acc"],
-            val_digit_acc=held_out["digit_acc"],
-            lr=lr,
-            seconds=time.perf_counter() - started,
-        )
+        metrics = EpochMetrics.of(epoch, fit, held_out, lr, time.perf_counter() - started)
         if on_epoch is not None:
             on_epoch(metrics, save_checkpoint(model, optimizer, epoch))
 
     final = evaluate(model, test, aux_weight=config.aux_weight, precision=config.precision)
-    return TestMetrics(
-        test_loss=final["loss"],
-        test_main_loss=final["main_loss"],
-        test_acc=final["acc"],
-        test_digit_acc=final["digit_acc"],
-    )
+    return TestMetrics.of(final)
 
 
 def _to(split: PairSplit, device: str) -> PairSplit:

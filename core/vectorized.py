@@ -5,21 +5,19 @@ its own data draw, its own shuffling and its own metrics: the parameters are sta
 ``torch.func.stack_module_state`` and the forward pass is ``core.grouped.grouped_forward`` (grouped
 convolutions and batched matmuls, what ``vmap(functional_call)`` computes, faster). The loss is
 the sum of the repetitions' mean losses, so each repetition's gradient is its own, and SGD/Adam
-update every element independently. Checkpoints are per run and interchangeable with the
+update every element independently. The objective, metrics, divergence check and checkpoint codec
+are ``core.training_common``'s, as on the one-at-a-time path. Checkpoints are per run and interchangeable with the
 one-at-a-time path.
 """
 
 from __future__ import annotations
 
 import copy
-import io
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch.func import stack_module_state
 
 from core import train as _train
@@ -27,7 +25,17 @@ from core.config import RunConfig, lr_at, run_seed, vectorizable
 from core.data import PairData, draw_pairs
 from core.grouped import grouped_forward
 from core.models import DIGIT_STRUCTURES, build_model
-from core.train import EVAL_BATCH, EpochMetrics, RunInterrupted, TestMetrics, autocast, make_optimizer
+from core.train import EVAL_BATCH, RunInterrupted, autocast, make_optimizer
+from core.training_common import (
+    EpochMetrics,
+    Metrics,
+    TestMetrics,
+    decode_checkpoint,
+    divergence,
+    encode_checkpoint,
+    failure_reason,
+    objective,
+)
 
 
 @dataclass
@@ -60,12 +68,12 @@ class VectorizedRuns:
         for rep, state in zip(reps, checkpoints):
             torch.manual_seed(run_seed(config, rep))
             model = build_model(config)
-            saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True) if state else None
+            saved = decode_checkpoint(state) if state else None
             if saved:
-                model.load_state_dict(saved["model"])
+                model.load_state_dict(saved.model)
             models.append(model.to(device))
             states.append(saved)
-        done = {s["epoch"] if s else 0 for s in states}
+        done = {s.epoch if s else 0 for s in states}
         if len(done) != 1:
             raise ValueError("a vectorised group must start from the same epoch")
         self.done = done.pop()
@@ -76,25 +84,15 @@ class VectorizedRuns:
         self.base = copy.deepcopy(models[0]).to("meta")
         self.has_digits = config.structure in DIGIT_STRUCTURES
         self.optimizer = make_optimizer(config, _ParamList(list(self.params.values())))
-        if self.done and states[0].get("optimizer", {}).get("state"):
-            self.optimizer.load_state_dict(_stack_optimizer([s["optimizer"] for s in states]))
+        if self.done and states[0].optimizer.get("state"):
+            self.optimizer.load_state_dict(_stack_optimizer([s.optimizer for s in states]))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return grouped_forward(self.base, self.params, x)
 
     def losses(self, logits, digits, target, classes) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-repetition (total, main) losses, each of shape (R,)."""
-        r, n = target.shape
-        main = F.cross_entropy(logits.float().reshape(r * n, 2), target.reshape(-1),
-                               reduction="none").reshape(r, n).mean(1)
-        if digits is None:
-            return main, main
-        aux = sum(
-            F.cross_entropy(digits[:, :, i].float().reshape(r * n, 10), classes[:, :, i].reshape(-1),
-                            reduction="none").reshape(r, n).mean(1)
-            for i in (0, 1)
-        )
-        return main + self.config.aux_weight * aux, main
+        return objective(logits, digits, target, classes, self.config.aux_weight)
 
     def train_epoch(self, data: _Stacked, epoch: int) -> dict:
         config = self.config
@@ -106,9 +104,7 @@ class VectorizedRuns:
             for rep in self.reps
         ]).to(self.device)
         rows = torch.arange(r, device=self.device)[:, None]
-        total = torch.zeros(r, device=self.device)
-        main_total = torch.zeros(r, device=self.device)
-        correct = torch.zeros(r, device=self.device)
+        sums = Metrics(r, self.device)
         for start in range(0, n, config.batch_size):
             index = orders[:, start : start + config.batch_size]
             x, target, classes = data.x[rows, index], data.target[rows, index], data.classes[rows, index]
@@ -118,22 +114,14 @@ class VectorizedRuns:
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             self.optimizer.step()
-            b = index.shape[1]
-            with torch.no_grad():
-                total += loss.detach() * b
-                main_total += main.detach() * b
-                correct += (logits.argmax(2) == target).sum(1)
+            sums.add(loss, main, logits, target)
             _train.progress_hook()
-        return {"loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
-                "acc": (correct / n).tolist()}
+        return sums.result(n)
 
     @torch.no_grad()
     def evaluate(self, data: _Stacked) -> dict:
         r, n = data.target.shape
-        total = torch.zeros(r, device=self.device)
-        main_total = torch.zeros(r, device=self.device)
-        correct = torch.zeros(r, device=self.device)
-        digit_correct = torch.zeros(r, device=self.device)
+        sums = Metrics(r, self.device)
         batch = max(1, EVAL_BATCH // r)
         for start in range(0, n, batch):
             x = data.x[:, start : start + batch]
@@ -142,26 +130,14 @@ class VectorizedRuns:
             with autocast(self.device, self.config.precision):
                 logits, digits = self.forward(x)
             loss, main = self.losses(logits, digits, target, classes)
-            b = target.shape[1]
-            total += loss * b
-            main_total += main * b
-            correct += (logits.argmax(2) == target).sum(1)
-            if digits is not None:
-                digit_correct += (digits.argmax(3) == classes).sum((1, 2))
+            sums.add(loss, main, logits, target, digits if self.has_digits else None, classes)
             _train.progress_hook()
-        return {
-            "loss": (total / n).tolist(), "main_loss": (main_total / n).tolist(),
-            "acc": (correct / n).tolist(),
-            "digit_acc": (digit_correct / (2 * n)).tolist() if self.has_digits else [None] * r,
-        }
+        return sums.result(n)
 
     def checkpoint(self, index: int, epoch: int) -> bytes:
         """The one-at-a-time checkpoint format for repetition ``index`` of the group."""
         model = {k: v[index].detach().cpu().clone() for k, v in {**self.params, **self.buffers}.items()}
-        optimizer = _slice_optimizer(self.optimizer.state_dict(), index)
-        buffer = io.BytesIO()
-        torch.save({"epoch": epoch, "model": model, "optimizer": optimizer}, buffer)
-        return buffer.getvalue()
+        return encode_checkpoint(epoch, model, _slice_optimizer(self.optimizer.state_dict(), index))
 
 
 class _ParamList(torch.nn.Module):
@@ -236,25 +212,21 @@ def run_group(
         held_out = group.evaluate(val)
         seconds = (time.perf_counter() - started) / len(reps)
         for i in list(alive):
-            if not math.isfinite(fit["loss"][i]):
+            error = divergence(fit["loss"][i], epoch, config.lr)
+            if error is not None:
                 alive.remove(i)
                 if on_failed:
-                    on_failed(reps[i], f"TrainingDiverged: training loss became {fit['loss'][i]} at epoch "
-                                       f"{epoch}: lower --lr (now {config.lr})")
+                    on_failed(reps[i], failure_reason(error))
                 continue
-            metrics = EpochMetrics(
-                epoch=epoch, train_loss=fit["loss"][i], train_main_loss=fit["main_loss"][i],
-                train_acc=fit["acc"][i], val_loss=held_out["loss"][i],
-                val_main_loss=held_out["main_loss"][i], val_acc=held_out["acc"][i],
-                val_digit_acc=held_out["digit_acc"][i], lr=lr_at(config, epoch), seconds=seconds,
-            )
+            metrics = EpochMetrics.of(epoch, _run(fit, i), _run(held_out, i), lr_at(config, epoch), seconds)
             if on_epoch:
                 on_epoch(reps[i], metrics, group.checkpoint(i, epoch))
         if not alive:
             return {}
     final = group.evaluate(test)
-    return {
-        reps[i]: TestMetrics(test_loss=final["loss"][i], test_main_loss=final["main_loss"][i],
-                             test_acc=final["acc"][i], test_digit_acc=final["digit_acc"][i])
-        for i in alive
-    }
+    return {reps[i]: TestMetrics.of(_run(final, i)) for i in alive}
+
+
+def _run(result: dict, index: int) -> dict:
+    """Repetition ``index``'s values of a group's ``Metrics.result``."""
+    return {key: values[index] for key, values in result.items()}
