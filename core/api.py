@@ -22,6 +22,7 @@ from core.config import (
     preset_configs,
 )
 from core.errors import DataError
+from core.execution import EXECUTORS, Event, check_executor
 from core.protocol import Protocol, ProtocolChoice, available_line, ordered
 from core.report import (
     FORMATS,
@@ -53,6 +54,7 @@ __all__ = [
     "render_rows", "render_best", "best", "model_catalog", "check_format", "check_device",
     "check_run_inputs", "check_reps", "check_workers", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
     "protocols_in", "chosen_protocols", "compare_rows", "code_version_note", "best_of_protocols",
+    "EXECUTORS", "Event", "check_executor",
 ]
 
 
@@ -145,39 +147,31 @@ def check_run_inputs(configs: list[RunConfig], device: str,
 
 def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
-         on_event: Callable[[tuple], None] | None = None,
+         on_event: Callable[[Event], None] | None = None,
          stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
          address: str | None = None, max_retries: int = 4,
          stall_timeout_s: float | None = None, follow: bool = False) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left.
 
-    ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
-    ``address``, ``auto`` or HOST:PORT; without one, a local Ray instance). A run whose worker
+    ``executor`` names one of ``core.execution.EXECUTORS``: ``local`` (worker processes here)
+    or ``ray`` (tasks on the Ray cluster at ``address``, ``auto`` or HOST:PORT; without one, a
+    local Ray instance); ``on_event`` gets the events of ``core.execution``. A run whose worker
     is lost is tried again, from its last checkpoint, up to ``max_retries`` times; a local
     worker that makes no progress for ``stall_timeout_s`` (default 60 s, or far longer than its
     batches take) is taken for hung, killed, and so lost. With ``follow`` (and ``configs``),
     runs of those configurations held by another driver are followed until they end (see
     ``core.scheduler.work``).
     """
-    from core.executors import EXECUTORS
     from core.scheduler import work as drive
 
     check_workers(workers)
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    check_executor(executor, address=address)
     check_max_retries(max_retries)
-    if address is not None and executor != "ray":
-        raise ConfigError("--address is for --executor ray")
     if stall_timeout_s is not None and (
             isinstance(stall_timeout_s, bool) or not isinstance(stall_timeout_s, (int, float))
             or not 1 <= stall_timeout_s <= 86_400):
         raise ConfigError(f"--stall-timeout must be a number of seconds from 1 to 86400, "
                           f"got {stall_timeout_s!r}")
-    if executor == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'")
     return drive(
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,

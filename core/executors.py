@@ -1,9 +1,7 @@
-"""Executors train claimed runs and hand back events; the driver alone writes the database.
+"""The task every executor trains (``Task``, ``execute_task``) and the local executor.
 
-Events are tuples:
-``("epoch", run_id, metrics_row, checkpoint_bytes)``, ``("done", run_id, results_row)``,
-``("failed", run_id, error)``, ``("interrupted", run_id)``, and ``("restarted", run_id, reason)``
-when a run's checkpoint is unreadable and it trains again from epoch 0.
+Executors train claimed runs and hand back the events of ``core.execution`` (``Epoch``, ``Done``,
+``Failed``, ``Interrupted``, ``Restarted``); the driver alone writes the database.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 
 from core.config import RunConfig
+from core.execution import TERMINAL, Done, Epoch, ExecutorEvent, Failed, Interrupted, Restarted
 from core.store import ClaimedRun
 
 
@@ -67,21 +66,21 @@ def execute_task(task: Task, emit, should_stop) -> None:
         if not _execute_group(config, group, task, emit, should_stop):
             for rest in groups[index + 1 :]:
                 for run_id, _, _ in rest:
-                    emit(("interrupted", run_id))
+                    emit(Interrupted(run_id))
             return
 
 
 def _readable(config, runs, emit) -> list[tuple]:
     """The task's runs, a run whose checkpoint cannot resume it (damaged, hostile, of another
-    model) reported once as ``restarted`` and trained again from epoch 0."""
+    model) reported once as ``Restarted`` and trained again from epoch 0."""
     from core.train import checkpoint_problem
 
     checked = []
     for run_id, rep, state in runs:
         problem = checkpoint_problem(config, state) if state else None
         if problem:
-            emit(("restarted", run_id, f"its checkpoint is unreadable ({problem}): "
-                                       "training it again from epoch 0"))
+            emit(Restarted(run_id, f"its checkpoint is unreadable ({problem}): "
+                                   "training it again from epoch 0"))
             state = None
         checked.append((run_id, rep, state))
     return checked
@@ -108,11 +107,11 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     finished: set[str] = set()
 
     def epoch(rep, metrics, state):
-        emit(("epoch", ids[rep], metrics.as_row(), state))
+        emit(Epoch(ids[rep], metrics.as_row(), state))
 
     def failed(rep, reason):
         finished.add(ids[rep])
-        emit(("failed", ids[rep], reason))
+        emit(Failed(ids[rep], reason))
 
     started = time.perf_counter()
     try:
@@ -131,17 +130,17 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     except RunInterrupted:
         for run_id in ids.values():
             if run_id not in finished:
-                emit(("interrupted", run_id))
+                emit(Interrupted(run_id))
         return False
     except Exception as exc:  # noqa: BLE001 - a training error fails these runs, not the grid
         for run_id in ids.values():
             if run_id not in finished:
-                emit(("failed", run_id, failure_reason(exc)))
+                emit(Failed(run_id, failure_reason(exc)))
         return True
     seconds = (time.perf_counter() - started) / len(group)
     for rep, test in results.items():
-        emit(("done", ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
-                                 "torch_version": torch.__version__, "code_version": code_version()}))
+        emit(Done(ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
+                             "torch_version": torch.__version__, "code_version": code_version()}))
     return True
 
 
@@ -240,7 +239,7 @@ class _Slot:
         """A task was just sent: its progress is measured from now."""
         self.seen, self.moved_at, self.started = self.progress.value, time.monotonic(), False
 
-    def drain(self) -> list[tuple]:
+    def drain(self) -> list[ExecutorEvent]:
         """Every complete event waiting in the pipe; marks the slot closed at end of file."""
         events = []
         while not self.closed:
@@ -293,7 +292,7 @@ class LocalExecutor:
         except OSError:
             pass  # the worker died meanwhile: lost_runs reports the task's runs
 
-    def poll(self, timeout: float) -> list[tuple]:
+    def poll(self, timeout: float) -> list[ExecutorEvent]:
         open_slots = [slot for slot in self.slots if not slot.closed]
         ready = mp_connection.wait([slot.events for slot in open_slots], timeout) if open_slots else []
         if not open_slots:
@@ -306,8 +305,8 @@ class LocalExecutor:
                     slot.moved_at = time.monotonic()
                 for event in drained:
                     events.append(event)
-                    if event[0] in ("done", "failed", "interrupted"):
-                        slot.run_ids.discard(event[1])
+                    if isinstance(event, TERMINAL):
+                        slot.run_ids.discard(event.run_id)
                 if slot.closed and slot.process.is_alive():
                     slot.process.kill()  # its channel is unusable: lost_runs replaces it
         self._kill_stalled()
@@ -382,15 +381,3 @@ class LocalExecutor:
                 slot.process.join(timeout=5)
             slot.close()
 
-
-EXECUTORS = ("local", "ray")
-
-
-def make_executor(kind: str, plan, address: str | None = None,
-                  stall_timeout_s: float = STALL_TIMEOUT_S):
-    """The executor of a work plan: ``local`` processes or ``ray`` tasks."""
-    if kind == "ray":
-        from core.ray_executor import RayExecutor
-
-        return RayExecutor(plan.workers, plan.threads, address)
-    return LocalExecutor(plan.workers, plan.threads, stall_timeout_s)

@@ -5,8 +5,8 @@ every event (each epoch with its checkpoint, then done / failed / interrupted) t
 the driver's node, the *hub*, and the driver drains the hub in ``poll``. The hub also carries the
 stop flag that the remote tasks check between epochs.
 
-Besides the events of ``core.executors``, a task emits ``("host", run_id, hostname, pid)`` when it
-starts on a node (the Ray worker process's pid), and its ``done`` results carry ``host``.
+Besides the events of ``core.executors.execute_task``, a task emits ``Host(run_id, hostname, pid)``
+when it starts on a node (the Ray worker process's pid), and its ``Done`` results carry ``host``.
 
 A task lost with its worker process or its node (or failing outside the training loop) is found
 when its object reference resolves with an error, or resolves while some of its runs never sent a
@@ -30,15 +30,15 @@ import time
 from dataclasses import replace
 
 from core.config import ConfigError
+from core.execution import EXECUTORS, TERMINAL, Done, ExecutorEvent, Host
 from core.executors import Task, execute_task
 
 try:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
+    raise ConfigError(f"--executor ray needs {EXECUTORS['ray'].install}") from exc
 
-TERMINAL = ("done", "failed", "interrupted")
 CAPACITY_REFRESH_S = 10.0
 
 
@@ -47,7 +47,7 @@ class _Hub:
     """Buffers the events of every task of one driver; holds its stop flag (an async actor)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[int, tuple]] = []
+        self.events: list[tuple[int, ExecutorEvent]] = []
         self.stop = False
         self.ready: asyncio.Event | None = None
 
@@ -56,11 +56,11 @@ class _Hub:
             self.ready = asyncio.Event()
         return self.ready
 
-    async def put(self, token: int, event: tuple) -> None:
+    async def put(self, token: int, event: ExecutorEvent) -> None:
         self.events.append((token, event))
         self._ready().set()
 
-    async def take(self, timeout: float) -> list[tuple[int, tuple]]:
+    async def take(self, timeout: float) -> list[tuple[int, ExecutorEvent]]:
         """Every buffered event; waits up to ``timeout`` seconds for one when there is none."""
         ready = self._ready()
         if not self.events and timeout > 0:
@@ -88,9 +88,9 @@ def _train(task: Task, hub, token: int, threads: int) -> None:
     if task.device.startswith("cuda"):
         task = replace(task, device="cuda")  # Ray makes the assigned GPU the only visible one
 
-    def emit(event: tuple) -> None:
-        if event[0] == "done":
-            event = (event[0], event[1], {**event[2], "host": host})
+    def emit(event: ExecutorEvent) -> None:
+        if isinstance(event, Done):
+            event = replace(event, results={**event.results, "host": host})
         ray.get(hub.put.remote(token, event))  # wait: an event is delivered before the next one
 
     def should_stop() -> bool:
@@ -100,7 +100,7 @@ def _train(task: Task, hub, token: int, threads: int) -> None:
             return True  # the driver is gone
 
     for run_id in task.run_ids:
-        emit(("host", run_id, host, os.getpid()))
+        emit(Host(run_id, host, os.getpid()))
     execute_task(task, emit, should_stop)
 
 
@@ -195,7 +195,7 @@ class RayExecutor:
             task, self.hub, token, self.threads)
         self.submitted[ref] = _Submitted(token, task)
 
-    def poll(self, timeout: float) -> list[tuple]:
+    def poll(self, timeout: float) -> list[ExecutorEvent]:
         # Finished tasks first: their events are all in the hub already (emit waits for delivery),
         # so the take below sees every event they sent before they are judged.
         finished = []
@@ -208,8 +208,8 @@ class RayExecutor:
             if token in self.dead_tokens:
                 continue  # a late event of a task already declared lost
             owner = by_token.get(token)
-            if owner is not None and event[0] in TERMINAL:
-                owner.open.discard(event[1])
+            if owner is not None and isinstance(event, TERMINAL):
+                owner.open.discard(event.run_id)
             events.append(event)
         for ref in finished:
             self._settle(ref)

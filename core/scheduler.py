@@ -7,10 +7,28 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.config import RunConfig
-from core.executors import EXECUTORS, STALL_TIMEOUT_S, make_executor, task_for
+from core.execution import (
+    TERMINAL,
+    Done,
+    Epoch,
+    Event,
+    Executor,
+    ExecutorEvent,
+    Failed,
+    Followed,
+    Following,
+    Host,
+    Interrupted,
+    Lost,
+    Restarted,
+    Started,
+    check_executor,
+    make_executor,
+)
+from core.executors import STALL_TIMEOUT_S, task_for
 from core.store import LostClaim, Store, StoreError, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
@@ -92,7 +110,7 @@ def work(
     device: str = "cpu",
     data_dir: str | None = None,
     config_ids: list[str] | None = None,
-    on_event: Callable[[tuple], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
     stop: StopRequest | None = None,
     stale_after_s: float = STALE_AFTER_S,
     vectorize: bool = True,
@@ -104,26 +122,27 @@ def work(
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
-    ``executor`` is ``local`` (worker processes here) or ``ray`` (tasks on the Ray cluster at
-    ``address``); either way this driver alone writes the database. A local worker that makes no
+    ``executor`` names an executor of ``core.execution.EXECUTORS``: ``local`` (worker processes
+    here) or ``ray`` (tasks on the Ray cluster at ``address``); either way this driver alone
+    writes the database, and ``on_event`` gets the events of ``core.execution``. A local worker that makes no
     progress for ``stall_timeout_s`` (or far longer than its batches take) is killed and its
     runs resume from their checkpoints. Installs SIGINT/SIGTERM handlers when called from the
     main thread: the first signal stops after the current epochs (their runs go back to the
     queue and resume from the checkpoint), a second one at once.
 
     With ``follow`` (and ``config_ids``), runs of those configurations that another driver holds
-    are followed to their end: their new epochs and their end are reported as
-    ``("followed", run_id, "epoch" | "done" | "failed", detail)`` events, and any of them that
+    are followed to their end: their new epochs and their end are reported as ``Followed``
+    events (after one ``Following``), and any of them that
     comes back to the queue (its driver stopped or died) is trained here. The summary counts them
     (``followed``; failures in ``failed``); on a stop they are left to their holder (``left``).
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    check_executor(executor, address=address)
     me = worker_id()
     stop = stop or StopRequest()
     previous = _install_signals(stop)
     summary = WorkSummary()
-    pool = tracker = None
+    pool: Executor | None = None
+    tracker = None
     held: dict[str, str] = {}  # run id -> label
     try:
         summary.requeued = len(store.requeue_stale(stale_after_s))
@@ -132,7 +151,7 @@ def work(
         if not queued and not (tracker and tracker.pending):
             return summary
         if tracker is not None and tracker.elsewhere and on_event:
-            on_event(("following", len(tracker.elsewhere), sorted(tracker.holders)))
+            on_event(Following(len(tracker.elsewhere), tuple(sorted(tracker.holders))))
         deaths: dict[str, int] = {}  # run id -> times its worker was lost under this driver
         last_beat = last_stale = time.monotonic()
         plan = None
@@ -147,7 +166,8 @@ def work(
                     queued = _queued_by_config(store, config_ids)  # came back to the queue
                 if pool is None and queued:
                     plan = plan_work(queued, workers, vectorize=vectorize)
-                    pool = make_executor(executor, plan, address, stall_timeout_s)
+                    pool = make_executor(executor, plan.workers, plan.threads, address=address,
+                                         stall_timeout_s=stall_timeout_s)
                 if pool is not None:
                     _fill(store, pool, me, held, config_ids, plan, device, data_dir, on_event)
             queued = []
@@ -155,7 +175,7 @@ def work(
                 tracker.look(held, summary, on_event)
             if not held and (tracker is None or not tracker.pending or stop.is_set()):
                 break
-            events = pool.poll(timeout=0.5) if pool is not None else _sleep(0.5)
+            events = list(pool.poll(timeout=0.5)) if pool is not None else _sleep(0.5)
             for event in events:
                 _persist(store, me, event, held, summary, on_event)
                 if tracker is not None:
@@ -164,7 +184,7 @@ def work(
                 held.pop(lost, None)
                 deaths[lost] = deaths.get(lost, 0) + 1
                 _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts,
-                             getattr(pool, "lost_reason", lambda _run: None)(lost))
+                             pool.lost_reason(lost))
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -196,7 +216,7 @@ def work(
     return summary
 
 
-def _sleep(seconds: float) -> list:
+def _sleep(seconds: float) -> list[ExecutorEvent]:
     time.sleep(seconds)
     return []
 
@@ -231,15 +251,14 @@ class _Follower:
         return sum(row["status"] == "running" and row["worker"] != self.me
                    for row in self._rows())
 
-    def saw(self, event: tuple) -> None:
+    def saw(self, event: ExecutorEvent) -> None:
         """An event of a run this driver trains (already persisted)."""
-        kind, run = event[0], event[1]
-        if kind == "epoch":
-            self.epoch[run] = max(self.epoch.get(run, 0), event[2]["epoch"])
-        elif kind == "restarted":
-            self.epoch[run] = 0
-        elif kind in ("done", "failed"):
-            self.pending.discard(run)
+        if isinstance(event, Epoch):
+            self.epoch[event.run_id] = max(self.epoch.get(event.run_id, 0), event.metrics["epoch"])
+        elif isinstance(event, Restarted):
+            self.epoch[event.run_id] = 0
+        elif isinstance(event, (Done, Failed)):
+            self.pending.discard(event.run_id)
 
     def look(self, held: dict, summary: WorkSummary, on_event) -> None:
         """Report what the runs held elsewhere did since the last look (once a second)."""
@@ -259,19 +278,19 @@ class _Follower:
             reached = row["epoch"] or 0
             for epoch in range(self.epoch.get(run, 0) + 1, reached + 1):
                 if on_event:
-                    on_event(("followed", run, "epoch", epoch))
+                    on_event(Followed(run, "epoch", epoch))
             self.epoch[run] = reached
             if row["status"] == "done":
                 self.pending.discard(run)
                 summary.followed += 1
                 if on_event:
-                    on_event(("followed", run, "done", row["worker"]))
+                    on_event(Followed(run, "done", row["worker"]))
             elif row["status"] == "failed":
                 self.pending.discard(run)
                 summary.failed += 1
                 summary.errors.append(f"{run}: {row['error']}")
                 if on_event:
-                    on_event(("followed", run, "failed", row["error"]))
+                    on_event(Followed(run, "failed", row["error"]))
 
 
 def _queued_by_config(store: Store, config_ids: list[str] | None) -> list[int]:
@@ -291,36 +310,41 @@ def _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_even
         for run in claimed:
             held[run.id] = run.config.label
             if on_event:
-                on_event(("started", run.id, run.config, run.rep))
+                on_event(Started(run.id, run.config, run.rep))
         executor.submit(task_for(claimed, device, data_dir, vectorize=plan.group_size > 1))
 
 
-def _persist(store: Store, me: str, event: tuple, held: dict, summary: WorkSummary, on_event):
-    kind, run = event[0], event[1]
+def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: WorkSummary,
+             on_event) -> None:
+    run = event.run_id
+    reported: Event = event
     try:
-        if kind == "epoch":
-            store.record_epoch(run, me, event[2], event[3])
-        elif kind == "done":
-            store.finish_run(run, me, event[2])
-            summary.done += 1
-        elif kind == "failed":
-            store.fail_run(run, me, event[2])
-            summary.failed += 1
-            summary.errors.append(f"{run}: {event[2]}")
-        elif kind == "interrupted":
-            store.release_run(run, me)
-        elif kind == "host":  # where a remote executor trains it
-            store.set_host(run, me, event[2])
-        elif kind == "restarted":  # its checkpoint was unreadable: epoch 0 again
-            lost = store.restart_run(run, me)
-            summary.restarted.append(f"{run}: {event[2]}")
-            event = (*event[:3], lost)
+        match event:
+            case Epoch(metrics=metrics, checkpoint=checkpoint):
+                store.record_epoch(run, me, metrics, checkpoint)
+                reported = replace(event, checkpoint=None)  # persisted: not kept by listeners
+            case Done(results=results):
+                store.finish_run(run, me, results)
+                summary.done += 1
+            case Failed(error=error):
+                store.fail_run(run, me, error)
+                summary.failed += 1
+                summary.errors.append(f"{run}: {error}")
+            case Interrupted():
+                store.release_run(run, me)
+            case Host(host=host):  # where a remote executor trains it
+                store.set_host(run, me, host)
+            case Restarted(reason=reason):  # its checkpoint was unreadable: epoch 0 again
+                reported = replace(event, epochs_lost=store.restart_run(run, me))
+                summary.restarted.append(f"{run}: {reason}")
+            case _:
+                raise TypeError(f"an executor sent {event!r}, not an event of core.execution")
     except LostClaim:
         pass  # requeued as stale meanwhile: its new holder writes it
-    if kind in ("done", "failed", "interrupted"):
+    if isinstance(event, TERMINAL):
         held.pop(run, None)
     if on_event:
-        on_event(event[:3] if kind == "epoch" else event)
+        on_event(reported)
 
 
 def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSummary, on_event,
@@ -340,9 +364,7 @@ def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSumm
     except LostClaim:
         pass
     if on_event:
-        on_event(("lost", run))
-        if lost_reason:  # e.g. a hung worker, killed
-            on_event(("lost_reason", run, lost_reason))
+        on_event(Lost(run, lost_reason))  # a reason, e.g. a hung worker, killed
 
 
 def _install_signals(stop: StopRequest):

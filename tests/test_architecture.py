@@ -13,7 +13,7 @@ def _modules_after(statement: str) -> set[str]:
 def test_core_never_imports_ui_packages():
     loaded = _modules_after(
         "import core.api, core.config, core.data, core.models, core.train, core.store, "
-        "core.scheduler, core.executors, core.stats, core.report"
+        "core.scheduler, core.execution, core.executors, core.stats, core.report"
     )
     assert not loaded & {"textual", "typer", "rich"}
 

@@ -20,6 +20,7 @@ from core.config import (
     vectorizable,
 )
 from core.data import PairSplit, draw_pairs
+from core.execution import Done, Epoch
 from core.executors import Task, execute_task
 from core.models import build_model, comparison_logits
 from core.train import run_training
@@ -181,7 +182,7 @@ def test_vectorizable_and_the_fallback_to_one_at_a_time():
     events = []
     task = Task(config.to_dict(), (("a", 0, None), ("b", 1, None)), "cpu", None, vectorize=True)
     execute_task(task, events.append, lambda: False)
-    assert [e[0] for e in events if e[0] != "epoch"] == ["done", "done"]
+    assert [type(e) for e in events if not isinstance(e, Epoch)] == [Done, Done]
 
 
 def test_augmented_training_is_the_same_on_both_paths():

@@ -18,6 +18,7 @@ import pytest
 
 from core.api import open_store, queue, work
 from core.config import ConfigError
+from core.execution import Done, Epoch, Host, Lost, Started
 from tests.conftest import tiny
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -107,7 +108,7 @@ def test_a_grid_on_ray_gives_the_numbers_of_the_local_executor(ray_address, tmp_
     _assert_complete(tmp_path / "ray.db", 6, 2)
     _assert_same(_results(tmp_path / "ray.db"), expected)
     assert hosts == {socket.gethostname()}
-    assert {e[0] for e in events} >= {"started", "host", "epoch", "done"}
+    assert {type(e) for e in events} >= {Started, Host, Epoch, Done}
 
 
 @needs_ray
@@ -144,11 +145,11 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, t
 
     def on_event(event):
         events.append(event)
-        if event[0] == "host":
-            pids[event[1]] = event[3]
-        elif event[0] == "epoch" and not killed:
-            killed[event[1]] = time.time()
-            os.kill(pids[event[1]], signal.SIGKILL)  # the Ray worker process training it
+        if isinstance(event, Host):
+            pids[event.run_id] = event.pid
+        elif isinstance(event, Epoch) and not killed:
+            killed[event.run_id] = time.time()
+            os.kill(pids[event.run_id], signal.SIGKILL)  # the Ray worker process training it
 
     path = tmp_path / "killed.db"
     with open_store(path) as s:
@@ -157,7 +158,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, t
                        max_retries=2)
         assert (summary.done, summary.failed) == (2, 0)
         ((victim, kill_time),) = killed.items()
-        assert ("lost", victim) in events
+        assert any(isinstance(e, Lost) and e.run_id == victim for e in events)
         attempts = {r["id"]: r["attempts"] for r in s.run_rows()}
         assert attempts[victim] == 2 and sum(attempts.values()) == 3
         # Its first epoch was not trained again: the retry resumed from the checkpoint.

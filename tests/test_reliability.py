@@ -26,6 +26,7 @@ import pytest
 
 from core import scheduler
 from core.api import open_store, queue, work
+from core.execution import Epoch, Event, Lost, Started
 from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,11 +172,11 @@ def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, refe
 def test_a_killed_worker_is_requeued_and_the_grid_completes(tmp_path, reference):
     db = tmp_path / "worker.db"
     killed: list[int] = []
-    events: list[tuple] = []
+    events: list[Event] = []
 
     def on_event(event):
         events.append(event)
-        if event[0] == "epoch" and not killed:
+        if isinstance(event, Epoch) and not killed:
             victims = _workers(os.getpid())
             assert victims, "no worker process found"
             os.kill(victims[0], signal.SIGKILL)
@@ -185,7 +186,7 @@ def test_a_killed_worker_is_requeued_and_the_grid_completes(tmp_path, reference)
         queue(s, GRID, REPS)
         summary = work(s, workers=2, on_event=on_event)
         assert (summary.done, summary.failed) == (4, 0)
-    assert any(e[0] == "lost" for e in events)
+    assert any(isinstance(e, Lost) for e in events)
     _assert_complete(db, 4, EPOCHS)
     _assert_same(_results(db), reference)
 
@@ -239,11 +240,11 @@ def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_work
             seen_queued_while_working = []
 
             def on_event(event):
-                if event[0] == "started" and event[1] != held["id"]:
+                if isinstance(event, Started) and event.run_id != held["id"]:
                     # The frozen driver's last heartbeat, as it will look an hour later.
                     s.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = ?",
                                  [held["id"]])
-                if event[0] == "epoch" and event[1] != held["id"]:
+                if isinstance(event, Epoch) and event.run_id != held["id"]:
                     seen_queued_while_working.append(s.db["runs"].get(held["id"])["status"])
 
             summary = scheduler.work(s, workers=1, vectorize=False, on_event=on_event)
@@ -416,9 +417,9 @@ def test_a_run_whose_worker_keeps_dying_fails_after_max_attempts(tmp_path):
     def on_event(event):
         nonlocal victim
         events.append(event)
-        if event[0] == "started" and victim is None:
-            victim = event[1]
-        if event[0] == "epoch" and event[1] == victim:
+        if isinstance(event, Started) and victim is None:
+            victim = event.run_id
+        if isinstance(event, Epoch) and event.run_id == victim:
             for pid in _workers(os.getpid()):
                 os.kill(pid, signal.SIGKILL)
 
@@ -428,4 +429,4 @@ def test_a_run_whose_worker_keeps_dying_fails_after_max_attempts(tmp_path):
         assert (summary.done, summary.failed) == (1, 1)
         failed = s.db["runs"].get(victim)
         assert failed["status"] == "failed" and failed["error"] == "its worker process died 2 times"
-    assert [e for e in events if e[0] == "lost"] == [("lost", victim)] * 2
+    assert [e for e in events if isinstance(e, Lost)] == [Lost(victim)] * 2

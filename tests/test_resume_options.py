@@ -18,6 +18,7 @@ import torch
 
 from core.api import open_store, queue, work
 from core.config import EXTENSION_FIELDS, vectorizable
+from core.execution import Done, Epoch, ExecutorEvent, Interrupted
 from core.executors import Task, execute_task
 from tests.conftest import tiny
 from tests.test_reliability import _pairs_work, _read, _results, _wait_for
@@ -40,12 +41,12 @@ def _config(option: str | None):
     return tiny(structure=structure, epochs=EPOCHS, **changes)
 
 
-def _execute(config, runs, *, vectorize: bool, stop_after: int | None = None) -> list[tuple]:
+def _execute(config, runs, *, vectorize: bool, stop_after: int | None = None) -> list[ExecutorEvent]:
     """Events of one task; with ``stop_after``, stop once that many epoch events came."""
-    events: list[tuple] = []
+    events: list[ExecutorEvent] = []
 
     def should_stop() -> bool:
-        return stop_after is not None and sum(e[0] == "epoch" for e in events) >= stop_after
+        return stop_after is not None and sum(isinstance(e, Epoch) for e in events) >= stop_after
 
     task = Task(config.to_dict(), tuple(runs), "cpu", None, vectorize)
     execute_task(task, events.append, should_stop)
@@ -58,16 +59,16 @@ def _scramble_global_rng() -> None:
     torch.rand(1000)
 
 
-def _numbers(events: list[tuple], first_epoch: int) -> dict:
+def _numbers(events: list[ExecutorEvent], first_epoch: int) -> dict:
     """Epoch rows from ``first_epoch`` on and test metrics, without timings."""
     numbers = {}
     for event in events:
-        if event[0] == "epoch" and event[2]["epoch"] >= first_epoch:
-            numbers[(event[1], event[2]["epoch"])] = {k: v for k, v in event[2].items()
-                                                      if k != "seconds"}
-        elif event[0] == "done":
-            numbers[(event[1], "test")] = {k: v for k, v in event[2].items()
-                                           if k.startswith("test_")}
+        if isinstance(event, Epoch) and event.metrics["epoch"] >= first_epoch:
+            numbers[(event.run_id, event.metrics["epoch"])] = {k: v for k, v in event.metrics.items()
+                                                               if k != "seconds"}
+        elif isinstance(event, Done):
+            numbers[(event.run_id, "test")] = {k: v for k, v in event.results.items()
+                                               if k.startswith("test_")}
     return numbers
 
 
@@ -75,14 +76,14 @@ def _numbers(events: list[tuple], first_epoch: int) -> dict:
 def test_one_at_a_time_resume_is_bitwise_identical(option):
     config = _config(option)
     straight = _execute(config, [("run", 0, None)], vectorize=False)
-    assert [e[0] for e in straight] == ["epoch"] * EPOCHS + ["done"]
+    assert [type(e) for e in straight] == [Epoch] * EPOCHS + [Done]
 
     first = _execute(config, [("run", 0, None)], vectorize=False, stop_after=1)
-    assert [e[0] for e in first] == ["epoch", "interrupted"]
-    checkpoint = first[0][3]
+    assert [type(e) for e in first] == [Epoch, Interrupted]
+    checkpoint = first[0].checkpoint
     _scramble_global_rng()
     resumed = _execute(config, [("run", 0, checkpoint)], vectorize=False)
-    assert [e[2]["epoch"] for e in resumed if e[0] == "epoch"] == list(range(2, EPOCHS + 1))
+    assert [e.metrics["epoch"] for e in resumed if isinstance(e, Epoch)] == list(range(2, EPOCHS + 1))
     assert _numbers(resumed, 2) == _numbers(straight, 2)
 
 
@@ -95,7 +96,7 @@ def test_vectorised_resume_is_identical(option):
     runs = [("a", 0, None), ("b", 1, None)]
     straight = _execute(config, runs, vectorize=True)
     first = _execute(config, runs, vectorize=True, stop_after=2)
-    states = {e[1]: e[3] for e in first if e[0] == "epoch"}
+    states = {e.run_id: e.checkpoint for e in first if isinstance(e, Epoch)}
     assert sorted(states) == ["a", "b"]
     _scramble_global_rng()
     resumed = _execute(config, [("a", 0, states["a"]), ("b", 1, states["b"])], vectorize=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.api import open_store, queue
+from core.execution import Event, Followed, Following, Restarted
 from core.store import _pid_alive, worker_host, worker_id
 from tests.conftest import tiny
 from tests.test_reliability import _read, _wait_for
@@ -195,14 +196,14 @@ def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epo
         for row, (name, state) in zip(s.run_rows(), bad.items()):
             _plant_checkpoint(s, row["id"], state)
             victims[row["id"]] = name
-        events: list[tuple] = []
+        events: list[Event] = []
         summary = work(s, workers=1, vectorize=vectorize, on_event=events.append)
     assert (summary.done, summary.failed) == (reps, 0), summary
-    said = {e[1]: e for e in events if e[0] == "restarted"}
-    assert sorted(said) == sorted(victims) and len(said) == sum(e[0] == "restarted" for e in events)
+    said = {e.run_id: e for e in events if isinstance(e, Restarted)}
+    assert sorted(said) == sorted(victims) and len(said) == sum(isinstance(e, Restarted) for e in events)
     for run, event in said.items():
-        assert "checkpoint is unreadable" in event[2] and "\n" not in event[2], (victims[run], event)
-        assert event[3] == 1  # the planted epoch row is gone: trained again
+        assert "checkpoint is unreadable" in event.reason and "\n" not in event.reason, (victims[run], event)
+        assert event.epochs_lost == 1  # the planted epoch row is gone: trained again
     columns = "run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr"
     assert _read(db, f"SELECT {columns} FROM epochs ORDER BY 1, 2") == \
         _read(reference, f"SELECT {columns} FROM epochs ORDER BY 1, 2")
@@ -315,7 +316,7 @@ def test_runs_held_by_another_driver_are_followed_to_their_end(fresh_db, ending)
         queue(s, [config], 1)
         (run,) = s.claim(other, limit=1)
         thread, result = _follow_in_thread(fresh_db, config)
-        _wait_for(lambda: any(e[0] == "following" for e in result["events"]), what="following")
+        _wait_for(lambda: any(isinstance(e, Following) for e in result["events"]), what="following")
         for epoch in (1, 2):
             s.record_epoch(run.id, other, _epoch_row(epoch), b"state")
             s.heartbeat(other, [run.id])
@@ -327,10 +328,10 @@ def test_runs_held_by_another_driver_are_followed_to_their_end(fresh_db, ending)
         thread.join(60)
     assert not thread.is_alive()
     summary, events = result["summary"], result["events"]
-    assert [e for e in events if e[0] == "followed"] == [
-        ("followed", run.id, "epoch", 1), ("followed", run.id, "epoch", 2),
-        ("followed", run.id, ending, other if ending == "done" else
-         "TrainingDiverged: training loss became nan")]
+    assert [e for e in events if isinstance(e, Followed)] == [
+        Followed(run.id, "epoch", 1), Followed(run.id, "epoch", 2),
+        Followed(run.id, ending, other if ending == "done" else
+                 "TrainingDiverged: training loss became nan")]
     assert summary.done == 0 and not summary.interrupted
     assert (summary.followed, summary.failed) == ((1, 0) if ending == "done" else (0, 1))
 
@@ -359,7 +360,7 @@ def test_a_stop_while_following_leaves_the_runs_to_their_holder(fresh_db):
         queue(s, [config], 2)
         s.claim("elsewhere:7:abc-1", limit=2)
         thread, result = _follow_in_thread(fresh_db, config, stop=stop)
-        _wait_for(lambda: any(e[0] == "following" for e in result["events"]), what="following")
+        _wait_for(lambda: any(isinstance(e, Following) for e in result["events"]), what="following")
         stop()
         thread.join(60)
     summary = result["summary"]

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from core.api import open_store, queue, work
+from core.execution import Done, Epoch, Started
 from core.scheduler import plan_work
 from core.store import StoreError
 from tests.conftest import tiny
@@ -21,7 +22,7 @@ def test_work_runs_the_queue_to_the_end(store):
     assert store.status_counts() == {"queued": 0, "running": 0, "done": 6, "failed": 0}
     assert store.db["epochs"].count == 12
     assert store.db["checkpoints"].count == 0
-    assert {e[0] for e in events} >= {"started", "epoch", "done"}
+    assert {type(e) for e in events} >= {Started, Epoch, Done}
     run = store.run_rows(status="done")[0]
     assert run["torch_version"] and run["device"] == "cpu" and 0 <= run["test_acc"] <= 1
 

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from core import __version__, api, structures
 from core.config import ARCHITECTURES, DEFAULT_REPS, PRESETS, STRUCTURES, RunConfig
+from core.execution import Done, Epoch, Failed, Followed, Following, Lost, Restarted
 from core.protocol import PROTOCOL_FIELDS, ProtocolChoice
 from core.report import FORMATS, Table
 from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
@@ -123,13 +124,11 @@ VectorizeOpt = Annotated[bool, typer.Option(help="Train a configuration's repeti
                                                  "vectorised model (same numbers, faster).")]
 
 
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
-ExecutorOpt = Annotated[Executor, typer.Option(help="local (worker processes here) or ray (tasks on a Ray "
-                                                    "cluster; needs the ray extra).")]
+#: --executor's choices: the executors of core.execution.EXECUTORS, when this module is imported
+Executor = Enum("Executor", {name: name for name in api.EXECUTORS}, type=str)  # type: ignore[misc]
+_EXECUTOR_HELP = [f"{spec.name} ({spec.help})" for spec in api.EXECUTORS.values()]
+ExecutorOpt = Annotated[Executor, typer.Option(help=(" or ".join([", ".join(_EXECUTOR_HELP[:-1]), _EXECUTOR_HELP[-1]])
+                                                     if len(_EXECUTOR_HELP) > 1 else _EXECUTOR_HELP[0]) + ".")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a "
                                                      "local Ray instance).", show_default=False)]
 StallTimeoutOpt = Annotated[float, typer.Option(min=1, max=86_400, help="Seconds without progress "
@@ -249,7 +248,7 @@ def run(
     train_pairs: TrainPairsOpt = DEFAULTS.train_pairs, val_pairs: ValPairsOpt = DEFAULTS.val_pairs,
     test_pairs: TestPairsOpt = DEFAULTS.test_pairs,
     workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
-    executor: ExecutorOpt = Executor.local, address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
+    executor: ExecutorOpt = Executor("local"), address: AddressOpt = None, max_retries: MaxRetriesOpt = 4,
     stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
@@ -337,7 +336,7 @@ def grid(
 @app.command()
 def work(
     workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
-    vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor.local, address: AddressOpt = None,
+    vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor("local"), address: AddressOpt = None,
     max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
@@ -531,25 +530,24 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
         runs_task = progress.add_task("runs  ", total=api.pending_runs(store, configs))
         epochs_task = progress.add_task("epochs", total=total_epochs)
 
-        def on_event(event: tuple) -> None:
-            what = event[2] if event[0] == "followed" else event[0]  # held elsewhere, or here
-            if what == "epoch":
-                progress.advance(epochs_task)
-            elif what in ("done", "failed"):
-                progress.advance(runs_task)
-            elif event[0] == "following":  # runs asked for that another driver holds
-                holders = ", ".join(event[2])
-                progress.console.print(f"{event[1]} run(s) are held by another pairs ({holders}): "
-                                       "following them here (Ctrl-C leaves them to it)",
-                                       markup=False, highlight=False)
-            elif event[0] == "lost_reason":  # e.g. a hung worker, killed
-                progress.console.print(f"run {event[1]}: its worker was lost: {event[2]}",
-                                       markup=False, highlight=False)
-            elif event[0] == "restarted":  # said once; its epochs are to train again
-                progress.console.print(f"run {event[1]}: {event[2]}", markup=False, highlight=False)
-                if len(event) > 3 and event[3]:
-                    total = progress.tasks[epochs_task].total or 0
-                    progress.update(epochs_task, total=total + event[3])
+        def on_event(event: api.Event) -> None:
+            match event:  # a run trained here, or held elsewhere and followed
+                case Epoch() | Followed(what="epoch"):
+                    progress.advance(epochs_task)
+                case Done() | Failed() | Followed(what="done" | "failed"):
+                    progress.advance(runs_task)
+                case Following(count=count, holders=holders):  # asked for, held by another driver
+                    progress.console.print(f"{count} run(s) are held by another pairs ({', '.join(holders)}): "
+                                           "following them here (Ctrl-C leaves them to it)",
+                                           markup=False, highlight=False)
+                case Lost(run_id=run, reason=str(reason)):  # e.g. a hung worker, killed
+                    progress.console.print(f"run {run}: its worker was lost: {reason}",
+                                           markup=False, highlight=False)
+                case Restarted(run_id=run, reason=reason, epochs_lost=lost):  # its epochs train again
+                    progress.console.print(f"run {run}: {reason}", markup=False, highlight=False)
+                    if lost:
+                        total = progress.tasks[epochs_task].total or 0
+                        progress.update(epochs_task, total=total + lost)
 
         stop = api.StopRequest()
         for _ in _EARLY_SIGNALS:  # Ctrl-C before the driver's handlers: stop (twice: at once)
