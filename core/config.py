@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core import structures as _structures
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 
 #: The paper's three structures (Figs 1-3): the paper grid and the tables' order.
 PAPER_STRUCTURES: Sequence[str] = _structures.Names(lambda s: s.paper)
@@ -54,10 +54,6 @@ MAX_RETRIES = 100
 
 #: Fields a grid may vary; everything else in RunConfig is a scalar.
 GRID_FIELDS: tuple[str, ...] = ("structure", "arch", "kernel")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the problem and the fix."""
 
 
 @dataclass(frozen=True)

@@ -3,3 +3,7 @@
 
 class DataError(RuntimeError):
     """The digits cannot be loaded; the message says where to put them or what to use instead."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the problem and the fix."""

@@ -76,7 +76,7 @@ def get(name: str) -> Structure:
     try:
         return _REGISTRY[name]
     except KeyError:
-        from core.config import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError(f"unknown structure {name!r}: choose one of {', '.join(_REGISTRY)}") \
             from None
