@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from core import grouped, structures
 from core.config import STRUCTURES, RunConfig, model_layers, not_vectorizable_reason, parameter_count, vectorizable
 from core.executors import Task, execute_task
+from core.execution import Done, Epoch
 from core.models import ConvTower, build_model, dense
 from core.models import parameter_count as torch_parameter_count
 from core.train import run_training
@@ -121,7 +122,7 @@ def test_a_structure_without_a_grouped_forward_trains_one_run_at_a_time(toy):
     events = []
     task = Task(config.to_dict(), (("a", 0, None), ("b", 1, None)), "cpu", None, vectorize=True)
     execute_task(task, events.append, lambda: False)
-    assert [e[0] for e in events if e[0] != "epoch"] == ["done", "done"]
+    assert [type(e) for e in events if not isinstance(e, Epoch)] == [Done, Done]
     with pytest.raises(TypeError, match="one run at a time"):
         grouped.grouped_forward(build_model(config), {}, torch.zeros(1, 1, 2, 14, 14))
 
