@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from core import grouped, structures
 from core.config import STRUCTURES, RunConfig, model_layers, not_vectorizable_reason, parameter_count, vectorizable
-from core.executors import Task, execute_task
 from core.execution import Done, Epoch
+from core.executors import Task, execute_task
 from core.models import ConvTower, build_model, dense
 from core.models import parameter_count as torch_parameter_count
 from core.train import run_training
