@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-from core._sqlite_utils import sqlite_utils
 from core.store import schema, validate
+from core.store._sqlite_utils import sqlite_utils
 from core.store.busy import _retry_locked
 from core.store.errors import (
     DatabaseGone,

@@ -168,7 +168,7 @@ class Queries(Connection):
             )
         )
 
-    def final_val_acc(self, config_id: str, epoch: int) -> dict[str, float | None]:
+    def final_val_acc(self, config_id: str, epoch: int) -> dict[str, float]:
         """Run id -> validation accuracy at ``epoch`` of a configuration's done runs."""
         return {
             row["run_id"]: row["val_acc"]

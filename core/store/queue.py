@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from core._sqlite_utils import sqlite_utils
 from core.config import ConfigError, RunConfig, run_seed, training_cost
+from core.store._sqlite_utils import sqlite_utils
 from core.store.busy import retrying
 from core.store.errors import LostClaim, StoreError
 from core.store.opening import Connection

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from core._sqlite_utils import sqlite_utils
+from core.store._sqlite_utils import sqlite_utils
 from core.store.errors import StoreError
 
 SCHEMA_VERSION = 2

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core._sqlite_utils import sqlite_utils
 from core.config import ConfigError, RunConfig
+from core.store._sqlite_utils import sqlite_utils
 from core.store.errors import DatabaseUnusable, StoreError
 from core.store.schema import (
     CONFIG_COLUMNS,
