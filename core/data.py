@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import sources
 from core.config import check_pair_counts
 from core.errors import DataError
 
@@ -195,12 +196,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple[DigitPool, DigitPool]:
-    """(training pool, test pool) of a data source."""
-    if source == "sample":
-        return load_sample_pools()
-    if source == "mnist":
-        return load_mnist_pools(str(data_dir or default_data_dir()))
-    raise DataError(f"unknown data source {source!r}: choose sample or mnist")
+    """(training pool, test pool) of a data source (``core.sources``)."""
+    return sources.get(source).load(str(data_dir) if data_dir else None)
 
 
 def pool_pairs(images: np.ndarray) -> np.ndarray:
