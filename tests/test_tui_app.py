@@ -453,7 +453,7 @@ def test_importing_the_app_never_loads_torch_pandas_nor_numpy():
         import tui.screens.plots, tui.screens.tables, tui.screens.help, tui.screens.dialogs
         from tui.app import make_app
         make_app("unused.db")
-        heavy = ("torch", "torchvision", "pandas", "numpy")  # start-up time (core/_sqlite_utils.py)
+        heavy = ("torch", "torchvision", "pandas", "numpy")  # start-up time (core/store/_sqlite_utils.py)
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     """)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,

@@ -487,9 +487,7 @@ def models(
     counts = None
     if db is not None:
         with api.open_store(db, create=False) as store:
-            counts = {(r["structure"], r["arch"], r["kernel"]): r["n"] for r in store.db.query(
-                "SELECT c.structure, c.arch, c.kernel, count(r.id) AS n FROM configs c "
-                "JOIN runs r ON r.config_id = c.id GROUP BY 1, 2, 3")}
+            counts = store.setup_run_counts()
     columns = ["structure", "arch", "channels", "kernel", "parameters"]
     table = RichTable(*columns, *(["runs in --db"] if counts is not None else []))
     for row in api.model_catalog():

@@ -111,10 +111,7 @@ def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
     protocols and no choice, a ConfigError naming them."""
     config = store.config(config_id)
     candidates = {}
-    for row in store.db.query(
-            "SELECT c.*, (SELECT count(*) FROM runs r WHERE r.config_id = c.id) AS total "
-            "FROM configs c WHERE structure = ? AND arch = ? AND kernel = ?",
-            [config.structure, config.arch, config.kernel]):
+    for row in store.setup_configs(config.structure, config.arch, config.kernel):
         if row["total"]:
             candidates[Protocol.of(row).id] = (Protocol.of(row), row["id"])
     protocols = [p for p, _ in candidates.values()]
