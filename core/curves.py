@@ -256,6 +256,8 @@ def y_axis(values: Sequence[float], rows: int | None = None, log: bool = False,
     while len(ticks) > most and count > 1:  # fewer rows: a coarser step
         count -= 1
         ticks = nice_ticks(low, high, count)
+    if len(ticks) > most:  # two rows' worth: the ends only
+        ticks = [ticks[0], ticks[-1]]
     top = ticks[-1]
     if rows and rows > len(ticks) > 1:  # each tick on a row, evenly apart
         spacing = (rows - 1) // (len(ticks) - 1)
