@@ -88,14 +88,14 @@ def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     classes = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
-    train_idx, test_idx = [], []
+    train_parts, test_parts = [], []
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(classes == digit))
         half = len(members) // 2
-        train_idx.append(members[:half])
-        test_idx.append(members[half:])
-    train_idx = np.sort(np.concatenate(train_idx))
-    test_idx = np.sort(np.concatenate(test_idx))
+        train_parts.append(members[:half])
+        test_parts.append(members[half:])
+    train_idx = np.sort(np.concatenate(train_parts))
+    test_idx = np.sort(np.concatenate(test_parts))
     return (
         DigitPool(images[train_idx], classes[train_idx]),
         DigitPool(images[test_idx], classes[test_idx]),
