@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core import sources as _sources
 from core import structures as _structures
 from core.errors import ConfigError, DataError
 
@@ -31,7 +32,8 @@ KERNELS: tuple[int, ...] = (3, 5)
 #: Side of an input image: 28x28 MNIST average-pooled by 2.
 IMAGE_SIZE = 14
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
+#: Every data source (``core.sources``, live: a source registered later is in it).
+DATA_SOURCES: Sequence[str] = _sources.NAMES
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 DEFAULT_REPS = 10
@@ -122,7 +124,7 @@ class RunConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {value!r}")
         _choice("kernel", self.kernel, KERNELS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("data", self.data, DATA_SOURCES)
+        _choice("data", self.data, tuple(DATA_SOURCES))
         _choice("precision", self.precision, PRECISIONS)
         _choice("pooling", self.pooling, POOLINGS)
         for name in ("batch_norm", "repair", "swap"):
@@ -502,15 +504,12 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
     return spec.expand(base)
 
 
-#: (training pool, test pool) sizes of each source.
-POOL_SIZES = {"sample": (2500, 2500), "mnist": (60000, 10000)}
-
-
 def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
-    """Raise DataError when a draw needs more digits than a pool holds."""
-    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), POOL_SIZES[source]):
+    """Raise DataError when a draw needs more digits than a pool of the source holds."""
+    entry = _sources.get(source)
+    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), entry.pool_sizes):
         if 2 * pairs > size:
-            hint = " or --data mnist" if source == "sample" else ""
+            hint = f" or --data {entry.larger}" if entry.larger else ""
             raise DataError(
                 f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
                 f"has {size}: use at most {size // 2}{hint}"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import sources
 from core.config import check_pair_counts
 from core.errors import DataError
 
@@ -87,14 +88,14 @@ def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     classes = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
-    train_idx, test_idx = [], []
+    train_parts, test_parts = [], []
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(classes == digit))
         half = len(members) // 2
-        train_idx.append(members[:half])
-        test_idx.append(members[half:])
-    train_idx = np.sort(np.concatenate(train_idx))
-    test_idx = np.sort(np.concatenate(test_idx))
+        train_parts.append(members[:half])
+        test_parts.append(members[half:])
+    train_idx = np.sort(np.concatenate(train_parts))
+    test_idx = np.sort(np.concatenate(test_parts))
     return (
         DigitPool(images[train_idx], classes[train_idx]),
         DigitPool(images[test_idx], classes[test_idx]),
@@ -195,12 +196,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple[DigitPool, DigitPool]:
-    """(training pool, test pool) of a data source."""
-    if source == "sample":
-        return load_sample_pools()
-    if source == "mnist":
-        return load_mnist_pools(str(data_dir or default_data_dir()))
-    raise DataError(f"unknown data source {source!r}: choose sample or mnist")
+    """(training pool, test pool) of a data source (``core.sources``)."""
+    return sources.get(source).load(str(data_dir) if data_dir else None)
 
 
 def pool_pairs(images: np.ndarray) -> np.ndarray:

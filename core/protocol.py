@@ -209,8 +209,8 @@ class ProtocolChoice:
                     value = value.lower()
                 parsed.append(_canonical(name, value))
             fields.append((name, tuple(parsed)))
-        text = protocol.strip() if isinstance(protocol, str) else None
-        return cls(text or None, tuple(fields))
+        label = protocol.strip() if isinstance(protocol, str) else None
+        return cls(label or None, tuple(fields))
 
     @property
     def empty(self) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import core
-from core import compare
+from core import compare, sources
 from core.config import DEFAULT_REPS, EXTENSION_FIELDS, ConfigError, RunConfig
 from core.curves import epoch_curves, save_figure
 from core.protocol import Protocol, ProtocolChoice, available_line, ordered
@@ -34,10 +34,6 @@ CHOICES_FILE = Path("docs") / "reproduction" / "choices.md"
 FIGURE_NUMBERS = {"independent": 4, "shared": 5, "shared-aux": 6}
 CITATION = ('V. Bordignon, "Image Classification: The Impact of Weight Sharing and Auxiliary '
             'Losses", EE-559 Deep Learning, EPFL.')
-DATA_SOURCES = {
-    "sample": "the embedded sample of 5000 MNIST digits (pairs drawn from it per repetition)",
-    "mnist": "full MNIST (torchvision), pairs drawn per repetition",
-}
 #: What the paper states for each RunConfig field (None: the paper is silent).
 PAPER_SAYS: dict[str, str | None] = {
     "structure": "independent, shared, shared-aux (Figs 1-3)",
@@ -173,7 +169,7 @@ def _data_source(store: Store) -> str:
     meta = store.meta()
     lines = ["## Data source", "", f"- Database: `{store.path}` ({meta.get('created_by', '?')})."]
     for source in sources:
-        lines.append(f"- Digits: `{source}`, {DATA_SOURCES.get(source, source)}.")
+        lines.append(f"- Digits: `{source}`, {_source_report(source)}.")
     lines.append(f"- {n_configs} configuration(s); runs: "
                  + ", ".join(f"{n} {status}" for status, n in counts.items())
                  + f"; {epochs} epoch rows.")
@@ -444,3 +440,9 @@ def git_commit(repo_root: Path) -> str:
     if dirty.returncode == 0 and dirty.stdout.strip():
         commit += " (with uncommitted changes)"
     return commit
+
+
+def _source_report(name: str) -> str:
+    """The report's description of a data source (its name, for one no longer registered)."""
+    entry = next((s for s in sources.entries() if s.name == name), None)
+    return entry.report if entry else name
