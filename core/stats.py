@@ -200,7 +200,7 @@ def paired_p(a: list[float], b: list[float]) -> float:
 
 
 def _p_value(test: str, a: list[float], b: list[float], **options) -> float:
-    from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+    from scipy import stats as scipy_stats
 
     with warnings.catch_warnings():  # near-identical samples: scipy warns, the NaN p-value says it
         warnings.simplefilter("ignore", RuntimeWarning)
