@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "core" / "store"
@@ -94,3 +97,49 @@ def test_the_store_package_is_where_the_sql_is():
     found = [what for path in sorted(STORE.glob("*.py"))
              for _, what in sql_in(path.read_text(encoding="utf-8"))]
     assert any("SELECT" in what for what in found) and any("UPDATE" in what for what in found)
+
+
+def test_a_column_name_from_a_caller_is_never_sql(tmp_path):
+    from core.store import Store
+
+    with Store(tmp_path / "runs.db") as store:
+        assert store.distinct_config_values("arch") == []
+        assert store.row_count("epochs") == 0
+        for call in (lambda: store.distinct_config_values("arch FROM configs; DROP TABLE runs --"),
+                     lambda: store.done_value_counts("1; DELETE FROM runs"),
+                     lambda: store.row_count("sqlite_master"),
+                     lambda: store.setup_aggregates(("test_acc) --",))):
+            with pytest.raises(ValueError, match="not"):
+                call()
+        assert store.row_count("runs") == 0 and "runs" in store.db.table_names()
+
+
+def test_one_retry_loop_waits_out_a_lock_and_gives_up_after_its_attempts():
+    from core.store.busy import retry_busy
+
+    tries = []
+
+    def locked_twice():
+        tries.append(1)
+        if len(tries) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "done"
+
+    assert retry_busy(locked_twice, attempts=5) == "done" and len(tries) == 3
+    tries.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        retry_busy(locked_twice, attempts=2)
+    assert len(tries) == 2
+    tries.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        retry_busy(locked_twice, attempts=5, may_retry=lambda: False)  # inside a transaction
+    assert len(tries) == 1
+
+    def broken():
+        tries.append(1)
+        raise sqlite3.OperationalError("no such table: runs")
+
+    tries.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_busy(broken, attempts=5)
+    assert len(tries) == 1
