@@ -50,8 +50,8 @@ def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
     @app.command()
     @flags
     def run(
-        setup: Setup = None, reps: RepsOpt = DEFAULT_REPS, protocol: Grid = None,
-        data_dir: DataDirOpt = None, base: Base = None,
+        *, setup: Setup, reps: RepsOpt = DEFAULT_REPS, protocol: Grid,
+        data_dir: DataDirOpt = None, base: Base,
         workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
         executor: ExecutorOpt = Executor("local"), address: AddressOpt = None,
         max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
@@ -76,8 +76,8 @@ def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
 
     @app.command()
     @flags
-    def queue(setup: Setup = None, reps: RepsOpt = DEFAULT_REPS, protocol: Grid = None,
-              base: Base = None, db: DbOption = None) -> None:
+    def queue(*, setup: Setup, reps: RepsOpt = DEFAULT_REPS, protocol: Grid, base: Base,
+              db: DbOption = None) -> None:
         """Queue the product of the given values (run them with `pairs work`)."""
         configs = api.plan(grid_options({**setup, **protocol}), _base(config, base), reps)
         with api.open_store(db) as store:
@@ -87,8 +87,8 @@ def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
 
     @app.command()
     @flags
-    def grid(name: PresetName, reps: RepsOpt = DEFAULT_REPS, protocol: Preset = None,
-             base: Base = None, db: DbOption = None) -> None:
+    def grid(name: PresetName, *, reps: RepsOpt = DEFAULT_REPS, protocol: Preset, base: Base,
+             db: DbOption = None) -> None:
         """Queue a named grid, e.g. `pairs grid paper` (3 x 6 x 2 setups x 10 reps = 360 runs)."""
         configs = api.plan_preset(name, grid_options(protocol), _base(config, base), reps)
         with api.open_store(db) as store:
