@@ -10,7 +10,6 @@ from test_tui_snapshots import app, shown  # noqa: F401  (the app fixture)
 from test_tui_support import SHARED_A1, build_fixture_db, settle, wait_for
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot)
 from core.curves import (
     epoch_curves,
     legend,
