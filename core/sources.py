@@ -73,21 +73,9 @@ def help_text() -> str:
     return "; ".join(f"{s.name} ({s.description})" for s in _REGISTRY.values()) + "."
 
 
-def _mnist(data_dir: str | None) -> Any:
-    from core.data import default_data_dir, load_mnist_pools
-
-    return load_mnist_pools(str(data_dir or default_data_dir()))
-
-
-def _sample(data_dir: str | None) -> Any:
-    from core.data import load_sample_pools
-
-    return load_sample_pools()
-
-
-register(DataSource("sample", _sample, (2500, 2500),
+register(DataSource("sample", "core.data:sample_source", (2500, 2500),
                     "the embedded 5000 MNIST digits, offline",
                     "the embedded sample of 5000 MNIST digits (pairs drawn from it per repetition)",
                     larger="mnist"))
-register(DataSource("mnist", _mnist, (60000, 10000), "full MNIST through torchvision",
+register(DataSource("mnist", "core.data:mnist_source", (60000, 10000), "full MNIST through torchvision",
                     "full MNIST (torchvision), pairs drawn per repetition"))

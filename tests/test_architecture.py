@@ -18,7 +18,8 @@ _PROBE = """
 import importlib, json, pkgutil, sys
 package = importlib.import_module(sys.argv[1])
 names = [sys.argv[1]] + sorted(m.name for m in pkgutil.walk_packages(package.__path__,
-                                                                      sys.argv[1] + "."))
+                                                                      sys.argv[1] + ".")
+                               if not m.name.endswith(".__main__"))  # runs the program
 seen = {name.split(".")[0] for name in sys.modules}
 added = {}
 for name in names:
