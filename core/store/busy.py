@@ -12,12 +12,9 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from core.store.errors import DatabaseUnusable, _explain
-
-if TYPE_CHECKING:
-    from core.store.opening import Connection
 
 #: How many times ``BEGIN IMMEDIATE`` / ``COMMIT`` are tried while SQLite reports a lock.
 BEGIN_ATTEMPTS = 8
@@ -26,7 +23,16 @@ WRITE_RETRY_S = 300.0
 
 T = TypeVar("T")
 P = ParamSpec("P")
-S = TypeVar("S", bound="Connection")
+
+
+class _Connected(Protocol):
+    """What ``retrying`` needs of a store (``core.store.opening.Connection``)."""
+
+    db: Any
+    path: Any
+
+
+S = TypeVar("S", bound=_Connected)
 
 
 def _is_busy(exc: BaseException) -> bool:
