@@ -214,6 +214,7 @@ TINY = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "2", "--trai
         "--val-pairs", "10", "--test-pairs", "100"]
 
 
+@pytest.mark.slow
 def test_digits_trains_through_pairs_run_and_appears_in_the_tables(fresh_db, tmp_path):
     result = invoke("run", "--structure", "digits", *TINY, "--shift", "1", "--swap", "on",
                     "--workers", "1", "--db", fresh_db)

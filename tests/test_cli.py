@@ -30,6 +30,7 @@ def test_version_and_help():
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_run_table_best_status(fresh_db):
     result = invoke("run", "--structure", "shared-aux", *TINY, "--workers", "1", "--db", fresh_db)
     assert result.exit_code == 0, result.output
@@ -62,6 +63,7 @@ def test_grid_paper_queues_360_runs_once(fresh_db):
         assert s.db["configs"].count == 36
 
 
+@pytest.mark.slow
 def test_work_and_retry(fresh_db):
     invoke("queue", "--structure", "shared", *TINY, "--db", fresh_db)
     result = invoke("work", "--workers", "2", "--db", fresh_db)

@@ -47,6 +47,7 @@ def test_outside_a_checkout_the_source_hash(tmp_path, monkeypatch):
     assert provenance._git_version(ROOT) is None
 
 
+@pytest.mark.slow
 def test_a_trained_run_records_the_code_version(fresh_db):
     config = tiny(structure="shared")
     with api.open_store(fresh_db) as store:

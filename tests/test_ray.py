@@ -97,6 +97,7 @@ def _assert_complete(path, runs: int, epochs: int) -> None:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_grid_on_ray_gives_the_numbers_of_the_local_executor(ray_address, tmp_path, two_cores):
     expected = _local_reference(tmp_path / "local.db", GRID, 2)
     events = []
@@ -112,6 +113,7 @@ def test_a_grid_on_ray_gives_the_numbers_of_the_local_executor(ray_address, tmp_
 
 
 @needs_ray
+@pytest.mark.slow
 def test_the_queue_is_worked_to_the_end_when_finished_tasks_resolve_late(
         ray_address, tmp_path, two_cores, monkeypatch):
     """A task's reference may resolve after its runs reported done: the driver must still claim
@@ -138,6 +140,7 @@ def test_the_queue_is_worked_to_the_end_when_finished_tasks_resolve_late(
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, two_cores, slow_reference):
     pids: dict[str, int] = {}
     killed: dict[str, float] = {}
@@ -170,6 +173,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, t
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_killed_driver_resumes_on_restart(ray_address, tmp_path, slow_reference):
     path = tmp_path / "driver.db"
     with open_store(path) as s:

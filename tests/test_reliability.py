@@ -143,6 +143,7 @@ def reference(tmp_path_factory) -> dict:
 
 
 # -- the tests ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, reference):
     db = tmp_path / "chaos.db"
     with open_store(db) as s:
@@ -169,6 +170,7 @@ def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, refe
     _assert_same(_results(db), reference)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_requeued_and_the_grid_completes(tmp_path, reference):
     db = tmp_path / "worker.db"
     killed: list[int] = []
@@ -191,6 +193,7 @@ def test_a_killed_worker_is_requeued_and_the_grid_completes(tmp_path, reference)
     _assert_same(_results(db), reference)
 
 
+@pytest.mark.slow
 def test_runs_of_a_dead_driver_are_queued_again_when_the_database_is_opened(store):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -222,6 +225,7 @@ def _freeze(pid: int, db: Path) -> None:
     raise AssertionError("the driver always held the write lock")
 
 
+@pytest.mark.slow
 def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_works(
         tmp_path, monkeypatch):
     frozen_config = tiny(structure="shared", epochs=3)
@@ -282,6 +286,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_path):
     config = tiny(epochs=3)
     reference_db, db = tmp_path / "reference.db", tmp_path / "killed.db"
@@ -367,6 +372,7 @@ def test_corrupt_mnist_files_are_a_one_line_error(tmp_path, fresh_db):
         assert "\n" not in str(caught.value) and "--data sample" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeues_it(
         tmp_path, fresh_db):
     from tests.test_bad_input_props import call
@@ -390,6 +396,7 @@ def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeu
 
 
 # -- concurrency -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_three_drivers_and_a_polling_reader_share_one_database(tmp_path):
     """The fast version of bench/concurrency.py: the grid is run to its end."""
     import importlib.util
@@ -408,6 +415,7 @@ def test_three_drivers_and_a_polling_reader_share_one_database(tmp_path):
     assert stats["epoch_rows"] == stats["distinct_rows"] == 3 * counts["done"]
 
 
+@pytest.mark.slow
 def test_a_run_whose_worker_keeps_dying_fails_after_max_attempts(tmp_path):
     """Only its losses count: the run fails with the reason, the rest of the grid goes on."""
     db = tmp_path / "poison.db"

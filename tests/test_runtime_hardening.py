@@ -178,6 +178,7 @@ def _plant_checkpoint(store, run_id: str, state: bytes) -> None:
 
 
 @pytest.mark.parametrize("vectorize", [False, True])
+@pytest.mark.slow
 def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epoch_0(
         tmp_path, vectorize):
     from core.scheduler import work
@@ -336,6 +337,7 @@ def test_runs_held_by_another_driver_are_followed_to_their_end(fresh_db, ending)
     assert (summary.followed, summary.failed) == ((1, 0) if ending == "done" else (0, 1))
 
 
+@pytest.mark.slow
 def test_a_followed_run_whose_driver_died_is_trained_here(fresh_db, monkeypatch):
     from core import scheduler
 

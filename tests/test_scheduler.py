@@ -13,6 +13,7 @@ from core.store import StoreError
 from tests.conftest import tiny
 
 
+@pytest.mark.slow
 def test_work_runs_the_queue_to_the_end(store):
     configs = [tiny(structure=s) for s in ("independent", "shared", "shared-aux")]
     queue(store, configs, 2)
@@ -27,6 +28,7 @@ def test_work_runs_the_queue_to_the_end(store):
     assert run["torch_version"] and run["device"] == "cpu" and 0 <= run["test_acc"] <= 1
 
 
+@pytest.mark.slow
 def test_a_diverging_run_fails_and_the_grid_goes_on(store):
     queue(store, [tiny(lr=1e6, optimizer="sgd", epochs=3), tiny()], 1)
     summary = work(store, workers=1)
@@ -62,6 +64,7 @@ def test_work_plan_never_starts_a_process_without_a_run():
 
 
 @pytest.mark.parametrize("structure", ["independent", "shared-aux"])
+@pytest.mark.slow
 def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path, structure):
     results = {}
     for vectorize in (True, False):
@@ -89,6 +92,7 @@ def _epoch_metrics(path):
         }
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     config_flags = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--epochs", "6",
                     "--reps", "2", "--train-pairs", "300", "--val-pairs", "30",

@@ -81,6 +81,7 @@ def test_writes_of_a_worker_that_lost_its_run_are_refused(store):
     assert store.db["epochs"].count == 0
 
 
+@pytest.mark.slow
 def test_dead_local_worker_is_requeued(store):
     import socket
 
@@ -104,6 +105,7 @@ def _claim_all(path, worker, out):
         out.put(got)
 
 
+@pytest.mark.slow
 def test_two_processes_never_claim_the_same_run(fresh_db):
     with open_store(fresh_db) as s:
         s.queue([tiny(arch=a, kernel=k) for a in ("A1", "A2", "A3") for k in (3, 5)], 10)

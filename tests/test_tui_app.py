@@ -480,6 +480,7 @@ def fake_work(monkeypatch):
 
 
 @pytest.mark.parametrize("choice", ["stop", "keep", "cancel"])
+@pytest.mark.slow
 async def test_quit_with_running_workers_asks(tmp_path, fake_work, choice):
     db = build_fixture_db(tmp_path / "runs.db")
     app = make_app(db, workers=3)
@@ -508,6 +509,7 @@ async def test_quit_with_running_workers_asks(tmp_path, fake_work, choice):
             process.wait(5)
 
 
+@pytest.mark.slow
 async def test_start_and_stop_workers_end_to_end(fresh_db):
     """Real ``pairs work`` subprocesses on a tiny grid: stop after an epoch, resume, finish."""
     with api.open_store(fresh_db) as store:

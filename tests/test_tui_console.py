@@ -11,7 +11,9 @@ from textual.widgets import DataTable, SelectionList
 
 from tui.app import make_app
 from tui.screens.experiments import ExperimentsScreen
+from tui.screens.plots import PlotsScreen
 from tui.screens.queue import QueueScreen
+from tui.screens.tables import TablesScreen
 
 
 def plain(cell) -> str:
@@ -87,14 +89,22 @@ async def test_queue_has_the_focus_on_entry_and_boxes_differ_by_glyph(tmp_path):
 
 @pytest.mark.parametrize("key", ["1", "2", "3", "4"])
 async def test_footers_fit_80_columns(tmp_path, key):
+    screen_type = {"1": ExperimentsScreen, "2": QueueScreen, "3": PlotsScreen,
+                   "4": TablesScreen}[key]
     db = build_fixture_db(tmp_path / "runs.db")
     console = make_app(db, workers=2)
     async with console.run_test(size=(80, 24)) as pilot:
         await settle(pilot, ExperimentsScreen)
         await pilot.press(key)
-        await pilot.pause(0.3)
-        footer = console.screen.query_one("Footer")
-        keys = [b for b in footer.query("FooterKey")]
+        await settle(pilot, screen_type)
+
+        def footer_keys():
+            return list(console.screen.query_one("Footer").query("FooterKey"))
+
+        # laid out (a busy machine may take longer than any fixed pause)
+        await wait_for(pilot, lambda: footer_keys() and all(k.region.width > 0
+                                                            for k in footer_keys()))
+        keys = footer_keys()
         assert keys and sum(k.outer_size.width for k in keys) <= 80
         assert keys[-1].region.right <= 80 and keys[-1].region.width > 0
 
