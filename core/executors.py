@@ -161,7 +161,7 @@ STARTUP_FACTOR = 5.0
 #: Under the ``forkserver`` start method the fork server imports them once, while the driver
 #: goes on, and every worker is forked from it with them loaded.
 PRELOAD = ("torch", "torch._dynamo", "core.executors", "core.train", "core.vectorized",
-           "core.grouped", "core.provenance")
+           "core.grouped", "core.provenance", "core.fork_server")
 #: How worker processes start: ``forkserver`` (the default where the platform has it: forked
 #: from a server that has imported PRELOAD) or ``spawn`` (a fresh interpreter each, importing
 #: everything itself; the way of versions before issue 19, kept for comparison:
