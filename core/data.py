@@ -124,14 +124,14 @@ def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     classes = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
-    train_idx, test_idx = [], []
+    train_parts, test_parts = [], []
     for digit in range(10):
         members = rng.permutation(np.flatnonzero(classes == digit))
         half = len(members) // 2
-        train_idx.append(members[:half])
-        test_idx.append(members[half:])
-    train_idx = np.sort(np.concatenate(train_idx))
-    test_idx = np.sort(np.concatenate(test_idx))
+        train_parts.append(members[:half])
+        test_parts.append(members[half:])
+    train_idx = np.sort(np.concatenate(train_parts))
+    test_idx = np.sort(np.concatenate(test_parts))
     return (
         DigitPool(images[train_idx], classes[train_idx]),
         DigitPool(images[test_idx], classes[test_idx]),
@@ -153,7 +153,7 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
     number of images or labels, labels outside 0-9) are a DataError naming the folder.
     """
     try:
-        from torchvision.datasets import MNIST
+        from torchvision.datasets import MNIST  # type: ignore[import-untyped]  # no stubs, no py.typed
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
         raise DataError("--data mnist needs torchvision: pip install torchvision") from exc
     raw = Path(data_dir, "MNIST", "raw")
