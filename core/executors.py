@@ -252,11 +252,36 @@ def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str
 def start_workers_early() -> None:
     """Start what local workers are forked from now (the fork server importing PRELOAD), so that
     it loads torch while the driver goes on (checking the device, loading the digits, queueing);
-    nothing under spawn or with a bad PAIRS_START_METHOD (``LocalExecutor`` says why). Cheap
-    when it is running already; the server ends with this process."""
-    if start_method_problem() is None and start_method() == "forkserver":
+    nothing under spawn. Cheap when it is running already; the server ends with this process.
+    Raises ConfigError (one line) on a bad PAIRS_START_METHOD, before anything is queued."""
+    problem = start_method_problem()
+    if problem:
+        raise ConfigError(problem)
+    if start_method() == "forkserver":
         os.environ["PYTHONSAFEPATH"] = "1"  # see LocalExecutor
         _start_fork_server(mp.get_context("forkserver"))
+
+
+def stop_fork_server() -> None:
+    """End the fork server ``start_workers_early`` started, unless a local executor of this
+    process uses it: for a driver that trains elsewhere after all (``--executor ray``), so that
+    it does not hold torch's memory while Ray trains. A later local executor starts a new one."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the module's singleton (the stdlib has no public stop)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None or _IN_USE:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)  # it may be importing torch: no need to wait for that
+    forget = getattr(server, "_stop", None)  # reaps it and forgets it
+    if forget is not None:
+        with contextlib.suppress(OSError, ChildProcessError):
+            forget()
+
+
+#: Local executors of this process not shut down yet (their workers come from the fork server).
+_IN_USE: set[int] = set()
 
 
 def _start_fork_server(ctx) -> None:
@@ -349,6 +374,7 @@ class LocalExecutor:
         self.ctx = mp.get_context(start_method())
         if self.ctx.get_start_method() == "forkserver":
             _start_fork_server(self.ctx)
+            _IN_USE.add(id(self))
         # A lock-free shared flag: a worker killed while reading it cannot leave a lock held.
         self.stop_flag = self.ctx.RawValue(ctypes.c_bool, False)
         self.threads = threads
@@ -462,4 +488,5 @@ class LocalExecutor:
                 slot.process.kill()
                 slot.process.join(timeout=5)
             slot.close()
+        _IN_USE.discard(id(self))
 

@@ -31,7 +31,7 @@ from dataclasses import replace
 
 from core.config import ConfigError
 from core.execution import EXECUTORS, TERMINAL, Done, ExecutorEvent, Host
-from core.executors import Task, execute_task
+from core.executors import Task, execute_task, stop_fork_server
 
 try:
     import ray
@@ -118,6 +118,7 @@ class RayExecutor:
     """Runs tasks on the Ray cluster at ``address`` (``auto`` or HOST:PORT), else on a local instance."""
 
     def __init__(self, workers: int, threads: int, address: str | None = None):
+        stop_fork_server()  # started while the driver checked the device: no local workers here
         self.threads = max(1, threads)
         self.started = False  # whether this executor called ray.init (then it calls ray.shutdown)
         self.local = False  # whether that started a local instance
