@@ -291,14 +291,27 @@ def _start_fork_server(ctx) -> None:
     from multiprocessing import forkserver
 
     ctx.set_forkserver_preload(list(PRELOAD))
-    blocked = hasattr(signal, "pthread_sigmask")
-    if blocked:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    with _sigint_blocked():
         forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread meanwhile: the processes started inside are born with it
+    blocked (a mask survives fork and exec)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # Starting the resource tracker unblocks SIGINT (whatever the mask was before) once it has
+    # started it: start it first, so that nothing started below is born with SIGINT unblocked.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
     finally:
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Slot:
@@ -317,14 +330,8 @@ class _Slot:
         # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
         # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
         # is still importing torch. The worker ignores SIGINT, then unblocks it.
-        blocked = hasattr(signal, "pthread_sigmask")
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with _sigint_blocked():
             self.process.start()
-        finally:
-            if blocked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()
         event_in.close()

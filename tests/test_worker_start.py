@@ -80,3 +80,29 @@ def test_an_unused_fork_server_is_stopped_and_one_in_use_is_kept(monkeypatch):
         assert os.getpid() != again
     finally:
         executor.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_fork_server_is_born_with_sigint_blocked(monkeypatch):
+    """A terminal's Ctrl-C reaches the whole process group: the server, importing torch, must
+    not die of it (starting multiprocessing's resource tracker unblocks SIGINT: not before it)."""
+    import signal
+    from multiprocessing import forkserver
+
+    monkeypatch.delenv("PAIRS_START_METHOD", raising=False)
+    stop_fork_server()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    start_workers_early()
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # this thread's mask restored
+    pid = forkserver._forkserver._forkserver_pid
+    with open(f"/proc/{pid}/status") as f:
+        blocked = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+    assert blocked & (1 << (signal.SIGINT - 1))
+    deadline = time.monotonic() + 30
+    while True:  # empty until its exec is done
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if environ != [b""] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert b"PYTHONSAFEPATH=1" in environ  # safe-path mode, as every child of the driver
