@@ -20,6 +20,7 @@ from pathlib import Path
 from core.api import best_of_protocols, open_store, render_rows, table_rows
 from core.config import GridSpec, RunConfig
 from core.store import run_id
+from core.store.schema import copy_final_metrics
 
 REPS = 10
 
@@ -49,13 +50,7 @@ def build(path: Path, runs: int, epochs: int) -> float:
                 "val_main_loss, val_acc, lr, seconds, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
-            # what Store.finish_run records when a run is done
-            db.execute(
-                "UPDATE runs SET (final_train_loss, final_val_loss, final_val_acc) = "
-                "(SELECT e.train_loss, e.val_loss, e.val_acc FROM epochs e WHERE e.run_id = runs.id "
-                "AND e.epoch = ?)",
-                [epochs],
-            )
+            copy_final_metrics(db, "status = 'done'")  # what Store.finish_run records
     return time.perf_counter() - started
 
 

@@ -196,18 +196,7 @@ def pending_runs(store: Store, configs: list[RunConfig] | None) -> int:
 
 def pending_epochs(store: Store, configs: list[RunConfig] | None) -> int:
     """Epochs still to train in the queued and running runs (of ``configs``, if given)."""
-    ids = [c.id for c in configs] if configs else None
-    where = "r.status IN ('queued', 'running')"
-    params: list = []
-    if ids:
-        where += f" AND r.config_id IN ({','.join('?' * len(ids))})"
-        params = ids
-    row = store.db.execute(
-        f"SELECT sum(c.epochs - coalesce(k.epoch, 0)) FROM runs r JOIN configs c "
-        f"ON c.id = r.config_id LEFT JOIN checkpoints k ON k.run_id = r.id WHERE {where}",
-        params,
-    ).fetchone()
-    return row[0] or 0
+    return store.pending_epochs([c.id for c in configs] if configs else None)
 
 
 def check_structures(structures: list[str] | str | None) -> list[str] | None:
@@ -222,7 +211,7 @@ def check_structures(structures: list[str] | str | None) -> list[str] | None:
 
 def protocols_in(store: Store) -> list[Protocol]:
     """Every protocol of the database's configurations, the paper's first."""
-    return ordered(Protocol.of(row) for row in store.db.query("SELECT * FROM configs"))
+    return ordered(Protocol.of(row) for row in store.config_rows())
 
 
 def chosen_protocols(store: Store, choice: ProtocolChoice | None) -> list[Protocol]:
@@ -352,15 +341,8 @@ def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
     lines = []
     for config in configs:
         runs = store.run_rows(config.id, "done")
-        finals = {
-            row["run_id"]: row
-            for row in store.db.query(
-                "SELECT e.run_id, e.val_acc FROM epochs e JOIN runs r ON r.id = e.run_id "
-                "WHERE r.config_id = ? AND r.status = 'done' AND e.epoch = ?",
-                [config.id, config.epochs],
-            )
-        }
-        val = MeanStd.of([finals[r["id"]]["val_acc"] for r in runs if r["id"] in finals])
+        finals = store.final_val_acc(config.id, config.epochs)
+        val = MeanStd.of([finals[r["id"]] for r in runs if r["id"] in finals])
         test = MeanStd.of([r["test_acc"] for r in runs])
         failed = store.run_rows(config.id, "failed")
         why = "; ".join(dict.fromkeys(_one_line(r["error"] or "no reason recorded")

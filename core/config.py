@@ -9,7 +9,9 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from core import sources as _sources
 from core import structures as _structures
 from core.errors import ConfigError, DataError
 
@@ -31,7 +33,8 @@ KERNELS: tuple[int, ...] = (3, 5)
 #: Side of an input image: 28x28 MNIST average-pooled by 2.
 IMAGE_SIZE = 14
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-DATA_SOURCES: tuple[str, ...] = ("sample", "mnist")
+#: Every data source (``core.sources``, live: a source registered later is in it).
+DATA_SOURCES: Sequence[str] = _sources.NAMES
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 POOLINGS: tuple[str, ...] = ("max", "avg")
 DEFAULT_REPS = 10
@@ -52,56 +55,242 @@ MAX_SEED = 2**32 - 1
 #: Times a lost run may be tried again (--max-retries).
 MAX_RETRIES = 100
 
-#: Fields a grid may vary; everything else in RunConfig is a scalar.
-GRID_FIELDS: tuple[str, ...] = ("structure", "arch", "kernel")
+def parse_bool(text: str) -> bool:
+    """``true/false``, ``on/off``, ``yes/no`` or ``1/0`` (any case)."""
+    value = str(text).strip().lower()
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise ValueError(text)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number field; ``what`` ends its error message (``lr must be a
+    number > 0, got -0.1``)."""
+
+    low: float
+    high: float
+    what: str
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        return (self.low <= value <= self.high and not (self.low_open and value == self.low)
+                and not (self.high_open and value == self.high))
+
+
+def int_range(low: int, high: int) -> Bounds:
+    """``an integer >= 1 and <= 10,000``."""
+    return Bounds(low, high, f"an integer >= {low} and <= {high:,}")
+
+
+#: ``a number > 0`` (finite).
+POSITIVE = Bounds(0.0, math.inf, "a number > 0", low_open=True, high_open=True)
+#: ``a number >= 0 and < 1`` (a probability, a momentum).
+FRACTION = Bounds(0.0, 1.0, "a number >= 0 and < 1", high_open=True)
+
+#: Where a field's ``Param`` lives in its ``dataclasses.Field.metadata``.
+PARAM = "pairs.param"
+
+
+@dataclass(frozen=True)
+class Param:
+    """What the command line, the console's queue form, the labels, the reports' protocol
+    filters and the README's flag table know of one ``RunConfig`` field: everything but its
+    name and default, which are the field's own (see ``hyperparameter`` and ``params``)."""
+
+    #: The flag's help (the CLI adds the default, which is the paper's); a function: live text.
+    help: str | Callable[[], str]
+    #: The label of the field in the console's queue form.
+    label: str
+    #: Reads one value from text (CLI, form); None: by the default's type (``parse_bool``).
+    parse: Callable[[str], object] | None = None
+    #: The allowed values (a live sequence may grow: ``STRUCTURES``); refused otherwise.
+    choices: Sequence | None = None
+    #: The allowed range of a number.
+    bounds: Bounds | None = None
+    #: Part of the protocol (False: the setup, structure x arch x kernel).
+    protocol: bool = True
+    #: Several values in one command (their product is queued); False: one value, the base
+    #: configuration's (the data source and the pair counts).
+    grid: bool = True
+    #: Also a flag of ``pairs grid NAME`` (which otherwise takes the base fields only).
+    preset: bool = False
+    #: Beyond the paper: left out of the id (and stored in ``configs.options``) at its default,
+    #: so adding one never changes an existing id.
+    extension: bool = False
+    #: Its name in labels (``options_label``: ``bn drop 0.3``); extension fields only.
+    short: str | None = None
+    #: The help of the reports' protocol filter (default: ``help``).
+    filter_help: str | None = None
+    #: The flag without ``--`` (default: the field's name with dashes).
+    flag: str | None = None
+
+
+def hyperparameter(default: Any, help: str | Callable[[], str], label: str, **spec: Any) -> Any:
+    """A ``RunConfig`` field with its ``Param``: ``epochs: int = hyperparameter(30, "Epochs.",
+    "Epochs", bounds=int_range(1, MAX_EPOCHS))``."""
+    return field(default=default, metadata={PARAM: Param(help=help, label=label, **spec)})
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A field of a ``RunConfig`` class with its ``Param`` (``params(cls)``)."""
+
+    name: str
+    default: Any
+    param: Param
+
+    @property
+    def flag(self) -> str:
+        return "--" + (self.param.flag or self.name.replace("_", "-"))
+
+    @property
+    def help(self) -> str:
+        text = self.param.help
+        return text() if callable(text) else text
+
+    @property
+    def filter_help(self) -> str:
+        return self.param.filter_help or self.help
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def parse(self, text: str) -> object:
+        """One value from text; ValueError when it is not one (``kind`` says what is)."""
+        if self.param.parse is not None:
+            return self.param.parse(text)
+        return parse_bool(text) if self.type is bool else self.type(text)
+
+    @property
+    def kind(self) -> str:
+        """What a value must be, for a parse error: ``an integer``, ``a number`` ..."""
+        return {int: "an integer", float: "a number",
+                bool: "true or false (on/off, yes/no, 1/0)"}.get(self.type, "a number")
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the CLI's help shows it: ``off`` for a boolean, ``0.01``, ``A5``."""
+        if self.type is bool:
+            return "on" if self.default else "off"
+        return str(self.default)
+
+    @property
+    def form_default(self) -> str:
+        """The default as the queue form shows it: ``off``, ``0.01``, ``1`` (a float as ``:g``)."""
+        return f"{self.default:g}" if self.type is float else self.shown_default
+
+    def check(self, value: object) -> None:
+        """Raise ConfigError when ``value`` is not allowed (type, choices, bounds)."""
+        flag = self.name.replace("_", "-")
+        if self.type is bool and not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be true or false, got {value!r}")
+        if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{flag} must be an integer, got {value!r}")
+        if self.param.choices is not None:
+            _choice(self.name, value, tuple(self.param.choices))
+        bounds = self.param.bounds
+        if bounds is not None:
+            if self.type is int:
+                assert isinstance(value, int)
+                if not bounds.holds(value):
+                    raise ConfigError(f"{flag} must be {bounds.what}, got {_shown(value)}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not bounds.holds(value):
+                raise ConfigError(f"{flag} must be {bounds.what}, got {value!r}")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One setup of the study. Its ``id`` is a hash of these fields, so equal setups share it."""
+    """One setup of the study. Its ``id`` is a hash of these fields, so equal setups share it.
 
-    structure: str = "shared"
-    arch: str = "A5"
-    kernel: int = 5
-    epochs: int = 30
-    lr: float = 0.01
-    lr_step: int = 15
-    lr_gamma: float = 0.1
-    optimizer: str = "sgd"
-    batch_size: int = 4
-    aux_weight: float = 1.0
-    data: str = "sample"
-    train_pairs: int = 1000
-    val_pairs: int = 100
-    test_pairs: int = 1000
-    seed: int = 0
-    precision: str = "fp32"
-    # -- beyond the paper (EXTENSION_FIELDS: left out of the id at their default) -------------
-    #: batch normalisation after each convolution (and the hidden layer)
-    batch_norm: bool = False
-    #: dropout probability before each fully-connected layer
-    dropout: float = 0.0
-    #: the tower's pooling: max (the paper's) or avg
-    pooling: str = "max"
-    #: units of a hidden fully-connected layer before the output layer(s); 0: none (the paper's)
-    hidden: int = 0
-    #: SGD momentum (sgd only)
-    momentum: float = 0.0
-    #: L2 weight decay of the optimiser
-    weight_decay: float = 0.0
-    #: training-time augmentation, drawn anew each epoch: re-pair the training digits
-    repair: bool = False
-    #: ... shift each training image by up to this many pixels in x and y
-    shift: int = 0
-    #: ... rotate each training image by up to this many degrees
-    rotate: float = 0.0
-    #: ... swap the two images of half the training pairs (label recomputed from the classes)
-    swap: bool = False
+    Every field is a hyperparameter declared once, here, with its ``Param`` (flag, help, form
+    label, parser, allowed values): the CLI's options, the console's queue form, the labels,
+    the protocol and the README's flag table are built from it (``params``)."""
+
+    # -- the setup (structure x arch x kernel) --------------------------------------------
+    structure: str = hyperparameter("shared", _structures.help_text, "Structure",
+                                    parse=str.lower, choices=STRUCTURES, protocol=False)
+    arch: str = hyperparameter("A5", "Table I architecture A1-A6.", "Architecture",
+                               parse=str.upper, choices=tuple(ARCHITECTURES), protocol=False)
+    kernel: int = hyperparameter(5, "Convolution kernel, 3 or 5.", "Kernel", choices=KERNELS,
+                                 protocol=False)
+    # -- the paper's protocol ----------------------------------------------------------------
+    epochs: int = hyperparameter(30, "Epochs.", "Epochs", bounds=int_range(1, MAX_EPOCHS),
+                                 preset=True)
+    lr: float = hyperparameter(0.01, "Initial learning rate.", "Learning rate", bounds=POSITIVE,
+                               preset=True)
+    lr_step: int = hyperparameter(15, "Multiply the lr by --lr-gamma every this many epochs.",
+                                  "LR step (epochs)", bounds=int_range(1, MAX_LR_STEP))
+    lr_gamma: float = hyperparameter(0.1, "Learning-rate decay factor.", "LR gamma",
+                                     bounds=POSITIVE)
+    optimizer: str = hyperparameter("sgd", "sgd or adam.", "Optimizer", choices=OPTIMIZERS,
+                                    preset=True)
+    batch_size: int = hyperparameter(4, "Mini-batch size.", "Batch size",
+                                     bounds=int_range(1, MAX_BATCH_SIZE), preset=True)
+    aux_weight: float = hyperparameter(1.0, "Weight of the digit losses (shared-aux, digits).",
+                                       "Aux weight", bounds=Bounds(0.0, 1e6, "a number >= 0",
+                                                                   high_open=True))
+    data: str = hyperparameter(
+        "sample", _sources.help_text, "Data",
+        choices=DATA_SOURCES, grid=False, filter_help="sample or mnist.")
+    train_pairs: int = hyperparameter(
+        1000, "Training pairs per repetition (the validation pairs are taken out of these).",
+        "Train pairs", bounds=int_range(1, MAX_PAIRS), grid=False,
+        filter_help="Training pairs per repetition.")
+    val_pairs: int = hyperparameter(  # between 1 and train_pairs - 1: validate()
+        100, "Validation pairs per repetition, taken out of the training pairs (the paper: 100 "
+             "of 1000).", "Val. pairs", grid=False,
+        filter_help="Validation pairs per repetition.")
+    test_pairs: int = hyperparameter(
+        1000, "Test pairs per repetition (drawn from the test pool).", "Test pairs",
+        bounds=int_range(1, MAX_PAIRS), grid=False, filter_help="Test pairs per repetition.")
+    seed: int = hyperparameter(0, "Base seed of data draws and initialisations.", "Seed",
+                               bounds=int_range(0, MAX_SEED), preset=True)
+    precision: str = hyperparameter("fp32", "fp32 or bf16 (autocast).", "Precision",
+                                    choices=PRECISIONS, preset=True)
+    # -- beyond the paper (extension: left out of the id at their default) -----------------
+    batch_norm: bool = hyperparameter(
+        False, "Batch normalisation after each convolution: on or off.", "Batch norm",
+        extension=True, short="bn")
+    dropout: float = hyperparameter(
+        0.0, "Dropout probability before each fully-connected layer.", "Dropout",
+        bounds=FRACTION, extension=True, short="drop")
+    pooling: str = hyperparameter("max", "Pooling of the tower: max or avg.", "Pooling",
+                                  parse=str.lower, choices=POOLINGS, extension=True,
+                                  short="pool")
+    hidden: int = hyperparameter(
+        0, "Units of a hidden fully-connected layer (0: none).", "Hidden units",
+        bounds=Bounds(0, 100_000, "an integer between 0 and 100000"), extension=True,
+        short="fc")
+    momentum: float = hyperparameter(0.0, "SGD momentum.", "Momentum", bounds=FRACTION,
+                                     extension=True, short="mom")
+    weight_decay: float = hyperparameter(
+        0.0, "L2 weight decay.", "Weight decay", bounds=Bounds(0.0, 1.0, "a number >= 0 and <= 1"),
+        extension=True, short="wd")
+    # training-time augmentation, drawn anew each epoch
+    repair: bool = hyperparameter(
+        False, "Augment: pair the training digits anew each epoch: on or off.", "Aug. re-pair",
+        extension=True, short="repair")
+    shift: int = hyperparameter(
+        0, "Augment: shift training images by up to this many pixels.", "Aug. shift (px)",
+        bounds=Bounds(0, 7, "an integer between 0 and 7"), extension=True, short="shift")
+    rotate: float = hyperparameter(
+        0.0, "Augment: rotate training images by up to this many degrees.", "Aug. rotate (°)",
+        bounds=Bounds(0.0, 180.0, "a number of degrees >= 0 and <= 180"), extension=True,
+        short="rot")
+    swap: bool = hyperparameter(
+        False, "Augment: swap the two images of half the training pairs (label recomputed): "
+               "on or off.", "Aug. swap", extension=True, short="swap")
 
     def __post_init__(self) -> None:
         # One setup, one id: a number field holds a float whatever the spelling (10 and 10.0,
         # -0.0 and 0.0, 1e-2 and 0.01 hash alike); a bool is never taken for a number.
-        for name in FLOAT_FIELDS:
+        for name in _float_fields(type(self)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue  # validate() names it
@@ -113,51 +302,17 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError on the first invalid field."""
-        _choice("structure", self.structure, tuple(STRUCTURES))
-        _choice("arch", self.arch, tuple(ARCHITECTURES))
-        for name in INT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer, got {value!r}")
-        _choice("kernel", self.kernel, KERNELS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("data", self.data, DATA_SOURCES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("pooling", self.pooling, POOLINGS)
-        for name in ("batch_norm", "repair", "swap"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name.replace('_', '-')} must be true or false, "
-                                  f"got {getattr(self, name)!r}")
-        _number_in("dropout", self.dropout, 0.0, 1.0, "a number >= 0 and < 1", upper_open=True)
-        _number_in("momentum", self.momentum, 0.0, 1.0, "a number >= 0 and < 1", upper_open=True)
-        _number_in("weight_decay", self.weight_decay, 0.0, 1.0, "a number >= 0 and <= 1")
-        _number_in("rotate", self.rotate, 0.0, 180.0, "a number of degrees >= 0 and <= 180")
-        for name, top in (("hidden", 100_000), ("shift", 7)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
-                raise ConfigError(f"{name} must be an integer between 0 and {top}, got {_shown(value)}")
+        """Raise ConfigError on the first invalid field (each by its ``Param``), then on the
+        combinations no single field can check."""
+        for hp in params(type(self)):
+            hp.check(getattr(self, hp.name))
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError("momentum is for --optimizer sgd: leave --momentum at 0 with adam")
-        _positive_int("epochs", self.epochs, MAX_EPOCHS)
-        _positive_int("lr_step", self.lr_step, MAX_LR_STEP)
-        _positive_int("batch_size", self.batch_size, MAX_BATCH_SIZE)
-        _positive_int("train_pairs", self.train_pairs, MAX_PAIRS)
-        _positive_int("test_pairs", self.test_pairs, MAX_PAIRS)
-        if not isinstance(self.val_pairs, int) or isinstance(self.val_pairs, bool):
-            raise ConfigError(f"val-pairs must be an integer, got {self.val_pairs!r}")
         if not 0 < self.val_pairs < self.train_pairs:
             raise ConfigError(
                 f"val-pairs must be between 1 and train-pairs - 1 ({self.train_pairs - 1}), "
                 f"got {self.val_pairs}"
             )
-        _positive_float("lr", self.lr)
-        _positive_float("lr_gamma", self.lr_gamma)
-        if isinstance(self.aux_weight, bool) or not (
-                isinstance(self.aux_weight, (int, float)) and 0 <= self.aux_weight < 1e6):
-            raise ConfigError(f"aux-weight must be a number >= 0, got {self.aux_weight!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer >= 0 and <= {MAX_SEED:,}, got {_shown(self.seed)}")
 
     @property
     def id(self) -> str:
@@ -179,13 +334,14 @@ class RunConfig:
 
     def options_label(self) -> str:
         """The extension fields that differ from their default, e.g. ``bn drop 0.3 shift 1``."""
-        return options_label(self.extension_values())
+        return options_label(self.extension_values(), type(self))
 
     def canonical_json(self) -> str:
         """Every field, except extension fields left at their default (so ids never change)."""
         values = self.to_dict()
+        defaults = defaults_of(type(self))
         for name, value in self.extension_values().items():
-            if value == _DEFAULTS[name]:
+            if value == defaults[name]:
                 del values[name]
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
@@ -194,7 +350,8 @@ class RunConfig:
 
     def extension_values(self) -> dict:
         """The fields added after the paper's protocol (stored as JSON in ``configs.options``)."""
-        return {name: getattr(self, name) for name in EXTENSION_FIELDS}
+        return {hp.name: getattr(self, hp.name) for hp in params(type(self))
+                if hp.param.extension}
 
     @classmethod
     def from_dict(cls, values: Mapping) -> RunConfig:
@@ -209,6 +366,40 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+def params(cls: type[RunConfig] = RunConfig) -> tuple[Hyperparameter, ...]:
+    """The hyperparameters of a ``RunConfig`` class (a subclass may add fields), in field
+    order: what the CLI, the queue form, the labels and the protocol are built from."""
+    found = _PARAMS.get(cls)
+    if found is None:
+        for f in dataclasses.fields(cls):
+            if PARAM not in f.metadata:
+                raise TypeError(f"RunConfig field {f.name} has no Param: declare it with "
+                                "hyperparameter(default, help, label, ...)")
+        found = _PARAMS[cls] = tuple(Hyperparameter(f.name, f.default, f.metadata[PARAM])
+                                     for f in dataclasses.fields(cls))
+    return found
+
+
+def defaults_of(cls: type[RunConfig] = RunConfig) -> dict[str, Any]:
+    """Field name -> default of a ``RunConfig`` class (shared: do not change it)."""
+    found = _DEFAULTS_OF.get(cls)
+    if found is None:
+        found = _DEFAULTS_OF[cls] = {hp.name: hp.default for hp in params(cls)}
+    return found
+
+
+def _float_fields(cls: type[RunConfig]) -> tuple[str, ...]:
+    found = _FLOATS.get(cls)
+    if found is None:
+        found = _FLOATS[cls] = tuple(hp.name for hp in params(cls) if hp.type is float)
+    return found
+
+
+_PARAMS: dict[type, tuple[Hyperparameter, ...]] = {}
+_FLOATS: dict[type, tuple[str, ...]] = {}
+_DEFAULTS_OF: dict[type, dict[str, Any]] = {}
+
+
 def run_seed(config: RunConfig, rep: int) -> int:
     """Initialisation/shuffling seed of a run: depends on (base seed, rep, configuration)."""
     digest = hashlib.sha256(f"{config.seed}:{rep}:{config.id}".encode()).digest()
@@ -217,29 +408,27 @@ def run_seed(config: RunConfig, rep: int) -> int:
 
 #: Fields added after the paper's protocol: not columns of ``configs`` but its ``options`` JSON,
 #: and left out of the id at their default, so adding one never changes an existing id.
-EXTENSION_FIELDS: tuple[str, ...] = (
-    "batch_norm", "dropout", "pooling", "hidden", "momentum", "weight_decay",
-    "repair", "shift", "rotate", "swap",
-)
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+EXTENSION_FIELDS: tuple[str, ...] = tuple(hp.name for hp in params() if hp.param.extension)
+#: The setup's fields (structure, arch, kernel): everything else is the protocol.
+GRID_FIELDS: tuple[str, ...] = tuple(hp.name for hp in params() if not hp.param.protocol)
+_DEFAULTS = defaults_of()
 #: The number fields (floats) and the integer fields, by their type in RunConfig.
-FLOAT_FIELDS: tuple[str, ...] = tuple(n for n, v in _DEFAULTS.items() if type(v) is float)
-INT_FIELDS: tuple[str, ...] = tuple(n for n, v in _DEFAULTS.items() if type(v) is int)
-#: Short names of the extension fields in labels.
-_SHORT = {"batch_norm": "bn", "dropout": "drop", "pooling": "pool", "hidden": "fc",
-          "momentum": "mom", "weight_decay": "wd", "repair": "repair", "shift": "shift",
-          "rotate": "rot", "swap": "swap"}
+FLOAT_FIELDS: tuple[str, ...] = tuple(hp.name for hp in params() if hp.type is float)
+INT_FIELDS: tuple[str, ...] = tuple(hp.name for hp in params() if hp.type is int)
 
 
-def options_label(values: Mapping) -> str:
+def options_label(values: Mapping, cls: type[RunConfig] = RunConfig) -> str:
     """Extension values that differ from their default, shortly: ``bn drop 0.3 shift 1``."""
-    parts = []
-    for name in EXTENSION_FIELDS:
-        value = values.get(name, _DEFAULTS[name])
-        if value == _DEFAULTS[name]:
+    parts: list[str] = []
+    for hp in params(cls):
+        if not hp.param.extension:
             continue
-        parts.append(_SHORT[name] if value is True else f"{_SHORT[name]} {value:g}"
-                     if isinstance(value, float) else f"{_SHORT[name]} {value}")
+        value = values.get(hp.name, hp.default)
+        if value == hp.default:
+            continue
+        short = hp.param.short or hp.name
+        parts.append(short if value is True else f"{short} {value:g}"
+                     if isinstance(value, float) else f"{short} {value}")
     return " ".join(parts)
 
 
@@ -359,7 +548,8 @@ BEYOND_STEPS: tuple[tuple[str, dict], ...] = (
 def beyond_steps(base: RunConfig | None = None) -> list[tuple[str, RunConfig]]:
     """The ablation of ``pairs grid beyond``: (what the step adds, its configuration)."""
     base = base or RunConfig()
-    steps, changes = [], {}
+    steps: list[tuple[str, RunConfig]] = []
+    changes: dict = {}
     for label, step in BEYOND_STEPS:
         changes = {**changes, **step}
         steps.append((label, base.replace(**changes)))
@@ -396,49 +586,15 @@ def _choice(name: str, value, allowed: tuple) -> None:
         raise ConfigError(f"unknown {name} {value!r}: choose one of {listed}")
 
 
-def _positive_int(name: str, value, top: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
-        raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1 and <= {top:,}, "
-                          f"got {_shown(value)}")
-
-
 def _shown(value) -> str:
     """A refused value for a message, cut short (a 4,000-digit integer is not repeated)."""
     text = repr(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
     return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
 
 
-def _number_in(name: str, value, low: float, high: float, what: str, upper_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not low <= value <= high or (upper_open and value == high):
-        raise ConfigError(f"{name.replace('_', '-')} must be {what}, got {value!r}")
-
-
-def _positive_float(name: str, value) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not (0 < value < float("inf")):
-        raise ConfigError(f"{name.replace('_', '-')} must be a number > 0, got {value!r}")
-
-
-def parse_bool(text: str) -> bool:
-    """``true/false``, ``on/off``, ``yes/no`` or ``1/0`` (any case)."""
-    value = str(text).strip().lower()
-    if value in ("true", "on", "yes", "1"):
-        return True
-    if value in ("false", "off", "no", "0"):
-        return False
-    raise ValueError(text)
-
-
 #: Options whose values a grid may vary, with how to read one value from the command line.
-GRID_PARSERS: dict[str, type | Callable[[str], object]] = {
-    "structure": str, "arch": str, "kernel": int, "epochs": int, "lr": float, "lr_step": int,
-    "lr_gamma": float, "optimizer": str, "batch_size": int, "aux_weight": float, "seed": int,
-    "precision": str,
-    "batch_norm": parse_bool, "dropout": float, "pooling": str, "hidden": int, "momentum": float,
-    "weight_decay": float, "repair": parse_bool, "shift": int, "rotate": float, "swap": parse_bool,
-}
-_KINDS = {int: "an integer", float: "a number", parse_bool: "true or false (on/off, yes/no, 1/0)"}
+GRID_PARSERS: dict[str, Callable[[str], object]] = {
+    hp.name: hp.parse for hp in params() if hp.param.grid}
 
 
 def split_values(values: Iterable[str] | str | None, name: str = "") -> list[str]:
@@ -450,7 +606,7 @@ def split_values(values: Iterable[str] | str | None, name: str = "") -> list[str
         return []
     if isinstance(values, str):
         values = [values]
-    parts = []
+    parts: list[str] = []
     for value in values:
         items = [item.strip() for item in str(value).split(",")]
         if len(items) > 1 and not all(items):
@@ -467,24 +623,18 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
     values; missing or empty fields take ``base``'s value. Raises ConfigError naming a bad value.
     """
     base = base or RunConfig()
+    grid = {hp.name: hp for hp in params(type(base)) if hp.param.grid}
     axes: dict[str, list] = {}
     for name, raw in options.items():
-        if name not in GRID_PARSERS:
+        if name not in grid:
             raise ConfigError(f"unknown option {name!r}")
         parsed = []
         for text in split_values(raw, name):
             try:
-                value = GRID_PARSERS[name](text)
+                value = grid[name].parse(text)
             except ValueError:
-                kind = _KINDS.get(GRID_PARSERS[name], "a number")
                 flag = name.replace("_", "-")
-                raise ConfigError(f"--{flag} must be {kind}, got {text!r}") from None
-            if name == "structure":
-                value = value.lower()
-            elif name == "arch":
-                value = value.upper()
-            elif name == "pooling":
-                value = value.lower()
+                raise ConfigError(f"--{flag} must be {grid[name].kind}, got {text!r}") from None
             parsed.append(value)
         if parsed:
             axes[name] = parsed
@@ -502,15 +652,12 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
     return spec.expand(base)
 
 
-#: (training pool, test pool) sizes of each source.
-POOL_SIZES = {"sample": (2500, 2500), "mnist": (60000, 10000)}
-
-
 def check_pair_counts(source: str, train_pairs: int, test_pairs: int) -> None:
-    """Raise DataError when a draw needs more digits than a pool holds."""
-    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), POOL_SIZES[source]):
+    """Raise DataError when a draw needs more digits than a pool of the source holds."""
+    entry = _sources.get(source)
+    for name, pairs, size in zip(("train", "test"), (train_pairs, test_pairs), entry.pool_sizes):
         if 2 * pairs > size:
-            hint = " or --data mnist" if source == "sample" else ""
+            hint = f" or --data {entry.larger}" if entry.larger else ""
             raise DataError(
                 f"--{name}-pairs {pairs} needs {2 * pairs} digits but the {source} {name} pool "
                 f"has {size}: use at most {size // 2}{hint}"

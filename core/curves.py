@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.config import ConfigError, RunConfig
 from core.store import Store
@@ -114,10 +117,26 @@ def check_has_epochs(curves: dict, store: Store) -> None:
         )
 
 
-def _scaled(curves: dict, metric: str) -> tuple[list[float], list[float]]:
-    scale = 100.0 if metric == "val_acc" else 1.0
+def metric_scale(metric: str) -> float:
+    """How a metric is drawn: accuracies (fractions in the database) in percent, losses as is."""
+    return 100.0 if metric == "val_acc" else 1.0
+
+
+def scaled(curves: dict, metric: str) -> tuple[dict[int, list[float]], list[float], list[float]]:
+    """(each run's values by rep, the mean, the std) of ``metric`` as drawn (accuracies in
+    percent): what ``pairs plot``, the figure file and the TUI's plots show."""
+    scale = metric_scale(metric)
     data = curves["metrics"][metric]
-    return [m * scale for m in data["mean"]], [s * scale for s in data["std"]]
+    return ({rep: [v * scale for v in values] for rep, values in data["series"].items()},
+            [m * scale for m in data["mean"]], [s * scale for s in data["std"]])
+
+
+def spread(mean: list[float], std: list[float]) -> tuple[list[float], list[float]]:
+    """mean - std and mean + std per epoch (the mean itself where std is unknown): the
+    matplotlib figures' ``fill_between`` band."""
+    lower = [m - s if not math.isnan(s) else m for m, s in zip(mean, std, strict=True)]
+    upper = [m + s if not math.isnan(s) else m for m, s in zip(mean, std, strict=True)]
+    return lower, upper
 
 
 def subtitle(curves: dict) -> str:
@@ -193,6 +212,101 @@ def _epoch_ticks(last: int) -> list[int]:
     return list(range(1 if step == 1 else step, last + 1, step))
 
 
+#: A line of a terminal plot: epochs, values (as drawn), RGB colour.
+Line = tuple[Sequence[float], Sequence[float], tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class YAxis:
+    """The y axis of a terminal plot: tick positions and labels, the limits, and (log) the
+    floor under which values are drawn at the floor."""
+
+    positions: list[float]
+    labels: list[str]
+    low: float
+    high: float
+    floor: float | None = None  # None: a linear axis
+
+    def place(self, values: Sequence[float]) -> list[float]:
+        """Where ``values`` are drawn on this axis (log: log10 of them)."""
+        if self.floor is None:
+            return list(values)
+        floor = self.floor
+        return [math.log10(max(v, floor)) for v in values]
+
+
+def y_axis(values: Sequence[float], rows: int | None = None, log: bool = False,
+           cap: int = 6) -> YAxis:
+    """The y axis for ``values``: 1-2-5 ticks (``log``: 1-2-5 per decade, labelled in the
+    values), at most ``cap`` of them and, given ``rows`` (the plot area's height), at most one
+    every other row so that none is dropped or crowded. On a linear axis the top limit is
+    stretched so that the ticks fall evenly on rows."""
+    most = cap if rows is None else max(2, min(cap, (rows - 1) // 2 + 1))
+    if log:
+        floor = min((v for v in values if v > 0), default=1e-6)
+        ticks = log_ticks(floor, max(max(values), floor))
+        if most < len(ticks):  # keep the ends and thin the rest
+            keep = max(1, math.ceil((len(ticks) - 1) / max(most - 1, 1)))
+            ticks = ticks[::keep] if (len(ticks) - 1) % keep == 0 else [*ticks[::keep], ticks[-1]]
+        positions = [math.log10(t) for t in ticks]
+        return YAxis(positions, [f"{t:g}" for t in ticks], positions[0], positions[-1], floor)
+    low, high = min(values), max(values)
+    count = most
+    ticks = nice_ticks(low, high, count)
+    while len(ticks) > most and count > 1:  # fewer rows: a coarser step
+        count -= 1
+        ticks = nice_ticks(low, high, count)
+    if len(ticks) > most:  # two rows' worth: the ends only
+        ticks = [ticks[0], ticks[-1]]
+    top = ticks[-1]
+    if rows and rows > len(ticks) > 1:  # each tick on a row, evenly apart
+        spacing = (rows - 1) // (len(ticks) - 1)
+        top = ticks[0] + (ticks[1] - ticks[0]) * (rows - 1) / spacing
+    return YAxis(ticks, tick_labels(ticks), ticks[0], top)
+
+
+def band_lines(epochs: Sequence[float], mean: Sequence[float], std: Sequence[float],
+               band_color: tuple[int, int, int],
+               mean_color: tuple[int, int, int]) -> tuple[list[Line], list[Line]]:
+    """(mean - std and mean + std as two thin lines over the epochs where both are known, the
+    mean as a line): how every terminal plot draws a spread."""
+    band = [(e, m, s) for e, m, s in zip(epochs, mean, std) if not math.isnan(s)
+            and not math.isnan(m)]
+    bounds: list[Line] = []
+    if band:
+        xs = [e for e, _, _ in band]
+        bounds = [(xs, [m - s for _, m, s in band], band_color),
+                  (xs, [m + s for _, m, s in band], band_color)]
+    points = [(e, m) for e, m in zip(epochs, mean) if not math.isnan(m)]
+    means: list[Line] = [([e for e, _ in points], [m for _, m in points], mean_color)] \
+        if points else []
+    return bounds, means
+
+
+def draw_frame(plt: Any, metric: str, last: int, log: bool, title: str | None) -> None:
+    """A panel's title and epoch axis (1 .. ``last``)."""
+    plt.title(title or CURVE_TITLES[metric] + (" (log)" if log else ""))
+    plt.xlabel("epoch")
+    plt.xlim(1, last)
+    plt.xticks(_epoch_ticks(last))
+
+
+def draw_lines(plt: Any, lines: list[Line], *, rows: int | None, log: bool,
+               lr_step: int | None = None) -> None:
+    """``lines`` (in order: the last on top) in braille with the y axis of :func:`y_axis`, and
+    a vertical line after epoch ``lr_step``. Nothing when no value is finite."""
+    values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
+    if not values:
+        return
+    axis = y_axis(values, rows, log)
+    plt.ylim(axis.low, axis.high)
+    plt.yticks(axis.positions, axis.labels)
+    if lr_step is not None:
+        plt.vline(lr_step + 0.5, LR_COLOR)
+    for xs, ys, color in lines:
+        plt.plot(xs, axis.place(ys), marker="braille", color=color)
+
+
 def lr_step_epoch(curves: dict, last: int) -> int | None:
     """The last epoch at the first learning rate, when the rate changes within ``last``."""
     config = curves.get("config") if curves else None
@@ -208,8 +322,8 @@ def legend(curves: dict | None, last: int | None = None) -> list[tuple[str, str,
                ("┈┈", "mean ± std", BAND_COLOR),
                ("──", "each run", RUN_COLOR)]
     config = curves.get("config") if curves else None
-    step = lr_step_epoch(curves, last or (config.epochs if config else 0)) if curves else None
-    if step is not None:
+    step = lr_step_epoch(curves, last or config.epochs) if curves and config else None
+    if config is not None and step is not None:
         entries.append(("│", f"lr ×{config.lr_gamma:g} after epoch {step}", LR_COLOR))
     return entries
 
@@ -224,7 +338,7 @@ def legend_line(curves: dict | None, last: int | None = None, color: bool = Fals
     return "   ".join(parts)
 
 
-def draw_metric(plt, curves: dict | None, metric: str, *, last: int | None = None,
+def draw_metric(plt: Any, curves: dict | None, metric: str, *, last: int | None = None,
                 log: bool = False, title: str | None = None, rows: int | None = None) -> None:
     """Draw one metric into a plotext figure (the ``plotext`` module's active subplot or a
     textual-plotext ``Plot``): each run a thin grey line, mean - std and mean + std as two thin
@@ -234,68 +348,25 @@ def draw_metric(plt, curves: dict | None, metric: str, *, last: int | None = Non
     (the plot area's height) caps the y ticks at one every other row, so none is dropped. No
     legend is drawn inside the plot: show :func:`legend` beside it.
     """
-    scale = 100.0 if metric == "val_acc" else 1.0
     log = log and metric in LOSS_METRICS
     epochs = curves["epochs"] if curves else []
     last = max(last or (epochs[-1] if epochs else 1), epochs[-1] if epochs else 1, 2)
-    plt.title(title or CURVE_TITLES[metric] + (" (log)" if log else ""))
-    plt.xlabel("epoch")
-    plt.xlim(1, last)
-    plt.xticks(_epoch_ticks(last))
+    draw_frame(plt, metric, last, log, title)
     if not curves or not epochs:
         return
-    data = curves["metrics"][metric]
-    mean, std = _scaled(curves, metric)
-    lines: list[tuple[list[float], list[float], tuple]] = []
-    for values in data["series"].values():
-        if values:
-            lines.append((list(range(1, len(values) + 1)), [v * scale for v in values],
-                          RUN_COLOR))
-    band = [(e, m, s) for e, m, s in zip(epochs, mean, std) if not math.isnan(s)]
-    if band:
-        xs = [e for e, _, _ in band]
-        lines.append((xs, [m - s for _, m, s in band], BAND_COLOR))
-        lines.append((xs, [m + s for _, m, s in band], BAND_COLOR))
-    points = [(e, m) for e, m in zip(epochs, mean) if not math.isnan(m)]
-    if points:
-        lines.append(([e for e, _ in points], [m for _, m in points], MEAN_COLOR))
-    values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
-    if not values:
-        return
-    count = 5 if rows is None else max(2, min(6, (rows + 1) // 2))
-    if log:
-        floor = min((v for v in values if v > 0), default=1e-6)
-        ticks = log_ticks(floor, max(max(values), floor))
-        if count < len(ticks):  # keep the ends and thin the rest
-            keep = max(1, math.ceil((len(ticks) - 1) / max(count - 1, 1)))
-            ticks = ticks[::keep] if (len(ticks) - 1) % keep == 0 else [*ticks[::keep], ticks[-1]]
-        lines = [(xs, [math.log10(max(v, floor)) for v in ys], c) for xs, ys, c in lines]
-        positions = [math.log10(t) for t in ticks]
-        labels = [f"{t:g}" for t in ticks]
-    else:
-        ticks = nice_ticks(min(values), max(values), count)
-        target = count
-        while len(ticks) > max(target + 1, 2) and count > 1:  # fewer rows: a coarser step
-            count -= 1
-            ticks = nice_ticks(min(values), max(values), count)
-        positions, labels = ticks, tick_labels(ticks)
-    top = positions[-1]
-    if rows and not log and rows > len(ticks) > 1:  # each tick on a row, evenly apart
-        spacing = (rows - 1) // (len(ticks) - 1)
-        top = positions[0] + (positions[1] - positions[0]) * (rows - 1) / spacing
-    plt.ylim(positions[0], top)
-    plt.yticks(positions, labels)
-    step = lr_step_epoch(curves, last)
-    if step is not None:
-        plt.vline(step + 0.5, LR_COLOR)
-    for xs, ys, color in lines:
-        plt.plot(xs, ys, marker="braille", color=color)
+    series, mean, std = scaled(curves, metric)
+    runs: list[Line] = [(list(range(1, len(values) + 1)), values, RUN_COLOR)
+                        for values in series.values() if values]
+    bounds, means = band_lines(epochs, mean, std, BAND_COLOR, MEAN_COLOR)
+    draw_lines(plt, runs + bounds + means, rows=rows, log=log,
+               lr_step=lr_step_epoch(curves, last))
 
 
-def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
-                  color: bool = True, log: bool = False) -> str:
-    """The three panels as text (plotext, as the TUI draws them), the legend on a line of its
-    own under them. Side by side when ``width`` allows (>= 150 columns), else stacked."""
+def terminal_panels(draw: Callable[[Any, str, int], None], width: int = 100,
+                    height: int | None = None, color: bool = True) -> str:
+    """The three metrics' panels as text (plotext), side by side when ``width`` allows (>= 150
+    columns), else stacked; ``draw(panel, metric, rows)`` fills each (``rows``: the height of
+    its plot area)."""
     import plotext as plt
     from plotext._figure import _figure_class
 
@@ -307,15 +378,25 @@ def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
     figure._limit_size(False, False)  # the size asked for, not the (unknown when piped) terminal's
     figure.subplots(1, 3) if side_by_side else figure.subplots(3, 1)
     figure.plot_size(width, height)
-    last = curves["config"].epochs if curves.get("config") else None
     rows = (height if side_by_side else height // 3) - 5
     for index, metric in enumerate(CURVE_METRICS, start=1):
         panel = figure.subplot(1, index) if side_by_side else figure.subplot(index, 1)
         panel.theme("pro")
-        draw_metric(panel, curves, metric, last=last, log=log, rows=rows)
+        draw(panel, metric, rows)
     text = figure.build()
-    if not color:
-        text = plt.uncolorize(text)
+    return text if color else plt.uncolorize(text)
+
+
+def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
+                  color: bool = True, log: bool = False) -> str:
+    """The three panels as text (plotext, as the TUI draws them), the legend on a line of its
+    own under them. Side by side when ``width`` allows (>= 150 columns), else stacked."""
+    last = curves["config"].epochs if curves.get("config") else None
+
+    def draw(panel: Any, metric: str, rows: int) -> None:
+        draw_metric(panel, curves, metric, last=last, log=log, rows=rows)
+
+    text = terminal_panels(draw, width, height, color)
     return (f"{curves['label']}: {subtitle(curves)}\n{text}\n"
             f"{legend_line(curves, last, color=color)}\n")
 
@@ -380,14 +461,12 @@ def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
     axes = figure.subplots(1, 3)
     x = curves["epochs"]
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
-        scale = 100.0 if metric == "val_acc" else 1.0
-        data = curves["metrics"][metric]
-        for values in data["series"].values():
-            ax.plot(range(1, len(values) + 1), [v * scale for v in values], color="tab:blue",
-                    alpha=0.15, linewidth=0.7)
-        mean, std = _scaled(curves, metric)
-        lower = [m - s if not math.isnan(s) else m for m, s in zip(mean, std, strict=True)]
-        upper = [m + s if not math.isnan(s) else m for m, s in zip(mean, std, strict=True)]
+        scale = metric_scale(metric)
+        series, mean, std = scaled(curves, metric)
+        for values in series.values():
+            ax.plot(range(1, len(values) + 1), values, color="tab:blue", alpha=0.15,
+                    linewidth=0.7)
+        lower, upper = spread(mean, std)
         ax.fill_between(x, lower, upper, color="tab:blue", alpha=0.25, linewidth=0,
                         label="± std")
         ax.plot(x, mean, color="tab:blue", linewidth=1.8, label="mean")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import sources
 from core.config import check_pair_counts
 from core.errors import DataError
 
@@ -231,13 +232,19 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def sample_source(data_dir: str | None) -> tuple[DigitPool, DigitPool]:
+    """The ``sample`` source's loader (``core.sources``): the embedded sample, wherever --data-dir."""
+    return load_sample_pools()
+
+
+def mnist_source(data_dir: str | None) -> tuple[DigitPool, DigitPool]:
+    """The ``mnist`` source's loader (``core.sources``): full MNIST in ``data_dir``."""
+    return load_mnist_pools(str(data_dir or default_data_dir()))
+
+
 def digit_pools(source: str, data_dir: str | os.PathLike | None = None) -> tuple[DigitPool, DigitPool]:
-    """(training pool, test pool) of a data source."""
-    if source == "sample":
-        return load_sample_pools()
-    if source == "mnist":
-        return load_mnist_pools(str(data_dir or default_data_dir()))
-    raise DataError(f"unknown data source {source!r}: choose sample or mnist")
+    """(training pool, test pool) of a data source (``core.sources``)."""
+    return sources.get(source).load(str(data_dir) if data_dir else None)
 
 
 def pool_pairs(images: np.ndarray) -> np.ndarray:

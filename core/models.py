@@ -61,16 +61,33 @@ def dense(in_features: int, out_features: int, *, hidden: int = 0, dropout: floa
     )
 
 
-class Independent(nn.Module):
-    """Fig. 1: two distinct towers, flatten, concatenate, one linear layer."""
+class PairModel(nn.Module):
+    """What every structure's module is built from: a Table I tower's (channels, kernel) and the
+    options beyond the paper, with ``new_tower()`` and ``new_dense(inputs, outputs)`` making its
+    parts (a subclass creates them in its ``__init__``, in the order they initialise)."""
 
     def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
                  pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.tower1 = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.tower2 = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.classifier = dense(2 * self.tower1.out_features, 2, hidden=hidden, dropout=dropout,
-                                batch_norm=batch_norm)
+        self.channels, self.kernel = tuple(channels), kernel
+        self.batch_norm, self.pooling, self.hidden, self.dropout = batch_norm, pooling, hidden, dropout
+
+    def new_tower(self) -> ConvTower:
+        return ConvTower(self.channels, self.kernel, batch_norm=self.batch_norm, pooling=self.pooling)
+
+    def new_dense(self, in_features: int, out_features: int) -> nn.Module:
+        return dense(in_features, out_features, hidden=self.hidden, dropout=self.dropout,
+                     batch_norm=self.batch_norm)
+
+
+class Independent(PairModel):
+    """Fig. 1: two distinct towers, flatten, concatenate, one linear layer."""
+
+    def __init__(self, channels: tuple[int, ...], kernel: int, **options):
+        super().__init__(channels, kernel, **options)
+        self.tower1 = self.new_tower()
+        self.tower2 = self.new_tower()
+        self.classifier = self.new_dense(2 * self.tower1.out_features, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         first = self.tower1(x[:, 0:1])
@@ -78,30 +95,26 @@ class Independent(nn.Module):
         return self.classifier(torch.cat([first, second], dim=1)), None
 
 
-class Shared(nn.Module):
+class Shared(PairModel):
     """Fig. 2: one tower applied to both digits (the very same parameters), one linear layer."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
-                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
-        super().__init__()
-        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.classifier = dense(2 * self.tower.out_features, 2, hidden=hidden, dropout=dropout,
-                                batch_norm=batch_norm)
+    def __init__(self, channels: tuple[int, ...], kernel: int, **options):
+        super().__init__(channels, kernel, **options)
+        self.tower = self.new_tower()
+        self.classifier = self.new_dense(2 * self.tower.out_features, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         features = _shared_features(self.tower, x)
         return self.classifier(features.flatten(1)), None
 
 
-class SharedAux(nn.Module):
+class SharedAux(PairModel):
     """Fig. 3: shared tower -> shared linear to 10 digit logits per image -> linear head on 20."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
-                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
-        super().__init__()
-        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.digit = dense(self.tower.out_features, NUM_CLASSES, hidden=hidden, dropout=dropout,
-                           batch_norm=batch_norm)
+    def __init__(self, channels: tuple[int, ...], kernel: int, **options):
+        super().__init__(channels, kernel, **options)
+        self.tower = self.new_tower()
+        self.digit = self.new_dense(self.tower.out_features, NUM_CLASSES)
         self.head = nn.Linear(2 * NUM_CLASSES, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,18 +122,16 @@ class SharedAux(nn.Module):
         return self.head(digits.flatten(1)), digits
 
 
-class Digits(nn.Module):
+class Digits(PairModel):
     """Beyond the paper: the shared tower classifies each image into 10 digit logits, and the
     comparison is decided from the two digit posteriors, P(first > second) =
     sum_{i>j} p1(i) p2(j) (:func:`comparison_logits`). No parameter decides the comparison:
     the main loss (eq. 1 on that posterior) and the digit losses (eq. 2) both train the tower."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
-                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
-        super().__init__()
-        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.digit = dense(self.tower.out_features, NUM_CLASSES, hidden=hidden, dropout=dropout,
-                           batch_norm=batch_norm)
+    def __init__(self, channels: tuple[int, ...], kernel: int, **options):
+        super().__init__(channels, kernel, **options)
+        self.tower = self.new_tower()
+        self.digit = self.new_dense(self.tower.out_features, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]

@@ -24,12 +24,16 @@ from core.curves import (
     CURVE_METRICS,
     CURVE_TITLES,
     LOSS_METRICS,
+    Line,
+    band_lines,
     check_figure_path,
+    draw_frame,
+    draw_lines,
     epoch_curves,
-    log_ticks,
-    nice_step,
-    nice_ticks,
-    tick_labels,
+    metric_scale,
+    scaled,
+    spread,
+    terminal_panels,
 )
 from core.protocol import Protocol, ProtocolChoice, available_line, ordered
 from core.store import Store
@@ -39,7 +43,6 @@ PALETTE = ((70, 160, 220), (255, 160, 40), (90, 200, 110), (220, 90, 200), (230,
            (240, 90, 90))
 #: The matplotlib colours of the same order.
 MPL_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:olive", "tab:red")
-LR_COLOR = (200, 70, 70)
 MAX_OVERLAID = 12
 
 
@@ -81,7 +84,7 @@ def final_value(curves: dict, metric: str) -> tuple[float, float, int, int]:
     """(mean, std, n, epoch) at the last epoch drawn of ``metric`` (accuracies in percent);
     std NaN with fewer than two runs."""
     data = curves["metrics"][metric]
-    scale = 100.0 if metric == "val_acc" else 1.0
+    scale = metric_scale(metric)
     for index in range(len(curves["epochs"]) - 1, -1, -1):
         mean = data["mean"][index]
         if not math.isnan(mean):
@@ -248,95 +251,38 @@ def resolve_setups(store: Store, specs: list[str], choice: ProtocolChoice | None
 
 # -- plotext --------------------------------------------------------------------------------
 
-def _epoch_ticks(last: int) -> list[int]:
-    step = max(1, int(nice_step(last - 1 or 1, 6)))
-    return list(range(1 if step == 1 else step, last + 1, step))
-
-
 def draw_overlay(plt, overlaid: list[dict], metric: str, *, log: bool = False,
                  title: str | None = None, rows: int | None = None) -> None:
     """Draw one metric of several setups into a plotext figure: per setup (in the order given,
     colour ``color_of(index)``) the mean as a line and mean ± std as two thin bounds of the
     dimmer colour, 1-2-5 ticks, the learning-rate step when every setup shares it. No legend
     inside the plot (see :func:`overlay_legend`)."""
-    scale = 100.0 if metric == "val_acc" else 1.0
     log = log and metric in LOSS_METRICS
     last = max([2] + [c["epochs"][-1] for c in overlaid if c["epochs"]]
                + [c["config"].epochs for c in overlaid])
-    plt.title(title or CURVE_TITLES[metric] + (" (log)" if log else ""))
-    plt.xlabel("epoch")
-    plt.xlim(1, last)
-    plt.xticks(_epoch_ticks(last))
-    bounds, means = [], []
+    draw_frame(plt, metric, last, log, title)
+    bounds: list[Line] = []
+    means: list[Line] = []
     for index, curves in enumerate(overlaid):
-        data = curves["metrics"][metric]
+        _, mean, std = scaled(curves, metric)
         color = color_of(index)
-        mean = [m * scale for m in data["mean"]]
-        std = [s * scale for s in data["std"]]
-        band = [(e, m, s) for e, m, s in zip(curves["epochs"], mean, std)
-                if not math.isnan(s) and not math.isnan(m)]
-        if band:
-            xs = [e for e, _, _ in band]
-            bounds.append((xs, [m - s for _, m, s in band], dim(color)))
-            bounds.append((xs, [m + s for _, m, s in band], dim(color)))
-        points = [(e, m) for e, m in zip(curves["epochs"], mean) if not math.isnan(m)]
-        if points:
-            means.append(([e for e, _ in points], [m for _, m in points], color))
-    lines = bounds + means  # every mean on top of every band
-    values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
-    if not values:
-        return
-    # at most one tick every other row, so ticks never crowd onto consecutive rows
-    most = 6 if rows is None else max(2, min(6, (rows - 1) // 2 + 1))
-    if log:
-        floor = min((v for v in values if v > 0), default=1e-6)
-        ticks = log_ticks(floor, max(max(values), floor))
-        if most < len(ticks):  # keep the ends and thin the rest
-            keep = max(1, math.ceil((len(ticks) - 1) / max(most - 1, 1)))
-            ticks = ticks[::keep] if (len(ticks) - 1) % keep == 0 else [*ticks[::keep], ticks[-1]]
-        lines = [(xs, [math.log10(max(v, floor)) for v in ys], c) for xs, ys, c in lines]
-        positions, labels = [math.log10(t) for t in ticks], [f"{t:g}" for t in ticks]
-    else:
-        count = max(most - 1, 1)
-        ticks = nice_ticks(min(values), max(values), count)
-        while len(ticks) > most and count > 1:
-            count -= 1
-            ticks = nice_ticks(min(values), max(values), count)
-        positions, labels = ticks, tick_labels(ticks)
-    top = positions[-1]
-    if rows and not log and rows > len(ticks) > 1:  # each tick on a row, evenly apart
-        spacing = (rows - 1) // (len(ticks) - 1)
-        top = positions[0] + (positions[1] - positions[0]) * (rows - 1) / spacing
-    plt.ylim(positions[0], top)
-    plt.yticks(positions, labels)
+        setup_bounds, setup_mean = band_lines(curves["epochs"], mean, std, dim(color), color)
+        bounds += setup_bounds
+        means += setup_mean
     step = shared_lr_step(overlaid)
-    if step is not None and step[0] < last:
-        plt.vline(step[0] + 0.5, LR_COLOR)
-    for xs, ys, color in lines:
-        plt.plot(xs, ys, marker="braille", color=color)
+    draw_lines(plt, bounds + means, rows=rows, log=log,  # every mean on top of every band
+               lr_step=step[0] if step is not None and step[0] < last else None)
 
 
 def terminal_overlay(overlaid: list[dict], width: int = 100, height: int | None = None,
                      color: bool = True, log: bool = False) -> str:
     """``pairs plot --compare`` in the terminal: the three panels (side by side from 150
     columns, else stacked), the legend lines under them."""
-    import plotext as plt
-    from plotext._figure import _figure_class
 
-    side_by_side = width >= 150
-    height = height or (22 if side_by_side else 45)
-    figure = _figure_class()  # its own figure: the module's keeps the last call's subplots
-    figure._limit_size(False, False)
-    figure.subplots(1, 3) if side_by_side else figure.subplots(3, 1)
-    figure.plot_size(width, height)
-    rows = (height if side_by_side else height // 3) - 5
-    for index, metric in enumerate(CURVE_METRICS, start=1):
-        panel = figure.subplot(1, index) if side_by_side else figure.subplot(index, 1)
-        panel.theme("pro")
+    def draw(panel, metric: str, rows: int) -> None:
         draw_overlay(panel, overlaid, metric, log=log, rows=rows)
-    text = figure.build()
-    if not color:
-        text = plt.uncolorize(text)
+
+    text = terminal_panels(draw, width, height, color)
     lines = legend_lines(overlay_legend(overlaid), color)
     if lr_line(overlaid):
         lines.append(f"│ {lr_line(overlaid)}")
@@ -364,15 +310,11 @@ def save_overlay_figure(overlaid: list[dict], path: str | Path) -> Path:
     axes = figure.subplots(1, 3)
     handles = []
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
-        scale = 100.0 if metric == "val_acc" else 1.0
         for index, curves in enumerate(overlaid):
             colour = MPL_PALETTE[index % len(MPL_PALETTE)]
-            data = curves["metrics"][metric]
             x = curves["epochs"]
-            mean = [m * scale for m in data["mean"]]
-            std = [s * scale for s in data["std"]]
-            lower = [m - s if not math.isnan(s) else m for m, s in zip(mean, std)]
-            upper = [m + s if not math.isnan(s) else m for m, s in zip(mean, std)]
+            _, mean, std = scaled(curves, metric)
+            lower, upper = spread(mean, std)
             ax.fill_between(x, lower, upper, color=colour, alpha=0.2, linewidth=0)
             (line,) = ax.plot(x, mean, color=colour, linewidth=1.8)
             if metric == CURVE_METRICS[0]:

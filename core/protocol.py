@@ -14,7 +14,6 @@ short ``label``: ``paper`` for the paper's defaults, else the schedule
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -23,18 +22,18 @@ from dataclasses import dataclass
 
 from core.config import (
     EXTENSION_FIELDS,
-    GRID_FIELDS,
-    GRID_PARSERS,
     ConfigError,
     RunConfig,
     options_label,
+    params,
     split_values,
 )
 
-#: Every RunConfig field but the setup (structure, arch, kernel), in RunConfig's order.
-PROTOCOL_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(RunConfig) if f.name not in GRID_FIELDS)
-_DEFAULTS = {name: getattr(RunConfig(), name) for name in PROTOCOL_FIELDS}
+#: Every RunConfig field but the setup (structure, arch, kernel), in RunConfig's order: the
+#: fields whose ``Param`` says ``protocol``.
+PROTOCOL_PARAMS = {hp.name: hp for hp in params() if hp.param.protocol}
+PROTOCOL_FIELDS: tuple[str, ...] = tuple(PROTOCOL_PARAMS)
+_DEFAULTS = {name: hp.default for name, hp in PROTOCOL_PARAMS.items()}
 PAPER_LABEL = "paper"
 
 
@@ -196,21 +195,19 @@ class ProtocolChoice:
             if not texts:
                 continue
             parsed = []
-            parser = GRID_PARSERS.get(name, int if isinstance(_DEFAULTS[name], int) else str)
+            hp = PROTOCOL_PARAMS[name]
             for text in texts:
                 try:
-                    value = parser(text)
+                    value = hp.parse(text)
                 except ValueError:
-                    kind = "an integer" if parser is int else "a number" if parser is float \
-                        else "true or false (on/off, yes/no, 1/0)"
-                    raise ConfigError(f"--{name.replace('_', '-')} must be {kind}, got {text!r}") \
+                    raise ConfigError(f"--{name.replace('_', '-')} must be {hp.kind}, got {text!r}") \
                         from None
                 if isinstance(value, str):
                     value = value.lower()
                 parsed.append(_canonical(name, value))
             fields.append((name, tuple(parsed)))
-        text = protocol.strip() if isinstance(protocol, str) else None
-        return cls(text or None, tuple(fields))
+        chosen = protocol.strip() if isinstance(protocol, str) else None
+        return cls(chosen or None, tuple(fields))
 
     @property
     def empty(self) -> bool:

@@ -78,18 +78,7 @@ def code_versions(store, config_ids: Iterable[str] | None = None) -> dict[str, i
     ids = list(dict.fromkeys(config_ids)) if config_ids is not None else None
     if ids is not None and not ids:
         return {}
-    counts: dict[str, int] = {}
-    where, params = "status = 'done'", []
-    chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)] if ids is not None else [None]
-    for chunk in chunks:
-        clause = where
-        if chunk is not None:
-            clause += f" AND config_id IN ({','.join('?' * len(chunk))})"
-            params = chunk
-        for version, n in store.db.execute(
-                f"SELECT coalesce(code_version, ?), count(*) FROM runs WHERE {clause} "
-                "GROUP BY 1", [UNKNOWN, *(params or [])]):
-            counts[version] = counts.get(version, 0) + n
+    counts = store.code_version_counts(ids, UNKNOWN)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

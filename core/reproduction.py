@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import core
-from core import compare
+from core import compare, sources
 from core.config import DEFAULT_REPS, EXTENSION_FIELDS, ConfigError, RunConfig
 from core.curves import epoch_curves, save_figure
 from core.protocol import Protocol, ProtocolChoice, available_line, ordered
@@ -34,10 +34,6 @@ CHOICES_FILE = Path("docs") / "reproduction" / "choices.md"
 FIGURE_NUMBERS = {"independent": 4, "shared": 5, "shared-aux": 6}
 CITATION = ('V. Bordignon, "Image Classification: The Impact of Weight Sharing and Auxiliary '
             'Losses", EE-559 Deep Learning, EPFL.')
-DATA_SOURCES = {
-    "sample": "the embedded sample of 5000 MNIST digits (pairs drawn from it per repetition)",
-    "mnist": "full MNIST (torchvision), pairs drawn per repetition",
-}
 #: What the paper states for each RunConfig field (None: the paper is silent).
 PAPER_SAYS: dict[str, str | None] = {
     "structure": "independent, shared, shared-aux (Figs 1-3)",
@@ -73,7 +69,7 @@ class ReportResult:
 def report_protocol(store: Store, choice: ProtocolChoice | None = None) -> Protocol | None:
     """The one protocol a report covers: the chosen one, else the paper's, else the only one.
     ConfigError naming the available ones when that is not one protocol."""
-    available = ordered(Protocol.of(r) for r in store.db.query("SELECT * FROM configs"))
+    available = ordered(Protocol.of(r) for r in store.config_rows())
     if choice is not None and not choice.empty:
         chosen = choice.select(available)
         if len(chosen) > 1:
@@ -148,7 +144,7 @@ def _summary(rows, comparison, protocol: Protocol | None, store: Store) -> str:
         return "\n".join(lines + ["No configurations in this database yet."])
     lines.append(f"- {protocol.heading}: every table, best setup and test below is of this "
                  "protocol's runs only.")
-    others = [p for p in ordered(Protocol.of(r) for r in store.db.query("SELECT * FROM configs"))
+    others = [p for p in ordered(Protocol.of(r) for r in store.config_rows())
               if p.id != protocol.id]
     if others:
         lines.append(f"- Not in this report (other protocols of this database; `pairs report "
@@ -167,13 +163,13 @@ def _summary(rows, comparison, protocol: Protocol | None, store: Store) -> str:
 
 def _data_source(store: Store) -> str:
     counts = store.status_counts()
-    sources = [r["data"] for r in store.db.query("SELECT DISTINCT data FROM configs ORDER BY data")]
-    epochs = store.db.execute("SELECT count(*) FROM epochs").fetchone()[0]
-    n_configs = store.db.execute("SELECT count(*) FROM configs").fetchone()[0]
-    meta = {r["key"]: r["value"] for r in store.db.query("SELECT key, value FROM meta")}
+    sources = store.data_sources()
+    epochs = store.row_count("epochs")
+    n_configs = store.row_count("configs")
+    meta = store.meta()
     lines = ["## Data source", "", f"- Database: `{store.path}` ({meta.get('created_by', '?')})."]
     for source in sources:
-        lines.append(f"- Digits: `{source}`, {DATA_SOURCES.get(source, source)}.")
+        lines.append(f"- Digits: `{source}`, {_source_report(source)}.")
     lines.append(f"- {n_configs} configuration(s); runs: "
                  + ", ".join(f"{n} {status}" for status, n in counts.items())
                  + f"; {epochs} epoch rows.")
@@ -205,23 +201,19 @@ def _values_in_db(store: Store) -> dict[str, str]:
         if name in EXTENSION_FIELDS:  # in the options JSON; absent there: the default
             default = getattr(defaults, name)
             kind = type(default)  # JSON true comes back from SQLite as 1
-            values = sorted({str(default if r["value"] is None else kind(r["value"]))
-                             for r in store.db.query(
-                                 "SELECT DISTINCT json_extract(options, ?) AS value FROM configs",
-                                 [f"$.{name}"])})
+            values = sorted({str(default if value is None else kind(value))
+                             for value in store.distinct_option_values(name)})
             if values:
                 used[name] = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
             continue
-        values = [str(r[name]) for r in store.db.query(
-            f"SELECT DISTINCT {name} FROM configs ORDER BY {name}")]
+        values = [str(value) for value in store.distinct_config_values(name)]
         if values:
             used[name] = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
     return used
 
 
 def _reps_in_db(store: Store) -> str:
-    counts = [r["n"] for r in store.db.query(
-        "SELECT count(*) AS n FROM runs GROUP BY config_id")]
+    counts = store.runs_per_config()
     if not counts:
         return "-"
     low, high = min(counts), max(counts)
@@ -234,7 +226,8 @@ def readme_choices(readme: Path) -> str | None:
     if not readme.is_file():
         return None
     lines = readme.read_text(encoding="utf-8").splitlines()
-    start = level = None
+    start: int | None = None
+    level = 0
     for i, line in enumerate(lines):
         heading = re.match(r"^(#+)\s+(.*?)\s*#*\s*$", line)
         if start is None:
@@ -318,9 +311,7 @@ def _paper_best_here(store: Store, rows) -> Table:
         row = chosen.get(setup.key)
         values = []
         if row is not None:
-            values = list(store.db.query(
-                "SELECT test_loss, test_acc FROM runs WHERE config_id = ? AND status = 'done'",
-                [row.config_id]))
+            values = store.done_tests(row.config_id)
         acc = MeanStd.of([v["test_acc"] for v in values])
         loss = MeanStd.of([v["test_loss"] for v in values])
         reference = setup.metrics["test_acc"]
@@ -388,10 +379,7 @@ def _evidence(repo_root: Path) -> str:
 
 
 def _machine(store: Store, repo_root: Path, rows) -> str:
-    done = store.db.execute(
-        "SELECT sum(seconds), min(started_at), max(finished_at), count(*) FROM runs "
-        "WHERE status = 'done'").fetchone()
-    seconds, first, last, n = done
+    seconds, first, last, n = store.done_totals()
     lines = ["## Machine, software and wall time", "",
              f"- Report generated on: {platform.platform()}, {platform.machine()}, "
              f"{os.cpu_count()} CPU(s), Python {sys.version.split()[0]}.",
@@ -417,9 +405,7 @@ def _machine(store: Store, repo_root: Path, rows) -> str:
 
 
 def _distinct(store: Store, column: str) -> str:
-    rows = list(store.db.query(
-        f"SELECT {column} AS value, count(*) AS n FROM runs WHERE status = 'done' "
-        f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC"))
+    rows = store.done_value_counts(column)
     if not rows:
         return "unknown"
     return ", ".join(f"{r['value']} ({r['n']} runs)" for r in rows)
@@ -454,3 +440,9 @@ def git_commit(repo_root: Path) -> str:
     if dirty.returncode == 0 and dirty.stdout.strip():
         commit += " (with uncommitted changes)"
     return commit
+
+
+def _source_report(name: str) -> str:
+    """The report's description of a data source (its name, for one no longer registered)."""
+    entry = next((s for s in sources.entries() if s.name == name), None)
+    return entry.report if entry else name

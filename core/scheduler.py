@@ -239,12 +239,7 @@ class _Follower:
         self.looked = 0.0
 
     def _rows(self) -> list[dict]:
-        marks = ",".join("?" * len(self.config_ids))
-        return list(self.store.db.query(
-            f"SELECT r.id, r.status, r.worker, r.error, (SELECT max(e.epoch) FROM epochs e "
-            f"WHERE e.run_id = r.id) AS epoch FROM runs r WHERE r.config_id IN ({marks})",
-            self.config_ids,
-        ))
+        return self.store.run_progress(self.config_ids)
 
     def held_elsewhere(self) -> int:
         """How many of the runs are held by another driver now."""

@@ -1,6 +1,7 @@
 """Summary statistics over repetitions: mean ± std (ddof=1), best setups, Welch tests.
 
-Aggregation happens in SQL (sums and sums of squares), so tables of very large grids are fast.
+Aggregation happens in SQL (sums and sums of squares, ``Store.setup_aggregates``), so tables of
+very large grids are fast.
 """
 
 from __future__ import annotations
@@ -63,13 +64,6 @@ class SetupRow:
         return self.done == self.total and self.total > 0
 
 
-def _sum_columns(columns: tuple[str, ...], source: str) -> str:
-    return ", ".join(
-        f"sum({source}.{c}) AS {c}_sum, sum({source}.{c} * {source}.{c}) AS {c}_sq"
-        for c in columns
-    )
-
-
 def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupRow]:
     """Every configuration (optionally of some structures) with mean ± std of its done runs.
 
@@ -78,29 +72,9 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
     paper's order. Within each protocol and structure, the best mean validation loss and
     accuracy are marked bold (never across protocols).
     """
-    # The final epoch's metrics are copied onto the run when it is done; rows written by other
-    # tools (without the copy) fall back to a lookup in epochs.
-    finals = ", ".join(
-        f"CASE WHEN r.status = 'done' THEN coalesce(r.final_{m}, (SELECT e.{m} FROM epochs e "
-        f"WHERE e.run_id = r.id AND e.epoch = c.epochs)) END AS {m}"
-        for m in METRICS
-    )
-    sql = f"""
-        WITH finals AS (
-            SELECT r.config_id, r.status, {finals}
-            FROM runs r JOIN configs c ON c.id = r.config_id
-        ), agg AS (
-            SELECT config_id, count(*) AS total, sum(status = 'done') AS done,
-                   sum(status = 'failed') AS failed,
-                   count(val_acc) AS n, {_sum_columns(METRICS, "finals")}
-            FROM finals GROUP BY config_id
-        )
-        SELECT c.*, agg.*
-        FROM configs c JOIN agg ON agg.config_id = c.id
-    """
     rows = []
     protocols: dict[tuple, Protocol] = {}  # many configurations share a protocol: build it once
-    for raw in store.db.query(sql):
+    for raw in store.setup_aggregates(METRICS):
         if structures and raw["structure"] not in structures:
             continue
         n = raw["n"] or 0
@@ -188,12 +162,7 @@ def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestCompari
         if not group:
             continue
         top = max(group, key=lambda r: r.metrics["val_acc"].mean)
-        tests = list(
-            store.db.query(
-                "SELECT test_loss, test_acc FROM runs WHERE config_id = ? AND status = 'done'",
-                [top.config_id],
-            )
-        )
+        tests = store.done_tests(top.config_id)
         acc = [t["test_acc"] for t in tests]
         best.append(
             BestSetup(

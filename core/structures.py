@@ -10,10 +10,11 @@ Model diagram, the layer walk and parameter counts (``layers``), and ``config.ve
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from core.registry import LiveNames, resolve
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,10 @@ class Structure:
     paper: bool = False
 
     def build(self, channels: tuple[int, ...], kernel: int, **options: Any) -> Any:
-        return _resolve(self.builder)(channels, kernel, **options)
+        return resolve(self.builder)(channels, kernel, **options)
 
     def grouped_forward(self) -> Callable[..., Any] | None:
-        return None if self.grouped is None else _resolve(self.grouped)
+        return None if self.grouped is None else resolve(self.grouped)
 
 
 _REGISTRY: dict[str, Structure] = {}
@@ -86,39 +87,12 @@ def entries() -> list[Structure]:
     return list(_REGISTRY.values())
 
 
-class Names(Sequence[str]):
+class Names(LiveNames):
     """A live, read-only tuple of the registered names that pass ``keep`` (in registration
     order): ``in``, ``index``, iteration and ``==`` with a tuple see later registrations."""
 
     def __init__(self, keep: Callable[[Structure], bool] = lambda s: True):
-        self._keep = keep
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in _REGISTRY.values() if self._keep(s))
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._names()
-
-    def __eq__(self, other: object) -> bool:
-        return self._names() == (tuple(other) if isinstance(other, (tuple, list, Names)) else other)
-
-    def __hash__(self) -> int:
-        return hash(self._names())
-
-    def __add__(self, other):
-        return self._names() + tuple(other)
-
-    def __repr__(self) -> str:
-        return repr(self._names())
+        super().__init__(lambda: tuple(s.name for s in _REGISTRY.values() if keep(s)))
 
 
 def help_text() -> str:
@@ -128,13 +102,6 @@ def help_text() -> str:
         slow = "" if s.grouped is not None else ", one run at a time"
         parts.append(f"{s.name} ({s.description}{slow})")
     return "; ".join(parts) + "."
-
-
-def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
-    if not isinstance(target, str):
-        return target
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 # The layer walks of the four structures (their modules are in core.models).

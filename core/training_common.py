@@ -140,7 +140,7 @@ class Metrics:
                   "digit_acc": self.digit_correct / (2 * n) if self.has_digits else None}
         if self.reps is None:
             return values
-        return {key: value.tolist() if value is not None else [None] * self.reps
+        return {key: value.tolist() if isinstance(value, torch.Tensor) else [None] * self.reps
                 for key, value in values.items()}
 
     def per_run(self, n: int) -> list[dict]:

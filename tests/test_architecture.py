@@ -1,23 +1,66 @@
-"""Headless core, torch-free interface: checked in fresh interpreters (as harlequin does)."""
+"""Headless core, torch-free interface: checked in fresh interpreters (as harlequin does).
 
+Every module of ``core`` and of ``tui`` is found with ``pkgutil.walk_packages`` (a new module or
+subpackage is covered without editing this file) and imported, one after another, in one fresh
+interpreter, which says for each module which top-level packages its import added. A forbidden
+package is blamed on the first module whose import loaded it.
+"""
+
+import json
 import subprocess
 import sys
 
+import pytest
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return {name.split(".")[0] for name in out.stdout.split()}
+UI_PACKAGES = {"textual", "typer", "rich"}
+
+_PROBE = """
+import importlib, json, pkgutil, sys
+package = importlib.import_module(sys.argv[1])
+names = [sys.argv[1]] + sorted(m.name for m in pkgutil.walk_packages(package.__path__,
+                                                                      sys.argv[1] + ".")
+                               if not m.name.endswith(".__main__"))  # runs the program
+seen = {name.split(".")[0] for name in sys.modules}
+added = {}
+for name in names:
+    importlib.import_module(name)
+    now = {n.split(".")[0] for n in sys.modules}
+    added[name] = sorted(now - seen)
+    seen = now
+print(json.dumps(added))
+"""
 
 
-def test_core_never_imports_ui_packages():
-    loaded = _modules_after(
-        "import core.api, core.config, core.data, core.models, core.train, core.store, "
-        "core.scheduler, core.execution, core.executors, core.stats, core.report"
-    )
-    assert not loaded & {"textual", "typer", "rich"}
+def _packages_added_by_each_module(package: str) -> dict[str, set[str]]:
+    out = subprocess.run([sys.executable, "-c", _PROBE, package], check=True,
+                         capture_output=True, text=True)
+    return {name: set(added) for name, added in json.loads(out.stdout).items()}
 
 
-def test_cli_does_not_import_torch():
-    loaded = _modules_after("import tui.cli")
-    assert "torch" not in loaded
+@pytest.fixture(scope="module")
+def core_modules() -> dict[str, set[str]]:
+    return _packages_added_by_each_module("core")
+
+
+@pytest.fixture(scope="module")
+def tui_modules() -> dict[str, set[str]]:
+    return _packages_added_by_each_module("tui")
+
+
+def test_every_core_module_is_checked(core_modules):
+    # the walk finds the modules and the subpackages' modules (not a list to keep up to date)
+    assert {"core.api", "core.config", "core.curves", "core.overlay"} <= set(core_modules)
+    assert any(name.startswith("core.store") for name in core_modules)
+    assert len(core_modules) >= 20
+
+
+def test_core_never_imports_ui_packages(core_modules):
+    offenders = {name: sorted(added & UI_PACKAGES) for name, added in core_modules.items()
+                 if added & UI_PACKAGES}
+    assert not offenders, f"core modules importing a UI package: {offenders}"
+
+
+def test_tui_never_imports_torch(tui_modules):
+    assert {"tui.cli", "tui.app", "tui.screens.plots", "tui.widgets.curves"} <= set(tui_modules)
+    offenders = [name for name, added in tui_modules.items() if "torch" in added]
+    assert not offenders, f"tui modules importing torch: {offenders}"

@@ -12,7 +12,6 @@ import pytest
 from test_tui_support import wait_for
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot)
 from core import api
 from core.config import ConfigError, RunConfig
 from core.overlay import overlay_curves, overlay_legend, resolve_setups

@@ -7,7 +7,6 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot and report on the app)
 from core.config import ConfigError
 from core.curves import epoch_curves, find_config
 from tests.conftest import tiny
@@ -90,7 +89,7 @@ def test_plot_bad_input_is_one_line_error(curves_db, tmp_path):
                                  str(tmp_path / "fig.jpg"), "--db", str(store.path)])
     assert isinstance(result.exception, ConfigError) and ".png" in str(result.exception)
     done = subprocess.run(
-        [sys.executable, "-c", "from tui import cli_reports; from tui.cli import main; main()",
+        [sys.executable, "-c", "from tui.cli import main; main()",
          "plot", "--arch", "A6", "--db", str(store.path)],
         capture_output=True, text=True,
     )

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from core import store as store_module
 from core.api import open_store
-from core.store import SCHEMA_VERSION
+from core.store import SCHEMA_VERSION, busy, opening
 from tests.conftest import tiny
 from tests.test_bad_input_props import call
 
@@ -210,10 +209,9 @@ def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path, real_db
 def test_a_database_locked_by_another_program(tmp_path, real_db, monkeypatch):
     """A write waits (busy timeout, then retries with backoff) and gives up in one line; reads
     go on (WAL)."""
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(store_module, "WRITE_RETRY_S", 0.5)
-    real_retry = store_module._retry_locked
-    monkeypatch.setattr(store_module, "_retry_locked", lambda action: real_retry(action, attempts=2))
+    monkeypatch.setattr(opening, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(busy, "WRITE_RETRY_S", 0.5)
+    monkeypatch.setattr(busy, "BEGIN_ATTEMPTS", 2)
     holder = sqlite3.connect(real_db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

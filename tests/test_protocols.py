@@ -24,7 +24,6 @@ from test_tui_support import settle, wait_for
 from textual.widgets import DataTable, Static
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot and report)
 from core import api
 from core.compare import summary
 from core.config import RunConfig
@@ -290,7 +289,7 @@ def test_plot_asks_to_choose_among_protocols(dbs, tmp_path):
     assert message.startswith("shared A1 k5 has runs of 3 protocols: choose one with --protocol")
     assert "paper (id " in message and "2ep sgd b4 lr .01/15x.1 (id " in message
     from core.curves import epoch_curves
-    from tui.cli_reports import _one_protocol
+    from tui.cli.reports import _one_protocol
 
     for name in PROTOCOLS:
         config = _config(name, "shared", "A1", 5)

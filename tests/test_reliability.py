@@ -268,7 +268,7 @@ def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_work
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from core._sqlite_utils import sqlite_utils
+    from core.store._sqlite_utils import sqlite_utils
     from core.api import open_store, work
 
     db, marker = sys.argv[1], Path(sys.argv[2])

@@ -5,7 +5,6 @@ import datetime as dt
 import pytest
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot and report on the app)
 from core.config import ConfigError
 from core.reproduction import (
     SECTIONS,

@@ -11,7 +11,7 @@ from core import grouped, structures
 from core.config import STRUCTURES, RunConfig, model_layers, not_vectorizable_reason, parameter_count, vectorizable
 from core.execution import Done, Epoch
 from core.executors import Task, execute_task
-from core.models import ConvTower, build_model, dense
+from core.models import ConvTower, PairModel, build_model
 from core.models import parameter_count as torch_parameter_count
 from core.train import run_training
 from core.vectorized import run_group
@@ -19,14 +19,13 @@ from tests.conftest import tiny
 
 
 # Step 1: the nn.Module (in core/models.py for a real one), built from the existing parts.
-class SharedDifference(nn.Module):
+class SharedDifference(PairModel):
     """A shared tower; the comparison from the difference of the two images' features."""
 
-    def __init__(self, channels, kernel, *, batch_norm=False, pooling="max", hidden=0, dropout=0.0):
-        super().__init__()
-        self.tower = ConvTower(channels, kernel, batch_norm=batch_norm, pooling=pooling)
-        self.classifier = dense(self.tower.out_features, 2, hidden=hidden, dropout=dropout,
-                                batch_norm=batch_norm)
+    def __init__(self, channels, kernel, **options):
+        super().__init__(channels, kernel, **options)
+        self.tower = self.new_tower()
+        self.classifier = self.new_dense(self.tower.out_features, 2)
 
     def forward(self, x):
         n = x.shape[0]

@@ -10,8 +10,15 @@ from test_tui_snapshots import app, shown  # noqa: F401  (the app fixture)
 from test_tui_support import SHARED_A1, build_fixture_db, settle, wait_for
 from typer.testing import CliRunner
 
-import tui.cli_reports  # noqa: F401  (registers plot)
-from core.curves import epoch_curves, legend, log_ticks, nice_ticks, terminal_plot, tick_labels
+from core.curves import (
+    epoch_curves,
+    legend,
+    log_ticks,
+    nice_ticks,
+    terminal_plot,
+    tick_labels,
+    y_axis,
+)
 from tests.conftest import tiny
 from tests.report_fixtures import add_known_curves
 from tui.app import make_app
@@ -45,6 +52,22 @@ def test_log_ticks_are_1_2_5_per_decade():
     assert log_ticks(0.05, 2.3) == pytest.approx([0.05, 0.1, 0.2, 0.5, 1, 2, 5])
     wide = log_ticks(1e-4, 3)
     assert wide[0] <= 1e-4 and wide[-1] >= 3 and len(wide) <= 8
+
+
+@pytest.mark.parametrize(("low", "high"), [(51.9, 88.4), (0.31, 0.95), (0.002, 2.3), (70, 70),
+                                            (-3, 250)])
+@pytest.mark.parametrize("log", [False, True])
+def test_y_axis_puts_at_most_one_tick_every_other_row(low, high, log):
+    """The one y axis of ``pairs plot``, the Plots and the Compare screens: from 3 rows up the
+    ticks cover the data, never on consecutive rows, evenly apart on a linear axis."""
+    for rows in range(3, 45):
+        axis = y_axis([low, high], rows, log=log and low > 0)
+        n = len(axis.positions)
+        assert 2 <= n <= 6 and len(axis.labels) == n and len(set(axis.labels)) == n
+        assert axis.low <= axis.place([low])[0] + 1e-9 and axis.high >= axis.place([high])[0] - 1e-9
+        if not axis.floor:
+            assert len(steps(axis.positions)) == 1
+            assert (rows - 1) // (n - 1) >= 2
 
 
 @pytest.fixture

@@ -12,18 +12,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Footer, Header, Select, Static
 
-from core.curves import epoch_curves
+from core.curves import CURVE_METRICS, CURVE_TITLES, epoch_curves
 from tui.literal import literal
 from tui.screens.base import PairsScreen
 from tui.widgets.banner import DbBanner
 from tui.widgets.curves import CurvePlot, legend_text
 from tui.widgets.labels import protocol_label, setup_label
-
-PLOTS = (
-    ("train_loss", "Train loss", 1.0),
-    ("val_loss", "Validation loss", 1.0),
-    ("val_acc", "Validation accuracy (%)", 100.0),
-)
 
 
 @dataclass
@@ -57,8 +51,8 @@ class PlotsScreen(PairsScreen):
             yield Select[str]([], prompt="configuration", id="plots-config", compact=True)
             yield Static("", id="plots-summary")
         with Grid(id="plots-grid"):
-            for metric, title, scale in PLOTS:
-                yield CurvePlot(metric, title, scale=scale, id=f"plot-{metric}")
+            for metric in CURVE_METRICS:
+                yield CurvePlot(metric, CURVE_TITLES[metric], id=f"plot-{metric}")
         yield Static("", id="plots-legend")
         yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
 
@@ -102,7 +96,7 @@ class PlotsScreen(PairsScreen):
             self.app.selected_config = data.config_id
         config = next((c for c in data.configs if c["id"] == data.config_id), None)
         max_epoch = config["epochs"] if config else 1
-        for metric, *_ in PLOTS:
+        for metric in CURVE_METRICS:
             self.query_one(f"#plot-{metric}", CurvePlot).set_curves(data.curves, max_epoch)
         self.query_one("#plots-summary", Static).update(literal(self.summary(config, data.curves)))
         self.query_one("#plots-legend", Static).update(legend_text(data.curves, max_epoch))

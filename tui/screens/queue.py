@@ -25,7 +25,10 @@ from core.config import (
     PAPER_STRUCTURES,
     STRUCTURES,
     ConfigError,
+    Hyperparameter,
     RunConfig,
+    check_pair_counts,
+    params,
 )
 from core.errors import DataError
 from core.store import StoreError
@@ -35,43 +38,28 @@ from tui.widgets.banner import DbBanner
 
 DEFAULTS = RunConfig()
 
-#: Text fields of the form: (name, label, default). Grid fields accept comma-separated values.
-SCALAR_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("reps", "Repetitions", str(DEFAULT_REPS)),
-    ("epochs", "Epochs", str(DEFAULTS.epochs)),
-    ("lr", "Learning rate", f"{DEFAULTS.lr:g}"),
-    ("lr_step", "LR step (epochs)", str(DEFAULTS.lr_step)),
-    ("lr_gamma", "LR gamma", f"{DEFAULTS.lr_gamma:g}"),
-    ("optimizer", "Optimizer", DEFAULTS.optimizer),
-    ("batch_size", "Batch size", str(DEFAULTS.batch_size)),
-    ("aux_weight", "Aux weight", f"{DEFAULTS.aux_weight:g}"),
-    ("seed", "Seed", str(DEFAULTS.seed)),
-    ("precision", "Precision", DEFAULTS.precision),
-    ("data", "Data", DEFAULTS.data),
-    ("train_pairs", "Train pairs", str(DEFAULTS.train_pairs)),
-    ("val_pairs", "Val. pairs", str(DEFAULTS.val_pairs)),
-    ("test_pairs", "Test pairs", str(DEFAULTS.test_pairs)),
-    # beyond the paper: at the defaults, the paper's protocol
-    ("batch_norm", "Batch norm", "off"),
-    ("dropout", "Dropout", f"{DEFAULTS.dropout:g}"),
-    ("pooling", "Pooling", DEFAULTS.pooling),
-    ("hidden", "Hidden units", str(DEFAULTS.hidden)),
-    ("momentum", "Momentum", f"{DEFAULTS.momentum:g}"),
-    ("weight_decay", "Weight decay", f"{DEFAULTS.weight_decay:g}"),
-    ("repair", "Aug. re-pair", "off"),
-    ("swap", "Aug. swap", "off"),
-    ("shift", "Aug. shift (px)", str(DEFAULTS.shift)),
-    ("rotate", "Aug. rotate (°)", f"{DEFAULTS.rotate:g}"),
-)
-#: Fields of the base configuration (one value each).
-BASE_FIELDS = ("data", "train_pairs", "val_pairs", "test_pairs")
-#: Fields that may take several values (their product is queued).
-GRID_SCALARS = ("epochs", "lr", "lr_step", "lr_gamma", "optimizer", "batch_size", "aux_weight",
-                "seed", "precision", "batch_norm", "dropout", "pooling", "hidden", "momentum",
-                "weight_decay", "repair", "swap", "shift", "rotate")
+#: The setup's lists (several values each: their product is queued).
 LISTS = ("structure", "arch", "kernel")
 #: What a form value can be refused with (a bad value; more digits than the data has).
 INVALID = (ConfigError, DataError)
+
+
+def form_params(config: type[RunConfig] = RunConfig) -> list[Hyperparameter]:
+    """The text fields of the form, from ``config``'s fields: the paper's protocol (the
+    several-valued ones, then data and pair counts), then the options beyond the paper."""
+    protocol = [hp for hp in params(config) if hp.param.protocol]
+    return sorted(protocol, key=lambda hp: (hp.param.extension, not hp.param.grid))
+
+
+def scalar_fields(config: type[RunConfig] = RunConfig) -> tuple[tuple[str, str, str], ...]:
+    """Text fields of the form: (name, label, default). Grid fields accept comma-separated
+    values."""
+    return (("reps", "Repetitions", str(DEFAULT_REPS)),
+            *((hp.name, hp.param.label, hp.form_default) for hp in form_params(config)))
+
+
+#: Text fields of RunConfig's form: (name, label, default).
+SCALAR_FIELDS = scalar_fields()
 
 
 @dataclass
@@ -88,31 +76,41 @@ class Plan:
         return not self.errors and bool(self.configs)
 
 
-def _base(values: dict[str, str], errors: dict[str, str]) -> RunConfig:
-    """The base configuration (data and pair counts); problems go to ``errors`` by field."""
+def _base_config(config: type[RunConfig], fields: dict) -> RunConfig:
+    base = config(**fields)
+    check_pair_counts(base.data, base.train_pairs, base.test_pairs)
+    return base
+
+
+def _base(values: dict[str, str], errors: dict[str, str],
+          config: type[RunConfig] = RunConfig) -> RunConfig:
+    """The base configuration (data and pair counts: the one-valued fields); problems go to
+    ``errors`` by field."""
     fields = {}
-    for name in BASE_FIELDS:
-        text = values[name].strip()
+    base_params = [hp for hp in form_params(config) if not hp.param.grid]
+    for hp in base_params:
+        text = values[hp.name].strip()
         try:
-            fields[name] = text if name == "data" else int(text)
+            fields[hp.name] = hp.parse(text)
         except ValueError:
-            errors[name] = f"{name.replace('_', '-')} must be an integer, got {text!r}"
-    if len(fields) < len(BASE_FIELDS):
-        return DEFAULTS
+            errors[hp.name] = f"{hp.name.replace('_', '-')} must be {hp.kind}, got {text!r}"
+    if len(fields) < len(base_params):
+        return config()
     try:
-        return api.base_config(**fields)
+        return _base_config(config, fields)
     except INVALID as exc:
         alone = {}
         for name, value in fields.items():
             try:
-                api.base_config(**{name: value})
+                _base_config(config, {name: value})
             except INVALID as own:
                 alone[name] = str(own)
         errors.update(alone or {"val_pairs": str(exc)})  # alone fine: their combination is not
-        return DEFAULTS
+        return config()
 
 
-def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
+def make_plan(values: dict[str, str], lists: dict[str, list],
+              config: type[RunConfig] = RunConfig) -> Plan:
     """Validate every field on its own (to mark it), then the whole form."""
     plan = Plan()
     try:
@@ -122,8 +120,9 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
         plan.errors["reps"] = str(exc).replace("--reps", "repetitions")
     except ValueError:
         plan.errors["reps"] = f"repetitions must be an integer, got {values['reps']!r}"
-    base = _base(values, plan.errors)
-    for name in GRID_SCALARS:
+    base = _base(values, plan.errors, config)
+    grid_scalars = [hp.name for hp in form_params(config) if hp.param.grid]
+    for name in grid_scalars:
         try:
             api.plan({name: values[name]}, base)
         except INVALID as exc:
@@ -133,7 +132,7 @@ def make_plan(values: dict[str, str], lists: dict[str, list]) -> Plan:
             plan.errors[name] = f"choose at least one {name}"
     if plan.errors:
         return plan
-    options = {name: values[name] for name in GRID_SCALARS}
+    options = {name: values[name] for name in grid_scalars}
     everything = set(lists["structure"]) == set(PAPER_STRUCTURES) and all(
         len(lists[n]) == len(all_values) for n, all_values in
         (("arch", ARCHITECTURES), ("kernel", KERNELS)))
@@ -179,8 +178,11 @@ class QueueScreen(PairsScreen):
     #: Keys act on the form from the start (Space toggles, Down moves), not on the scroll.
     AUTO_FOCUS = "#q-structure"
 
-    def __init__(self) -> None:
+    def __init__(self, config: type[RunConfig] = RunConfig) -> None:
         super().__init__(id="queue")
+        #: The RunConfig class whose fields the form shows (a subclass may add some).
+        self.config = config
+        self.form_fields = scalar_fields(config)
         self.plan = Plan()
         self.preview_text = ""
 
@@ -203,7 +205,7 @@ class QueueScreen(PairsScreen):
                     id="q-kernel", classes="choice",
                 )
             with Grid(id="queue-fields"):
-                for name, label, default in SCALAR_FIELDS:
+                for name, label, default in self.form_fields:
                     yield Label(label, classes="field-label")
                     yield Input(default, id=f"q-{name}", compact=True, validate_on=[],
                                 classes="field")
@@ -225,7 +227,7 @@ class QueueScreen(PairsScreen):
 
     # -- reading the form --------------------------------------------------------------------
     def values(self) -> dict[str, str]:
-        return {name: self.query_one(f"#q-{name}", Input).value for name, *_ in SCALAR_FIELDS}
+        return {name: self.query_one(f"#q-{name}", Input).value for name, *_ in self.form_fields}
 
     def lists(self) -> dict[str, list]:
         return {name: list(self.query_one(f"#q-{name}", SelectionList).selected)
@@ -235,7 +237,7 @@ class QueueScreen(PairsScreen):
         self.query_one(f"#q-{name}", Input).value = value
 
     def mark(self, plan: Plan) -> None:
-        for name, *_ in SCALAR_FIELDS:
+        for name, *_ in self.form_fields:
             self.query_one(f"#q-{name}", Input).set_class(name in plan.errors, "invalid-field")
         for name in LISTS:
             self.query_one(f"#q-{name}").set_class(name in plan.errors, "invalid-field")
@@ -254,7 +256,7 @@ class QueueScreen(PairsScreen):
             values, lists = self.values(), self.lists()
         except NoMatches:  # a change event that arrived while the form is mounting or closing
             return
-        self.plan = make_plan(values, lists)
+        self.plan = make_plan(values, lists, self.config)
         self.mark(self.plan)
         if not self.plan.ok:
             self.show_preview("nothing to queue: fix the marked fields")
@@ -319,7 +321,7 @@ class QueueScreen(PairsScreen):
         self.notify("paper grid: 3 structures x 6 architectures x 2 kernels; ^s queues it")
 
     def action_reset(self) -> None:
-        for name, _, default in SCALAR_FIELDS:
+        for name, _, default in self.form_fields:
             self.set_value(name, default)
         defaults = {"structure": DEFAULTS.structure, "arch": DEFAULTS.arch,
                     "kernel": DEFAULTS.kernel}
@@ -329,7 +331,7 @@ class QueueScreen(PairsScreen):
             selection.select(value)
 
     def action_queue(self) -> None:
-        plan = make_plan(self.values(), self.lists())
+        plan = make_plan(self.values(), self.lists(), self.config)
         self.plan = plan
         self.mark(plan)
         if not plan.ok:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from core.curves import LOSS_METRICS, draw_metric, legend
+from core.curves import LOSS_METRICS, draw_metric, legend, scaled
 
 
 def legend_text(curves: dict | None, last: int | None = None) -> Text:
@@ -27,15 +27,15 @@ def legend_text(curves: dict | None, last: int | None = None) -> Text:
 class CurvePlot(PlotextPlot):
     """One metric over epochs for every repetition of a configuration."""
 
-    def __init__(self, metric: str, title: str, *, scale: float = 1.0, **kwargs) -> None:
+    def __init__(self, metric: str, title: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.metric = metric
         self.title = title
-        self.scale = scale
         #: Log scale of the y axis (losses only; ``toggle_log`` flips it).
         self.log_scale = False
         self.curves: dict | None = None
-        #: What is drawn (scaled): rep -> values of epochs 1..k, and per-epoch mean and std.
+        #: What is drawn (``core.curves.scaled``: accuracies in percent): rep -> values of
+        #: epochs 1..k, and per-epoch mean and std.
         self.series: dict[int, list[float]] = {}
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -51,13 +51,8 @@ class CurvePlot(PlotextPlot):
 
     def set_curves(self, curves: dict | None, max_epoch: int) -> None:
         """Show ``epoch_curves(...)`` (None: nothing recorded)."""
-        data = curves["metrics"][self.metric] if curves else None
-        scale = self.scale
         self.curves = curves
-        self.series = {rep: [v * scale for v in values]
-                       for rep, values in (data["series"].items() if data else ())}
-        self.mean = [m * scale for m in data["mean"]] if data else []
-        self.std = [s * scale for s in data["std"]] if data else []
+        self.series, self.mean, self.std = scaled(curves, self.metric) if curves else ({}, [], [])
         self.max_epoch = max(1, max_epoch)
         self.draw()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from core.curves import LOSS_METRICS
-from core.overlay import LR_COLOR, LegendEntry, dim, draw_overlay
+from core.curves import LOSS_METRICS, LR_COLOR
+from core.overlay import LegendEntry, dim, draw_overlay
 
 
 def _style(rgb: tuple[int, int, int]) -> str:

@@ -1,7 +1,7 @@
-"""``pairs plot`` and ``pairs report``: Figs 4-6 and the reproduction report.
+"""``pairs table``, ``best``, ``models``, ``plot`` and ``report``: what the database holds.
 
-Registered on the ``pairs`` Typer app by importing this module (``tui/cli.py`` does so).
-"""
+Each report takes the protocol filters (the protocol flags of ``pairs queue`` and
+``--protocol``, ``tui.cli.options.protocol_choice``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table as RichTable
 
 from core import api, compare
-from core.config import STRUCTURES
+from core.config import STRUCTURES, RunConfig
 from core.curves import (
     check_figure_path,
     check_has_epochs,
@@ -23,8 +24,114 @@ from core.curves import (
     terminal_plot,
 )
 from core.protocol import Protocol, ProtocolChoice, available_line
-from tui.cli import DEFAULTS, DbOption, app, complete_arch, complete_structure, out, protocol_choice
+from tui.cli.options import (
+    DbOption,
+    FormatOpt,
+    StructureOpt,
+    complete_arch,
+    complete_structure,
+    protocol_choice,
+)
+from tui.cli.output import notes, out, print_tables
 from tui.literal import clean, clean_block, literal
+
+app = typer.Typer()
+DEFAULTS = RunConfig()
+
+
+@app.command()
+@protocol_choice
+def table(
+    structure: StructureOpt = None,
+    format: FormatOpt = "rich",
+    compare: Annotated[str | None, typer.Option(help="`paper`: beside each cell the paper's mean ± std "
+                                                     "and the difference in paper σ (runs of the "
+                                                     "paper's protocol, unless --protocol or a "
+                                                     "protocol flag chooses others).",
+                                                show_default=False)] = None,
+    db: DbOption = None, choice: ProtocolChoice | None = None,
+) -> None:
+    """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV: one table
+    per structure and protocol (rows of two protocols are never ranked or bolded together)."""
+    fmt = api.check_format(format)
+    api.check_compare(compare)
+    structures = api.check_structures(structure)
+    caveats: list[str] = []
+    with api.open_store(db, create=False) as store:
+        if compare:
+            rows, caveats = api.compare_rows(store, structures, choice)
+        else:
+            rows = api.table_rows(store, structures, choice)
+        mixed = api.code_version_note(store, rows)
+    if fmt == "rich":
+        for line in caveats:  # first, and once: not again in the tables' captions
+            out.print(literal(line, "bold yellow"))
+        tables = api.compare_tables(rows) if compare else api.paper_tables(rows)
+        for t in tables:
+            t.notes = [n for n in t.notes if not n.lower().startswith("caveat: ")]
+        print_tables(tables)
+        if not rows:
+            out.print("no configurations in this database yet")
+        notes([], mixed, fmt)
+    else:
+        sys.stdout.write(clean_block(api.render_comparison(rows, fmt) if compare
+                                     else api.render_rows(rows, fmt)))
+        notes(caveats, mixed, fmt)
+
+
+@app.command()
+@protocol_choice
+def best(
+    format: FormatOpt = "rich",
+    db: DbOption = None, choice: ProtocolChoice | None = None,
+) -> None:
+    """The best setup of each structure on the test set, with Welch p-values between structures,
+    per protocol (a best setup is never chosen, nor a p-value computed, across protocols)."""
+    fmt = api.check_format(format)
+    with api.open_store(db, create=False) as store:
+        rows = api.table_rows(store, None, choice)
+        comparisons = api.best_of_protocols(store, rows)
+        mixed = api.code_version_note(store, rows)  # the best setups are chosen among all
+    if fmt == "rich":
+        print_tables([api.best_table(c) for c in comparisons])
+        if not comparisons:
+            out.print("no configurations in this database yet")
+    else:
+        sys.stdout.write(clean_block(api.render_best(comparisons, fmt)))
+    notes([], mixed, fmt)
+
+
+@app.command()
+def models(
+    layers: Annotated[tuple[str, str, int] | None, typer.Option(
+        "--layers", metavar="STRUCTURE ARCH KERNEL",
+        help="Draw one setup's layers (Figs 1-3): each layer's output shape and parameters.",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Every structure x architecture x kernel with its parameter count (with --db: and how
+    many runs of each setup that database holds; --layers: one setup's layers)."""
+    if layers is not None:
+        from core.curves import _check_setup
+        from tui.widgets.model import model_diagram
+
+        structure, arch, kernel = _check_setup(*layers)
+        config = RunConfig(structure=structure, arch=arch, kernel=kernel)
+        out.print(model_diagram(config, width=out.width), soft_wrap=True)
+        return
+    counts = None
+    if db is not None:
+        with api.open_store(db, create=False) as store:
+            counts = store.setup_run_counts()
+    columns = ["structure", "arch", "channels", "kernel", "parameters"]
+    table = RichTable(*columns, *(["runs in --db"] if counts is not None else []))
+    for row in api.model_catalog():
+        extra = [] if counts is None else [
+            str(counts.get((row["structure"], row["arch"], row["kernel"]), 0))]
+        table.add_row(row["structure"], row["arch"], row["channels"], str(row["kernel"]),
+                      f"{row['parameters']:,}", *extra)
+    out.print(table)
+
 
 PlotStructure = Annotated[str, typer.Option(help="A structure: " + ", ".join(STRUCTURES) + ".",
                                             autocompletion=complete_structure)]
@@ -111,10 +218,7 @@ def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
     protocols and no choice, a ConfigError naming them."""
     config = store.config(config_id)
     candidates = {}
-    for row in store.db.query(
-            "SELECT c.*, (SELECT count(*) FROM runs r WHERE r.config_id = c.id) AS total "
-            "FROM configs c WHERE structure = ? AND arch = ? AND kernel = ?",
-            [config.structure, config.arch, config.kernel]):
+    for row in store.setup_configs(config.structure, config.arch, config.kernel):
         if row["total"]:
             candidates[Protocol.of(row).id] = (Protocol.of(row), row["id"])
     protocols = [p for p, _ in candidates.values()]
