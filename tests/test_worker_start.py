@@ -106,3 +106,24 @@ def test_the_fork_server_is_born_with_sigint_blocked(monkeypatch):
             break
         time.sleep(0.05)
     assert b"PYTHONSAFEPATH=1" in environ  # safe-path mode, as every child of the driver
+
+
+@pytest.mark.slow
+def test_a_worker_has_the_drivers_environment_of_its_start_not_the_servers(tmp_path, monkeypatch):
+    """The fork server was started before PYTORCH_DATA_DIR was set: a worker forked from it
+    still looks for MNIST where the driver's environment says (its own default otherwise)."""
+    from core.data import MNIST_FILES
+
+    monkeypatch.delenv("PAIRS_START_METHOD", raising=False)
+    monkeypatch.delenv("PYTORCH_DATA_DIR", raising=False)
+    start_workers_early()
+    raw = tmp_path / "elsewhere" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / name).write_bytes(b"not MNIST")
+    monkeypatch.setenv("PYTORCH_DATA_DIR", str(tmp_path / "elsewhere"))
+    with open_store(tmp_path / "runs.db") as store:
+        queue(store, [tiny(structure="shared", data="mnist")], 1)
+        summary = work(store, workers=1, max_retries=0)
+    assert summary.failed == 1, summary
+    assert str(raw) in summary.errors[0] and "unreadable" in summary.errors[0], summary.errors
