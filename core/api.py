@@ -125,6 +125,13 @@ def check_workers(workers: int | None) -> int | None:
 
 
 def check_device(device: str) -> str:
+    """The device ``device`` names, checked. Before that (it imports torch) starts the process
+    local workers are forked from, which imports torch meanwhile."""
+    from core.executors import start_workers_early
+
+    start_workers_early()
+    if device == "cpu":
+        return device  # nothing to look for (and no need to import torch here)
     from core.train import DeviceError as TrainDeviceError
     from core.train import resolve_device
 

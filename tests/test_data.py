@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import DataError, digit_pools, draw_pairs, load_sample_pools, pool_pairs
+from core.data import DataError, digit_pools, draw_pairs, integer_csv, load_sample_pools, pool_pairs, sample_csv_path
 
 
 def test_sample_pools_are_stratified_and_disjoint():
@@ -14,6 +14,31 @@ def test_sample_pools_are_stratified_and_disjoint():
     assert np.bincount(test.classes).tolist() == [250] * 10
     digest = lambda pool: {hashlib.sha1(im.tobytes()).hexdigest() for im in pool.images}  # noqa: E731
     assert not digest(train) & digest(test)
+
+
+def test_the_sample_is_parsed_as_loadtxt_parses_it():
+    import gzip
+
+    raw = gzip.open(sample_csv_path()).read()
+    expected = np.loadtxt(raw.decode().splitlines(), delimiter=",", dtype=np.float32)
+    parsed = integer_csv(raw)
+    assert parsed is not None and parsed.dtype == np.float32
+    assert np.array_equal(parsed, expected)
+
+
+@pytest.mark.parametrize("text, rows", [
+    (b"1,2,3\n4,5,6", [[1, 2, 3], [4, 5, 6]]),
+    (b"12,345\n0,7\n", [[12, 345], [0, 7]]),
+    (b"9999999\n", [[9999999]]),
+])
+def test_integer_csv_reads_rows_of_integers(text, rows):
+    assert integer_csv(text).tolist() == rows
+
+
+@pytest.mark.parametrize("text", [b"", b"\n", b"1,2\n3\n", b"1,,2\n3,4,5\n", b"1.5,2\n",
+                                  b"-1,2\n", b"1\r\n2\r\n", b"1, 2\n", b"12345678\n"])
+def test_integer_csv_leaves_anything_else_to_the_general_parser(text):
+    assert integer_csv(text) is None
 
 
 def test_draw_shapes_labels_and_normalisation():

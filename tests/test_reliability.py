@@ -63,14 +63,18 @@ def _children(pid: int) -> list[int]:
 
 
 def _workers(pid: int) -> list[int]:
-    """The multiprocessing (spawn) training processes started by ``pid``."""
+    """The multiprocessing training processes started by ``pid``: its spawned children, or the
+    children of its fork server (the local executor's workers are forked from it)."""
     pids = []
     for child in _children(pid):
         try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                pids.append(child)
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
-            pass
+            continue
+        if b"spawn_main" in cmdline:
+            pids.append(child)
+        elif b"multiprocessing.forkserver" in cmdline:
+            pids.extend(_children(child))
     return pids
 
 

@@ -264,6 +264,42 @@ def test_a_stopped_worker_is_killed_and_its_run_resumes_to_the_undisturbed_numbe
     assert _results(db) == _results(reference)
 
 
+def _gone(pid: int) -> bool:
+    """Exited (a zombie no parent has reaped yet counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_the_workers_of_a_killed_driver_exit_and_so_do_its_helpers(tmp_path, method):
+    """Only the driver is killed: its workers (forked from the fork server, which outlives the
+    driver while they live) see it gone and exit; then the server and resource tracker end."""
+    from tests.test_reliability import _children, _workers
+
+    db = tmp_path / "orphans.db"
+    with open_store(db) as s:
+        queue(s, [tiny(epochs=200, train_pairs=300, val_pairs=30)], 2)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "work", "--workers", "2", "--db", str(db)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "PAIRS_START_METHOD": method})
+    try:
+        _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 1, what="epoch 1")
+        workers = _workers(driver.pid)
+        helpers = _children(driver.pid)  # the fork server (if any), the resource tracker
+        assert workers and len(workers) <= 2, (workers, helpers)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        _wait_for(lambda: all(_gone(pid) for pid in workers + helpers), timeout=60,
+                  what="the killed driver's workers to exit")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+
+
 def test_the_stall_limit_grows_with_the_longest_pause_and_is_longer_before_the_first_batch():
     from core.executors import STALL_FACTOR, STARTUP_FACTOR, LocalExecutor
 
