@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from types import FrameType
 
 
 def _exit_now() -> None:
@@ -23,7 +24,7 @@ def _preloaded_by_fork_server() -> bool:
     """Whether this import runs in ``multiprocessing.forkserver.main``'s preload."""
     from multiprocessing import forkserver
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code is forkserver.main.__code__:
             return True
