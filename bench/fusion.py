@@ -11,9 +11,10 @@ repetitions x ``--epochs`` epochs are timed twice each way:
   configurations against ``core.vectorized.run_group`` for each in turn, so the figure is the
   engine's alone;
 - *pairs work* (``core.scheduler.work`` on a temporary database, worker processes sized to the
-  cores): ``fuse=True`` against ``fuse=False``, which also counts how the claims spread over the
-  processes (a family of three splits its repetitions over two processes; three configurations
-  on two processes leave one idle for the last).
+  cores): ``fuse=True`` against ``fuse=False`` (``fuse=True`` fuses only the towers
+  ``core.families.FUSE_MAX_WEIGHTS`` admits, unless ``PAIRS_FUSE=all`` is set), which also
+  counts how the claims spread over the processes (a family of three splits its repetitions
+  over two processes; three configurations on two processes leave one idle for the last).
 
 ``--paper`` times the whole paper grid (36 setups) through ``pairs work`` only, both ways, with
 its FLOP floor (``bench/grid.py``'s count and matmul peak).
@@ -32,6 +33,7 @@ import torch
 from core.api import open_store, queue, work
 from core.config import RunConfig, parse_grid
 from core.data import draw_pairs
+from core.families import FUSE_ENV, family_key
 from core.fused import run_fused
 from core.vectorized import run_group
 
@@ -44,9 +46,12 @@ PAPER = ("independent", "shared", "shared-aux")
 
 
 def in_process(configs: list[RunConfig], reps: int) -> tuple[float, float]:
-    """(unfused s, fused s) in this process, one torch thread."""
+    """(unfused s, fused s) in this process, one torch thread; fused whatever the tower's size
+    (``PAIRS_FUSE=all`` meanwhile)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    mode = os.environ.get(FUSE_ENV)
+    os.environ[FUSE_ENV] = "all"
     try:
         rep_list = list(range(reps))
         data = [[draw_pairs(c.seed, rep, c.train_pairs, c.val_pairs, c.test_pairs) for rep in rep_list]
@@ -60,6 +65,10 @@ def in_process(configs: list[RunConfig], reps: int) -> tuple[float, float]:
         return unfused, time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
+        if mode is None:
+            os.environ.pop(FUSE_ENV)
+        else:
+            os.environ[FUSE_ENV] = mode
 
 
 def through_work(configs: list[RunConfig], reps: int, fuse: bool, workers: int | None) -> float:
@@ -102,6 +111,9 @@ def main() -> None:
         unfused, fused = in_process(configs, args.reps)
         print(f"{arch} k{kernel} {'+'.join(structures)}: in process, one thread: unfused {unfused:.1f} s, "
               f"fused {fused:.1f} s: {unfused / fused:.2f}x", flush=True)
+        if family_key(configs[0]) is None:
+            print(f"{arch} k{kernel}: its tower is too large to fuse by default (core.families."
+                  "FUSE_MAX_WEIGHTS): pairs work trains it unfused either way (PAIRS_FUSE=all forces it)")
         apart = through_work(configs, args.reps, False, args.workers)
         together = through_work(configs, args.reps, True, args.workers)
         print(f"{arch} k{kernel} {'+'.join(structures)}: pairs work: unfused {apart:.1f} s, "

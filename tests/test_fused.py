@@ -127,9 +127,13 @@ def test_family_key_keeps_apart_what_cannot_step_together():
     assert family_key(base.replace(dropout=0.5)) is None
 
 
-def test_fusion_follows_the_environment(monkeypatch):
+def test_fusion_follows_the_environment_and_leaves_large_towers_apart(monkeypatch):
     monkeypatch.delenv("PAIRS_FUSE", raising=False)
     assert fusion_enabled()
+    small, large = tiny(arch="A5", kernel=3), tiny(arch="A5", kernel=5)
+    assert family_key(small) is not None and family_key(large) is None
+    monkeypatch.setenv("PAIRS_FUSE", "all")
+    assert fusion_enabled() and family_key(large) is not None
     for off in ("0", "false", "No", "off"):
         monkeypatch.setenv("PAIRS_FUSE", off)
         assert not fusion_enabled()
@@ -223,3 +227,22 @@ def test_the_scheduler_claims_a_family_together_and_records_the_unfused_numbers(
     for fused, unfused in zip(results[True], results[False]):
         assert fused[:4] == unfused[:4]
         assert fused[4:] == pytest.approx(unfused[4:], rel=1e-5)
+
+
+def test_a_diverging_configuration_fails_alone_and_the_others_keep_their_numbers():
+    configs = [tiny(structure="shared"), tiny(structure="shared-aux", lr=1e6)]
+    failed = []
+    epochs: dict = {}
+
+    def record(index, rep, metrics, state):
+        epochs.setdefault((index, rep), []).append(metrics.as_row())
+
+    test = run_fused([(c, REPS, [None, None]) for c in configs], on_epoch=record,
+                     on_failed=lambda index, rep, reason: failed.append((index, rep, reason)))
+    assert sorted((index, rep) for index, rep, _ in failed) == [(1, 0), (1, 1)]
+    assert all("lower --lr" in reason for _, _, reason in failed)
+    assert sorted(test) == [(0, 0), (0, 1)]
+    own_epochs, _, own_test = _unfused(configs[0])
+    for rep in REPS:
+        _assert_same_epochs(own_epochs[rep], epochs[0, rep])
+        assert test[0, rep].test_loss == pytest.approx(own_test[rep].test_loss, rel=1e-5)
