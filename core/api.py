@@ -157,7 +157,8 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
          on_event: Callable[[Event], None] | None = None,
          stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
          address: str | None = None, max_retries: int = 4,
-         stall_timeout_s: float | None = None, follow: bool = False) -> WorkSummary:
+         stall_timeout_s: float | None = None, follow: bool = False,
+         fuse: bool | None = None) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left.
 
     ``executor`` names one of ``core.execution.EXECUTORS``: ``local`` (worker processes here)
@@ -167,7 +168,8 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
     worker that makes no progress for ``stall_timeout_s`` (default 60 s, or far longer than its
     batches take) is taken for hung, killed, and so lost. With ``follow`` (and ``configs``),
     runs of those configurations held by another driver are followed until they end (see
-    ``core.scheduler.work``).
+    ``core.scheduler.work``). ``fuse`` (None: on unless ``PAIRS_FUSE=0``) trains a fusion
+    family's configurations as one fused model (``core.fused``).
     """
     from core.scheduler import work as drive
 
@@ -183,7 +185,7 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
         store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
         config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
         vectorize=vectorize, executor=executor, address=address or None,
-        max_attempts=max_retries + 1, follow=follow,
+        max_attempts=max_retries + 1, follow=follow, fuse=fuse,
         **({"stall_timeout_s": float(stall_timeout_s)} if stall_timeout_s is not None else {}),
     )
 

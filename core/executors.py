@@ -36,40 +36,86 @@ class Task:
     device: str
     data_dir: str | None
     vectorize: bool = True
+    #: runs of other configurations of the same family (``core.fused.family_key``), as
+    #: (config, runs): trained with these as one fused model (runs at the same epoch)
+    fused: tuple[tuple[RunConfig, tuple[tuple[str, int, bytes | None], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, RunConfig):
             object.__setattr__(self, "config", RunConfig.from_dict(self.config))
+        if any(not isinstance(config, RunConfig) for config, _ in self.fused):
+            object.__setattr__(self, "fused", tuple(
+                (config if isinstance(config, RunConfig) else RunConfig.from_dict(config), runs)
+                for config, runs in self.fused))
 
     @property
     def run_ids(self) -> list[str]:
-        return [run_id for run_id, _, _ in self.runs]
+        return [run_id for _, runs in self.members for run_id, _, _ in runs]
+
+    @property
+    def members(self) -> list[tuple[RunConfig, tuple[tuple[str, int, bytes | None], ...]]]:
+        """(config, runs) of every configuration of the task, its own first."""
+        return [(self.config, self.runs), *self.fused]
 
 
 def task_for(runs: list[ClaimedRun], device: str, data_dir: str | None, vectorize: bool = True) -> Task:
-    return Task(runs[0].config, tuple((r.id, r.rep, r.checkpoint) for r in runs), device,
-                data_dir, vectorize)
+    """The task of claimed runs: those of the first run's configuration, and those of the
+    others (of its fusion family, claimed together by the scheduler) fused with them."""
+    configs: dict[str, list[ClaimedRun]] = {}
+    for run in runs:
+        configs.setdefault(run.config.id, []).append(run)
+    own, *others = configs.values()
+    return Task(own[0].config, tuple((r.id, r.rep, r.checkpoint) for r in own), device, data_dir,
+                vectorize, tuple((group[0].config, tuple((r.id, r.rep, r.checkpoint) for r in group))
+                                 for group in others))
 
 
 def execute_task(task: Task, emit, should_stop) -> None:
-    """Train a task, reporting each run's events through ``emit``. Used by every executor."""
+    """Train a task, reporting each run's events through ``emit``. Used by every executor.
+
+    A task of several configurations (``Task.fused``) trains the runs of each checkpoint epoch
+    as one fused model (``core.fused``); a configuration alone at its epoch trains vectorised."""
     from core.config import vectorizable
 
-    config = task.config
-    runs = _readable(config, task.runs, emit)
-    if task.vectorize and vectorizable(config) and len(runs) > 1:
-        by_epoch: dict[int, list] = {}
-        for run in runs:
-            by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
-        groups = list(by_epoch.values())
-    else:
-        groups = [[run] for run in runs]
-    for index, group in enumerate(groups):
-        if not _execute_group(config, group, task, emit, should_stop):
-            for rest in groups[index + 1 :]:
-                for run_id, _, _ in rest:
-                    emit(Interrupted(run_id))
+    groups: list[tuple[list[tuple[RunConfig, list]], bool]] = []  # (members, fused)
+    fused: dict[int, list[tuple[RunConfig, list]]] = {}
+    for config, own in task.members:
+        runs = _readable(config, own, emit)
+        if task.vectorize and vectorizable(config) and (len(runs) > 1 or task.fused):
+            by_epoch: dict[int, list] = {}
+            for run in runs:
+                by_epoch.setdefault(_checkpoint_epoch(run[2]), []).append(run)
+            if task.fused:
+                for epoch, group in by_epoch.items():
+                    fused.setdefault(epoch, []).append((config, group))
+            else:
+                groups.extend(([(config, group)], False) for group in by_epoch.values())
+        else:
+            groups.extend(([(config, [run])], False) for run in runs)
+    for members in fused.values():
+        if len(members) > 1 and _fusable(members):
+            groups.append((members, True))
+        else:
+            groups.extend(([member], False) for member in members)
+    for index, (members, together) in enumerate(groups):
+        if together:
+            going = _execute_fused(members, task, emit, should_stop)
+        else:
+            (config, group), = members
+            going = _execute_group(config, group, task, emit, should_stop)
+        if not going:
+            for rest, _ in groups[index + 1 :]:
+                for _, group in rest:
+                    for run_id, _, _ in group:
+                        emit(Interrupted(run_id))
             return
+
+
+def _fusable(members: list) -> bool:
+    from core.families import family_key
+
+    keys = {family_key(config) for config, _ in members}
+    return None not in keys and len(keys) == 1
 
 
 def _readable(config, runs, emit) -> list[tuple]:
@@ -142,6 +188,50 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     seconds = (time.perf_counter() - started) / len(group)
     for rep, test in results.items():
         emit(Done(ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
+                             "torch_version": torch.__version__, "code_version": code_version()}))
+    return True
+
+
+def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
+    """Train the runs of several configurations of one family as one fused model; False when
+    interrupted. Events as ``_execute_group``'s, per run."""
+    import torch
+
+    from core.fused import run_fused
+    from core.provenance import code_version
+    from core.train import RunInterrupted
+    from core.training_common import failure_reason
+
+    ids = {(index, rep): run_id for index, (_, group) in enumerate(members) for run_id, rep, _ in group}
+    finished: set[str] = set()
+
+    def epoch(index, rep, metrics, state):
+        emit(Epoch(ids[index, rep], metrics.as_row(), state))
+
+    def failed(index, rep, reason):
+        finished.add(ids[index, rep])
+        emit(Failed(ids[index, rep], reason))
+
+    started = time.perf_counter()
+    try:
+        results = run_fused(
+            [(config, [rep for _, rep, _ in group], [state for _, _, state in group]) for config, group in members],
+            device=task.device, data_dir=task.data_dir, on_epoch=epoch, on_failed=failed,
+            should_stop=should_stop,
+        )
+    except RunInterrupted:
+        for run_id in ids.values():
+            if run_id not in finished:
+                emit(Interrupted(run_id))
+        return False
+    except Exception as exc:  # noqa: BLE001 - a training error fails these runs, not the grid
+        for run_id in ids.values():
+            if run_id not in finished:
+                emit(Failed(run_id, failure_reason(exc)))
+        return True
+    seconds = (time.perf_counter() - started) / len(ids)
+    for key, test in results.items():
+        emit(Done(ids[key], {**test.as_row(), "seconds": seconds, "device": task.device,
                              "torch_version": torch.__version__, "code_version": code_version()}))
     return True
 

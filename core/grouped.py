@@ -12,12 +12,16 @@ maps, are as fast or faster in NCHW.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core import structures
-from core.models import IMAGE_SIZE, NUM_CLASSES, ConvTower, Independent, comparison_logits
+from core.models import IMAGE_SIZE, NUM_CLASSES, ConvTower, comparison_logits
 
 Params = dict[str, torch.Tensor]
 
@@ -43,27 +47,34 @@ def _structure_of(model: nn.Module) -> str:
     raise TypeError(f"no structure builds {type(model).__name__}")
 
 
+def _module(model: nn.Module, name: str) -> Any:
+    """``model.<name>`` (a tower, a dense part), typed for what reads it."""
+    return getattr(model, name)
+
+
 def independent_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, None]:
     first, second = _independent_towers(model, params, x)
-    return _dense(model.classifier, "classifier", params, torch.cat([first, second], dim=2)), None
+    return _dense(_module(model, "classifier"), "classifier", params, torch.cat([first, second], dim=2)), None
 
 
 def shared_tower(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """``model.tower`` on both images of x (R, n, 2, 14, 14): (R, 2n, features), image-major
     per pair like ``core.models._shared_features``."""
     r, n = x.shape[:2]
-    return _tower(model.tower, ("tower",), params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
+    return _tower(_module(model, "tower"), ("tower",), params, x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE))
 
 
 def digit_logits(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """The shared tower then ``model.digit``: (R, n, 2, 10)."""
     r, n = x.shape[:2]
-    return _dense(model.digit, "digit", params, shared_tower(model, params, x)).reshape(r, n, 2, NUM_CLASSES)
+    return _dense(_module(model, "digit"), "digit", params,
+                  shared_tower(model, params, x)).reshape(r, n, 2, NUM_CLASSES)
 
 
 def shared_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, None]:
     r, n = x.shape[:2]
-    return _dense(model.classifier, "classifier", params, shared_tower(model, params, x).reshape(r, n, -1)), None
+    return _dense(_module(model, "classifier"), "classifier", params,
+                  shared_tower(model, params, x).reshape(r, n, -1)), None
 
 
 def shared_aux_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,16 +94,17 @@ def dense(module: nn.Module, prefix: str, params: Params, features: torch.Tensor
     return _dense(module, prefix, params, features)
 
 
-def _independent_towers(model: Independent, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _independent_towers(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Features of the first and the second image, each through its own tower. A one-layer tower
     is dominated by per-call overhead, so both run as one grouped tower of 2R groups (their
     weights concatenated each step); deeper towers run apart, where that copy costs more."""
     r, n = x.shape[:2]
-    if _conv_count(model.tower1) == 1:
+    tower1, tower2 = _module(model, "tower1"), _module(model, "tower2")
+    if _conv_count(tower1) == 1:
         images = x.permute(2, 0, 1, 3, 4).reshape(2 * r, n, IMAGE_SIZE, IMAGE_SIZE)
-        return _tower(model.tower1, ("tower1", "tower2"), params, images).split(r)
-    return (_tower(model.tower1, ("tower1",), params, x[:, :, 0]),
-            _tower(model.tower2, ("tower2",), params, x[:, :, 1]))
+        return _tower(tower1, ("tower1", "tower2"), params, images).split(r)
+    return (_tower(tower1, ("tower1",), params, x[:, :, 0]),
+            _tower(tower2, ("tower2",), params, x[:, :, 1]))
 
 
 def _conv_count(tower: ConvTower) -> int:
@@ -156,7 +168,8 @@ def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tenso
     """``core.models.dense`` (a Linear, or Linear -> ReLU -> Linear) on (R, m, in)."""
     if isinstance(module, nn.Linear):
         return _linear(prefix, params, features)
-    for index, layer in enumerate(module):
+    layers: list[nn.Module] = list(module.children())
+    for index, layer in enumerate(layers):
         if isinstance(layer, nn.Linear):
             features = _linear(f"{prefix}.{index}", params, features)
         elif isinstance(layer, nn.ReLU):
@@ -169,3 +182,76 @@ def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tenso
 def _linear(prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(params[f"{prefix}.bias"].unsqueeze(1), features,
                          params[f"{prefix}.weight"].transpose(1, 2))
+
+
+# -- the fused form (``core.fused``): a structure's towers and its head, apart ------------------
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A grouped forward cut in two, so that the towers of several configurations can run as one
+    grouped tower (``core.fused``) and each configuration's head on its own features.
+
+    ``towers`` are the prefixes of the tower parameters; with ``images_per_pair`` 1 tower i sees
+    image i of every pair (n images per group), with 2 the one tower sees both (2n images per
+    group, image-major per pair like ``shared_tower``). ``head(model, params, features)`` takes
+    one (R, m, features) tensor per tower and returns what the grouped forward returns."""
+
+    towers: tuple[str, ...]
+    images_per_pair: int
+    head: Callable[[nn.Module, Params, list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor | None]]
+
+    def images(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each tower's images of x (R, n, 2, 14, 14): (R, m, 14, 14) each."""
+        r, n = x.shape[:2]
+        if self.images_per_pair == 2:
+            return [x.reshape(r, 2 * n, IMAGE_SIZE, IMAGE_SIZE)]
+        return [x[:, :, index] for index in range(len(self.towers))]
+
+
+def _independent_head(model: nn.Module, params: Params, features: list[torch.Tensor]):
+    return _dense(_module(model, "classifier"), "classifier", params, torch.cat(features, dim=2)), None
+
+
+def _shared_head(model: nn.Module, params: Params, features: list[torch.Tensor]):
+    r, _, width = features[0].shape
+    pairs = features[0].reshape(r, -1, 2 * width)  # both images' features side by side
+    return _dense(_module(model, "classifier"), "classifier", params, pairs), None
+
+
+def _digit_head(model: nn.Module, params: Params, features: list[torch.Tensor]) -> torch.Tensor:
+    r, m = features[0].shape[:2]
+    return _dense(_module(model, "digit"), "digit", params, features[0]).reshape(r, m // 2, 2, NUM_CLASSES)
+
+
+def _shared_aux_head(model: nn.Module, params: Params, features: list[torch.Tensor]):
+    digits = _digit_head(model, params, features)
+    r, n = digits.shape[:2]
+    return _linear("head", params, digits.reshape(r, n, 2 * NUM_CLASSES)), digits
+
+
+def _digits_head(model: nn.Module, params: Params, features: list[torch.Tensor]):
+    digits = _digit_head(model, params, features)
+    r, n = digits.shape[:2]
+    return comparison_logits(digits.reshape(r * n, 2, NUM_CLASSES)).reshape(r, n, 2), digits
+
+
+_PARTS: dict[Callable[..., Any], Parts] = {
+    independent_forward: Parts(("tower1", "tower2"), 1, _independent_head),
+    shared_forward: Parts(("tower",), 2, _shared_head),
+    shared_aux_forward: Parts(("tower",), 2, _shared_aux_head),
+    digits_forward: Parts(("tower",), 2, _digits_head),
+}
+
+
+def fused_parts(structure: str) -> Parts | None:
+    """The fused form of a structure's grouped forward, or None (a structure registered with a
+    grouped forward of its own then trains vectorised, unfused)."""
+    forward = structures.get(structure).grouped_forward()
+    return _PARTS.get(forward) if forward is not None else None
+
+
+def tower_call(tower: ConvTower, weights: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """``tower`` for G parameter sets given as one (G, ...) tensor per tower parameter (keyed like
+    ``tower.named_parameters()``): (G, m, 14, 14) -> (G, m, features)."""
+    return _tower(tower, ("fused",), {f"fused.{name}": value for name, value in weights.items()}, images)

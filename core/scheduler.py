@@ -29,6 +29,7 @@ from core.execution import (
     make_executor,
 )
 from core.executors import STALL_TIMEOUT_S, task_for
+from core.families import family_key, fusion_enabled
 from core.store import LostClaim, Store, StoreError, worker_id
 
 HEARTBEAT_EVERY_S = 5.0
@@ -60,6 +61,8 @@ class WorkPlan:
     workers: int  # worker processes
     threads: int  # torch threads in each
     group_size: int  # runs of one configuration trained together (1 = one at a time)
+    #: whether a fusion family's configurations are claimed together (``core.families``)
+    fuse: bool = False
 
 
 def plan_work(queued_by_config: list[int], workers: int | None = None, cores: int | None = None,
@@ -68,7 +71,8 @@ def plan_work(queued_by_config: list[int], workers: int | None = None, cores: in
 
     One process per core, each a single torch thread: at these model sizes a process per core
     beats intra-op threads. When there are fewer configurations than processes, a
-    configuration's repetitions are split so that every process gets a group.
+    configuration's repetitions are split so that every process gets a group. With fusion,
+    ``queued_by_config`` counts a family as one configuration (its most queued member's runs).
     """
     cores = cores or os.cpu_count() or 1
     total = sum(queued_by_config)
@@ -119,6 +123,7 @@ def work(
     max_attempts: int = MAX_ATTEMPTS,
     stall_timeout_s: float = STALL_TIMEOUT_S,
     follow: bool = False,
+    fuse: bool | None = None,
 ) -> WorkSummary:
     """Run queued runs (optionally only of ``config_ids``) until none is left or ``stop`` is set.
 
@@ -135,8 +140,14 @@ def work(
     events (after one ``Following``), and any of them that
     comes back to the queue (its driver stopped or died) is trained here. The summary counts them
     (``followed``; failures in ``failed``); on a stop they are left to their holder (``left``).
+
+    With ``fuse`` (None: on unless ``PAIRS_FUSE=0``; never without ``vectorize``), the queued
+    runs of one fusion family (``core.families.family_key``: e.g. the structures and learning
+    rates of one architecture and kernel) are claimed together and trained as one fused model
+    (``core.fused``), each run still resumed from its own checkpoint.
     """
     check_executor(executor, address=address)
+    fuse = vectorize and (fusion_enabled() if fuse is None else fuse)
     me = worker_id()
     stop = stop or StopRequest()
     previous = _install_signals(stop)
@@ -147,7 +158,7 @@ def work(
     try:
         summary.requeued = len(store.requeue_stale(stale_after_s))
         tracker = _Follower(store, config_ids, me) if follow and config_ids else None
-        queued = _queued_by_config(store, config_ids)
+        queued = _queued_by_config(store, config_ids, fuse)
         if not queued and not (tracker and tracker.pending):
             return summary
         if tracker is not None and tracker.elsewhere and on_event:
@@ -163,9 +174,9 @@ def work(
                     pool.request_stop()
             else:
                 if pool is None and not queued and tracker is not None and tracker.queued:
-                    queued = _queued_by_config(store, config_ids)  # came back to the queue
+                    queued = _queued_by_config(store, config_ids, fuse)  # came back to the queue
                 if pool is None and queued:
-                    plan = plan_work(queued, workers, vectorize=vectorize)
+                    plan = replace(plan_work(queued, workers, vectorize=vectorize), fuse=fuse)
                     pool = make_executor(executor, plan.workers, plan.threads, address=address,
                                          stall_timeout_s=stall_timeout_s)
                 if pool is not None:
@@ -288,13 +299,31 @@ class _Follower:
                     on_event(Followed(run, "failed", row["error"]))
 
 
-def _queued_by_config(store: Store, config_ids: list[str] | None) -> list[int]:
-    """Queued runs per configuration (of ``config_ids``, if given)."""
+def _queued_by_config(store: Store, config_ids: list[str] | None, fuse: bool = False) -> list[int]:
+    """Queued runs per configuration (of ``config_ids``, if given); with ``fuse``, per fusion
+    family (the most of its configurations'), a configuration that fuses with none on its own."""
+    rows = _queued_rows(store, config_ids)
+    if not fuse:
+        return [row["queued"] for row in rows]
+    units: dict[object, int] = {}
+    for row in rows:
+        key = _family(row) or row["id"]
+        units[key] = max(units.get(key, 0), row["queued"])
+    return list(units.values())
+
+
+def _queued_rows(store: Store, config_ids: list[str] | None) -> list[dict]:
     wanted = set(config_ids) if config_ids else None
-    return [
-        row["queued"] for row in store.config_progress()
-        if row["queued"] and (wanted is None or row["id"] in wanted)
-    ]
+    return [row for row in store.config_progress()
+            if row["queued"] and (wanted is None or row["id"] in wanted)]
+
+
+def _family(row: dict) -> tuple | None:
+    """The fusion family of a ``config_progress`` row's configuration (None: fuses with none)."""
+    try:
+        return family_key(RunConfig.from_dict(row))
+    except Exception:  # noqa: BLE001 - a row pairs cannot read trains on its own (claim reports it)
+        return None
 
 
 def _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_event) -> None:
@@ -302,11 +331,26 @@ def _fill(store, executor, me, held, config_ids, plan, device, data_dir, on_even
         claimed = store.claim(me, plan.group_size, config_ids)
         if not claimed:
             return
+        if plan.fuse:
+            claimed += _claim_family(store, me, claimed[0].config, plan.group_size, config_ids)
         for run in claimed:
             held[run.id] = run.config.label
             if on_event:
                 on_event(Started(run.id, run.config, run.rep))
-        executor.submit(task_for(claimed, device, data_dir, vectorize=plan.group_size > 1))
+        fused = len({run.config.id for run in claimed}) > 1
+        executor.submit(task_for(claimed, device, data_dir, vectorize=plan.group_size > 1 or fused))
+
+
+def _claim_family(store: Store, me: str, config: RunConfig, limit: int, config_ids) -> list:
+    """Up to ``limit`` queued runs of each other configuration of ``config``'s fusion family."""
+    key = family_key(config)
+    if key is None:
+        return []
+    claimed: list = []
+    for row in _queued_rows(store, config_ids):
+        if row["id"] != config.id and _family(row) == key:
+            claimed += store.claim(me, limit, [row["id"]])
+    return claimed
 
 
 def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: WorkSummary,

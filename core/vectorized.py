@@ -84,8 +84,9 @@ class VectorizedRuns:
         self.base = copy.deepcopy(models[0]).to("meta")
         self.has_digits = config.structure in DIGIT_STRUCTURES
         self.optimizer = make_optimizer(config, _ParamList(list(self.params.values())))
-        if self.done and states[0].optimizer.get("state"):
-            self.optimizer.load_state_dict(_stack_optimizer([s.optimizer for s in states]))
+        saved_states = [s for s in states if s is not None]
+        if self.done and len(saved_states) == len(states) and saved_states[0].optimizer.get("state"):
+            self.optimizer.load_state_dict(_stack_optimizer([s.optimizer for s in saved_states]))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return grouped_forward(self.base, self.params, x)
