@@ -195,7 +195,7 @@ def work(
                 held.pop(lost, None)
                 deaths[lost] = deaths.get(lost, 0) + 1
                 _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts,
-                             pool.lost_reason(lost))
+                             pool.lost_reason(lost) if pool is not None else None)
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -359,7 +359,7 @@ def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: W
     reported: Event = event
     try:
         match event:
-            case Epoch(metrics=metrics, checkpoint=checkpoint):
+            case Epoch(metrics=metrics, checkpoint=bytes() as checkpoint):  # an executor's: with it
                 store.record_epoch(run, me, metrics, checkpoint)
                 reported = replace(event, checkpoint=None)  # persisted: not kept by listeners
             case Done(results=results):
