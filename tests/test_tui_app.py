@@ -447,6 +447,7 @@ def test_db_path_from_environment(monkeypatch, tmp_path):
     assert str(make_app().db_path) == "runs.db"
 
 
+@pytest.mark.slow
 def test_importing_the_app_never_loads_torch_pandas_nor_numpy():
     code = textwrap.dedent("""
         import sys
