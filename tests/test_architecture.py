@@ -47,6 +47,7 @@ def tui_modules() -> dict[str, set[str]]:
     return _packages_added_by_each_module("tui")
 
 
+@pytest.mark.slow
 def test_every_core_module_is_checked(core_modules):
     # the walk finds the modules and the subpackages' modules (not a list to keep up to date)
     assert {"core.api", "core.config", "core.curves", "core.overlay"} <= set(core_modules)
@@ -54,12 +55,14 @@ def test_every_core_module_is_checked(core_modules):
     assert len(core_modules) >= 20
 
 
+@pytest.mark.slow
 def test_core_never_imports_ui_packages(core_modules):
     offenders = {name: sorted(added & UI_PACKAGES) for name, added in core_modules.items()
                  if added & UI_PACKAGES}
     assert not offenders, f"core modules importing a UI package: {offenders}"
 
 
+@pytest.mark.slow
 def test_tui_never_imports_torch(tui_modules):
     assert {"tui.cli", "tui.app", "tui.screens.plots", "tui.widgets.curves"} <= set(tui_modules)
     offenders = [name for name, added in tui_modules.items() if "torch" in added]

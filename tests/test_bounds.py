@@ -62,6 +62,7 @@ def run_count(path) -> int:
     ("--shift", HUGE, "shift must be an integer between 0 and 7"),
     ("--reps", HUGE, "--reps must be an integer from 1 to 1000"),
 ])
+@pytest.mark.slow
 def test_huge_integers_are_refused_before_anything_is_queued(fresh_db, flag, value, message):
     before = fresh_db.read_bytes()
     for command in ("queue", "run"):
@@ -71,6 +72,7 @@ def test_huge_integers_are_refused_before_anything_is_queued(fresh_db, flag, val
     assert run_count(fresh_db) == 0
 
 
+@pytest.mark.slow
 def test_huge_values_in_a_list_and_for_work_are_refused(fresh_db):
     one_line_error(pairs("queue", *TINY, "--epochs", f"2,{INT64_MAX}", "--db", fresh_db),
                    "epochs must be an integer >= 1")
@@ -130,6 +132,7 @@ async def test_queue_form_marks_a_huge_integer_and_says_why(fresh_db):
 
 # -- pairs plot --output --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_figure_paths_that_cannot_be_written(tmp_path, fresh_db):
     afile = tmp_path / "afile"
     afile.write_text("a plain file")
@@ -150,6 +153,7 @@ def test_figure_paths_that_cannot_be_written(tmp_path, fresh_db):
     assert fresh_db.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_figure_into_a_folder_that_refuses_it(tmp_path):
     """An unwritable folder (as root, which writes anywhere else, /proc): one line, no file."""
     db = build_fixture_db(tmp_path / "fixture.db")

@@ -107,6 +107,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_leaves_the_database_unchanged(fresh_db, args, message):
     before = fresh_db.read_bytes()
     result = pairs(*args, "--db", fresh_db)
@@ -117,6 +118,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_database_unchanged(fresh_db
     assert fresh_db.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_bad_database_paths(tmp_path):
     not_sqlite = tmp_path / "notes.txt"
     not_sqlite.write_text("plain text")
@@ -135,6 +137,7 @@ def test_bad_database_paths(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.slow
 def test_mnist_offline_is_a_clear_error(tmp_path, fresh_db):
     before = fresh_db.read_bytes()
     result = pairs("run", "--data", "mnist", "--data-dir", tmp_path / "mnist", "--db", fresh_db,
@@ -144,6 +147,7 @@ def test_mnist_offline_is_a_clear_error(tmp_path, fresh_db):
     assert fresh_db.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_default_database_is_runs_db_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.delenv("PAIRS_DB", raising=False)
     result = pairs("queue", "--reps", "1", cwd=tmp_path)

@@ -116,6 +116,7 @@ def test_old_database_gains_the_column(fresh_db):
         assert provenance.code_versions(store) == {"unknown": 1}  # NULL: shown as unknown
 
 
+@pytest.mark.slow
 def test_status_and_models_do_not_import_torch(fresh_db):
     code = ("import sys; sys.argv = ['pairs', 'models', '--db', sys.argv[1]]\n"
             "from tui.cli import app\n"

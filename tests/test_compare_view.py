@@ -316,6 +316,7 @@ def test_across_protocols_needs_compare(compare_db):
     assert "--across-protocols is for --compare" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_the_compare_screen_never_imports_torch():
     code = ("import sys, tui.app, tui.screens.compare, tui.screens.tables, core.overlay; "
             "print('torch' in sys.modules)")
@@ -323,6 +324,7 @@ def test_the_compare_screen_never_imports_torch():
     assert done.stdout.strip() == "False", done.stderr
 
 
+@pytest.mark.slow
 def test_plot_compare_error_is_one_line_on_stderr(compare_db):
     done = subprocess.run([sys.executable, "-m", "tui.cli", "plot", "--compare", "shared:A6:3",
                            "--db", str(compare_db)], capture_output=True, text=True)

@@ -81,6 +81,7 @@ def test_plot_writes_a_figure(curves_db, tmp_path, suffix, magic):
     assert path.read_bytes().startswith(magic) and path.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_plot_bad_input_is_one_line_error(curves_db, tmp_path):
     store, _ = curves_db
     result = runner.invoke(app, ["plot", "--arch", "A6", "--db", str(store.path)])
@@ -105,6 +106,7 @@ def test_plot_without_database(tmp_path):
     assert type(result.exception).__name__ == "StoreError"
 
 
+@pytest.mark.slow
 def test_curves_and_reports_stay_light():
     code = ("import sys, core.curves, core.compare, core.reproduction; "
             "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))")

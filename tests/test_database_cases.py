@@ -192,6 +192,7 @@ def test_version_0_is_upgraded_in_place_after_a_backup(tmp_path, real_db):
     assert code == 0 and "queued 1 new run" in out
 
 
+@pytest.mark.slow
 def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path, real_db):
     _make_version_0(real_db)
     script = "import sys; from core.api import open_store; open_store(sys.argv[1]).close()"
@@ -247,6 +248,7 @@ def _assert_one_line(result: subprocess.CompletedProcess, message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_read_only_file_is_read_but_never_written(tmp_path, real_db):
     prefix = _unprivileged()
     with open_store(real_db) as s:
@@ -267,6 +269,7 @@ def test_a_read_only_file_is_read_but_never_written(tmp_path, real_db):
         real_db.chmod(stat.S_IRUSR | stat.S_IWUSR)
 
 
+@pytest.mark.slow
 def test_a_read_only_folder_is_read_but_never_written(tmp_path):
     prefix = _unprivileged()
     folder = tmp_path / "shipped"

@@ -114,6 +114,7 @@ def test_every_event_survives_pickling():
         assert pickle.loads(pickle.dumps(event)) == event
 
 
+@pytest.mark.slow
 def test_the_cli_choices_come_from_the_registry():
     code = ("import core.execution as e; e.register(e.ExecutorSpec('toy', 'x:Y', 'a toy one')); "
             "from typer.testing import CliRunner; from tui.cli import app; "
@@ -123,6 +124,7 @@ def test_the_cli_choices_come_from_the_registry():
     assert "local|ray|toy" in out and "toy (a toy one)" in out
 
 
+@pytest.mark.slow
 def test_the_interface_imports_no_executor():
     code = "import sys, core.execution; print(' '.join(sys.modules))"
     loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,

@@ -60,6 +60,7 @@ def test_models_layers_command_draws_the_layers_and_the_catalog_total():
     assert "tower 1" in result.output and "tower 2" in result.output
 
 
+@pytest.mark.slow
 def test_models_layers_bad_setup_is_one_line_error():
     import subprocess
     import sys

@@ -368,6 +368,7 @@ async def test_console_tables_show_one_protocol_at_a_time(dbs):
         assert screen.data.index == 0  # round the three protocols and back to the paper's
 
 
+@pytest.mark.slow
 def test_shell_completion_of_option_values(dbs, monkeypatch):
     from tui.cli import complete_arch, complete_format, complete_protocol, complete_structure
 
@@ -429,6 +430,7 @@ def test_run_help_shows_list_defaults_and_three_pair_counts():
     assert "Test pairs per repetition" in text and "Pairs per repetition." not in text
 
 
+@pytest.mark.slow
 def test_piped_lines_never_wrap_mid_number(tmp_path):
     line = "shared-aux A1 k3: 2 run(s) done; validation accuracy 85.00 ± 1.23 %, " * 3
     code = f"from tui.cli import out; out.print({line!r})"

@@ -38,7 +38,9 @@ def test_every_extension_field_is_covered():
 def _config(option: str | None):
     changes = {option: OPTIONS[option]} if option else {}
     structure = "shared-aux" if option == "hidden" else "shared"
-    return tiny(structure=structure, epochs=EPOCHS, **changes)
+    # 40 pairs (10 batches of 4) an epoch: resuming must be exact whatever the size, and each
+    # option's random draws (shuffles, masks, augmentations) happen in every batch
+    return tiny(structure=structure, epochs=EPOCHS, train_pairs=40, test_pairs=40, **changes)
 
 
 def _execute(config, runs, *, vectorize: bool, stop_after: int | None = None) -> list[ExecutorEvent]:

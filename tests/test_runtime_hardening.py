@@ -39,6 +39,7 @@ def test_the_identity_names_host_pid_and_the_very_process():
         assert _pid_alive(f"{host}:{pid}:00000000-{start}")  # another namespace: unknowable
 
 
+@pytest.mark.slow
 def test_a_child_process_has_another_identity():
     code = "from core.store import worker_id; print(worker_id())"
     child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -128,6 +128,7 @@ def test_every_command_shows_hostile_strings_literally(tmp_path, args):
     assert not has_control(result.stderr or ""), repr(result.stderr)
 
 
+@pytest.mark.slow
 def test_status_through_a_pipe_shows_the_error_and_host_literally(tmp_path):
     """``pairs status | cat``: a real process, its stdout a pipe."""
     from hostile import VISIBLE, has_control, hostile_db
@@ -143,6 +144,7 @@ def test_status_through_a_pipe_shows_the_error_and_host_literally(tmp_path):
     assert "[/oops]\\x1b]0;host\\x07" in flat  # the host of the running run
 
 
+@pytest.mark.slow
 def test_a_hostile_database_path_in_a_message(tmp_path):
     """A file name with markup and escapes, in an error message: shown literally, one line."""
     from hostile import has_control

@@ -126,6 +126,7 @@ def _write_from_another_process(path, sql: str) -> None:
     subprocess.run([sys.executable, "-c", script, str(path), sql], check=True)
 
 
+@pytest.mark.slow
 def test_opening_a_second_store_keeps_the_first_ones_locks(fresh_db):
     """Closing any descriptor of a database file drops the process's POSIX locks on it: opening a
     second store (the TUI has two) must not, or the next writer that closes its connection takes

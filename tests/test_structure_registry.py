@@ -133,6 +133,7 @@ def test_an_unregistered_structure_is_refused_with_the_choices():
         RunConfig(structure="shared-diff")
 
 
+@pytest.mark.slow
 def test_the_registry_is_torch_free_and_its_import_paths_resolve():
     import subprocess
     import sys
