@@ -3,6 +3,7 @@
     python bench/fusion.py                                # A1 k5 and A5 k5, 10 reps, 3 epochs
     python bench/fusion.py --setups A3:5 --reps 10 --epochs 10
     python bench/fusion.py --paper --epochs 1             # the whole paper grid, both ways
+    python bench/fusion.py --in-process --setups A4:5,A6:5 --epochs 1   # the engine alone
 
 For each architecture:kernel, the paper's three structures (``--structures``) x ``--reps``
 repetitions x ``--epochs`` epochs are timed twice each way:
@@ -56,6 +57,10 @@ def in_process(configs: list[RunConfig], reps: int) -> tuple[float, float]:
         rep_list = list(range(reps))
         data = [[draw_pairs(c.seed, rep, c.train_pairs, c.val_pairs, c.test_pairs) for rep in rep_list]
                 for c in configs]
+        warm = [c.replace(epochs=1, train_pairs=40, val_pairs=10, test_pairs=10) for c in configs]
+        run_fused([(c, [0, 1], [None, None]) for c in warm])  # imports and first calls, untimed
+        for config in warm:
+            run_group(config, [0, 1])
         started = time.perf_counter()
         for config, own in zip(configs, data):
             run_group(config, rep_list, data=own)
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--paper", action="store_true", help="the whole paper grid through pairs work")
+    parser.add_argument("--in-process", action="store_true", help="only the in-process comparison")
     args = parser.parse_args()
     base = RunConfig(epochs=args.epochs)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}; "
@@ -111,6 +117,8 @@ def main() -> None:
         unfused, fused = in_process(configs, args.reps)
         print(f"{arch} k{kernel} {'+'.join(structures)}: in process, one thread: unfused {unfused:.1f} s, "
               f"fused {fused:.1f} s: {unfused / fused:.2f}x", flush=True)
+        if args.in_process:
+            continue
         if family_key(configs[0]) is None:
             print(f"{arch} k{kernel}: its tower is too large to fuse by default (core.families."
                   "FUSE_MAX_WEIGHTS): pairs work trains it unfused either way (PAIRS_FUSE=all forces it)")

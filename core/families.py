@@ -17,10 +17,10 @@ from core.config import RunConfig, conv_layers, vectorizable
 FUSE_ENV = "PAIRS_FUSE"
 
 #: Towers whose largest convolution has more weights than this per repetition do not fuse:
-#: measured on 2 CPU cores (one torch thread per process, 10 reps of the paper's three
-#: structures, one epoch in process), fusion is 1.2-1.5x faster for A1-A3, A4 k3 and A5 k3
-#: (at most 18 432 weights), about even for A6 k3 (73 728: 1.0-1.09x), and slower for A4/A5 k5
-#: (51 200: 0.8-1.05x) and A6 k5 (204 800: 0.7-0.8x), where oneDNN's grouped convolution
+#: measured on 2 contended CPU cores (one torch thread, 10 reps of the paper's three structures,
+#: one training epoch), fusion is 1.08-1.09x faster for A1/A2 k5, 1.2-1.5x for A3 k5, A4 k3 and
+#: A5 k3 (at most 18 432 weights), about even for A6 k3 (73 728: 1.02x), and slower or even for
+#: A4 k5 (51 200: 0.81-1.08x) and A6 k5 (204 800: 0.72-0.85x), where oneDNN's grouped convolution
 #: backward grows faster than its groups (1.37x the time for twice the groups, A6 k5).
 FUSE_MAX_WEIGHTS = 32_768
 

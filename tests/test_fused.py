@@ -246,3 +246,14 @@ def test_a_diverging_configuration_fails_alone_and_the_others_keep_their_numbers
     for rep in REPS:
         _assert_same_epochs(own_epochs[rep], epochs[0, rep])
         assert test[0, rep].test_loss == pytest.approx(own_test[rep].test_loss, rel=1e-5)
+
+
+def test_a_fused_group_trains_in_bf16():
+    configs = [tiny(structure="shared", precision="bf16", epochs=1),
+               tiny(structure="independent", precision="bf16", epochs=1)]
+    epochs, _, test = _fused(configs)
+    for index, config in enumerate(configs):
+        own_epochs, _, _ = _unfused(config)
+        for rep in REPS:
+            assert epochs[index, rep][0]["train_loss"] == pytest.approx(own_epochs[rep][0]["train_loss"], rel=0.02)
+            assert 0 <= test[index, rep].test_acc <= 1
