@@ -54,9 +54,10 @@ def evaluate(config: RunConfig, reps: list[int], vectorize: bool = True) -> dict
     mean_curve = [statistics.mean(v) for v in zip(*curves.values())]
     return {
         "config": config.label + " " + config.options_label(),
-        "seed": config.seed, "reps": len(reps),
+        "seed": config.seed,
+        "reps": len(reps),
         "protocol": f"{config.optimizer} lr {config.lr:g}/{config.lr_step}x{config.lr_gamma:g} "
-                    f"b{config.batch_size} {config.epochs}ep aux {config.aux_weight:g}",
+        f"b{config.batch_size} {config.epochs}ep aux {config.aux_weight:g}",
         "val_acc_final": statistics.mean(finals),
         "val_acc_std": statistics.stdev(finals) if len(finals) > 1 else None,
         "val_main_loss": statistics.mean(last[r].val_main_loss for r in reps),

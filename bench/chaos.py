@@ -48,30 +48,81 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID = ["--structure", "shared,independent", "--arch", "A1", "--kernel", "3", "--reps", "3",
-        "--epochs", "8", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
+GRID = [
+    "--structure",
+    "shared,independent",
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--reps",
+    "3",
+    "--epochs",
+    "8",
+    "--train-pairs",
+    "200",
+    "--val-pairs",
+    "20",
+    "--test-pairs",
+    "100",
+]
 #: --options: one configuration per option beyond the paper (RunConfig.EXTENSION_FIELDS), 2 reps.
-OPTION_FLAGS = [["--batch-norm", "on"], ["--dropout", "0.3"], ["--pooling", "avg"],
-                ["--hidden", "8"], ["--momentum", "0.9"], ["--weight-decay", "0.01"],
-                ["--repair", "on"], ["--shift", "1"], ["--rotate", "10"], ["--swap", "on"]]
-OPTIONS_GRID = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
-                "--epochs", "6", "--train-pairs", "200", "--val-pairs", "20", "--test-pairs", "100"]
-EPOCH_FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss",
-                "val_acc", "val_digit_acc", "lr")
+OPTION_FLAGS = [
+    ["--batch-norm", "on"],
+    ["--dropout", "0.3"],
+    ["--pooling", "avg"],
+    ["--hidden", "8"],
+    ["--momentum", "0.9"],
+    ["--weight-decay", "0.01"],
+    ["--repair", "on"],
+    ["--shift", "1"],
+    ["--rotate", "10"],
+    ["--swap", "on"],
+]
+OPTIONS_GRID = [
+    "--structure",
+    "shared",
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--reps",
+    "2",
+    "--epochs",
+    "6",
+    "--train-pairs",
+    "200",
+    "--val-pairs",
+    "20",
+    "--test-pairs",
+    "100",
+]
+EPOCH_FIELDS = (
+    "train_loss",
+    "train_main_loss",
+    "train_acc",
+    "val_loss",
+    "val_main_loss",
+    "val_acc",
+    "val_digit_acc",
+    "lr",
+)
 TEST_FIELDS = ("test_loss", "test_main_loss", "test_acc", "test_digit_acc")
 REL_TOL = 1e-5
 
 
 def pairs(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, text=True,
-                          capture_output=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, text=True, capture_output=True, **kwargs)
 
 
 def start_work(db: Path, log, vectorize: bool) -> subprocess.Popen:
     flags = [] if vectorize else ["--no-vectorize"]
     return subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "work", "--workers", "2", *flags, "--db", str(db)],
-        cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
 
 
@@ -155,13 +206,19 @@ def results(db: Path) -> tuple[dict, dict]:
     fields = ", ".join(f"e.{f}" for f in EPOCH_FIELDS)
     epochs = {
         (row[0], row[1], row[2]): row[3:]
-        for row in read(db, f"SELECT c.id, r.rep, e.epoch, {fields} FROM epochs e "
-                            "JOIN runs r ON r.id = e.run_id JOIN configs c ON c.id = r.config_id")
+        for row in read(
+            db,
+            f"SELECT c.id, r.rep, e.epoch, {fields} FROM epochs e "
+            "JOIN runs r ON r.id = e.run_id JOIN configs c ON c.id = r.config_id",
+        )
     }
     tests = {
         (row[0], row[1]): row[2:]
-        for row in read(db, f"SELECT c.id, r.rep, {', '.join('r.' + f for f in TEST_FIELDS)} "
-                            "FROM runs r JOIN configs c ON c.id = r.config_id")
+        for row in read(
+            db,
+            f"SELECT c.id, r.rep, {', '.join('r.' + f for f in TEST_FIELDS)} "
+            "FROM runs r JOIN configs c ON c.id = r.config_id",
+        )
     }
     return epochs, tests
 
@@ -176,8 +233,7 @@ def compare(reference: dict, got: dict) -> tuple[int, int, float, list[str]]:
         if actual is None:
             bad.append(f"{key}: missing")
             continue
-        for name, a, b in zip(EPOCH_FIELDS if len(expected) == len(EPOCH_FIELDS) else TEST_FIELDS,
-                              expected, actual):
+        for name, a, b in zip(EPOCH_FIELDS if len(expected) == len(EPOCH_FIELDS) else TEST_FIELDS, expected, actual):
             compared += 1
             if a == b:
                 equal += 1
@@ -197,15 +253,24 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="kills of the whole work process group")
     parser.add_argument("--worker-kills", type=int, default=5, help="kills of one worker process alone")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
-    parser.add_argument("--no-vectorize", dest="vectorize", action="store_false",
-                        help="train runs one at a time (then metrics must be bitwise identical)")
+    parser.add_argument(
+        "--no-vectorize",
+        dest="vectorize",
+        action="store_false",
+        help="train runs one at a time (then metrics must be bitwise identical)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the databases and logs in this folder")
-    parser.add_argument("--options", action="store_true",
-                        help="kill and resume a grid of one setup per option beyond the paper "
-                             "(dropout, batch norm, augmentations, ...) instead of the paper's")
-    parser.add_argument("--scenarios", action="store_true",
-                        help="then: a SIGSTOPped worker, two drivers that are both PID 1, "
-                             "unreadable checkpoints")
+    parser.add_argument(
+        "--options",
+        action="store_true",
+        help="kill and resume a grid of one setup per option beyond the paper "
+        "(dropout, batch norm, augmentations, ...) instead of the paper's",
+    )
+    parser.add_argument(
+        "--scenarios",
+        action="store_true",
+        help="then: a SIGSTOPped worker, two drivers that are both PID 1, unreadable checkpoints",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="pairs-chaos-"))
@@ -271,10 +336,15 @@ def main() -> int:
             if new_rows and first_row_at is None:
                 first_row_at = now
             wants_worker_kill = worker_kills < args.worker_kills and (
-                (kill_driver and kill_worker and killed_here == 0 and first_row_at is not None
-                 and now - first_row_at >= delay / 2)
-                or (not kill_driver and new_rows > rows_at_worker_kill
-                    and now - (last_worker_kill or 0.0) >= 3.0))
+                (
+                    kill_driver
+                    and kill_worker
+                    and killed_here == 0
+                    and first_row_at is not None
+                    and now - first_row_at >= delay / 2
+                )
+                or (not kill_driver and new_rows > rows_at_worker_kill and now - (last_worker_kill or 0.0) >= 3.0)
+            )
             if wants_worker_kill:
                 workers = worker_pids(proc.pid)
                 if workers:
@@ -286,10 +356,14 @@ def main() -> int:
             if not kill_driver:
                 continue
             grace = last_worker_kill is not None and now - last_worker_kill < 2.0
-            if new_rows > budget or (not grace and (
+            if new_rows > budget or (
+                not grace
+                and (
                     (mode == "startup" and now - t0 >= delay)
                     or (mode == "epoch" and new_rows >= 1)
-                    or (mode == "timed" and first_row_at is not None and now - first_row_at >= delay))):
+                    or (mode == "timed" and first_row_at is not None and now - first_row_at >= delay)
+                )
+            ):
                 os.killpg(proc.pid, signal.SIGKILL)
                 kills += 1
                 modes[mode] = modes.get(mode, 0) + 1
@@ -298,11 +372,13 @@ def main() -> int:
         log.close()
         rows1 = epoch_count(chaos)
         how = f"killed ({mode})" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
-        print(f"life {lives:3d}: {time.monotonic() - t0:5.1f} s, epoch rows {rows0:2d} -> {rows1:2d}, "
-              f"{killed_here} worker(s) killed, {how}", flush=True)
+        print(
+            f"life {lives:3d}: {time.monotonic() - t0:5.1f} s, epoch rows {rows0:2d} -> {rows1:2d}, "
+            f"{killed_here} worker(s) killed, {how}",
+            flush=True,
+        )
         if proc.returncode not in (0, -signal.SIGKILL):
-            problems.append(f"life {lives}: pairs work exited {proc.returncode} "
-                            f"(see {folder}/life-{lives:03d}.log)")
+            problems.append(f"life {lives}: pairs work exited {proc.returncode} (see {folder}/life-{lives:03d}.log)")
         text = (folder / f"life-{lives:03d}.log").read_text(errors="replace")
         for marker in ("Traceback", "database is locked"):
             if marker in text:
@@ -322,8 +398,7 @@ def main() -> int:
     failed = read(chaos, "SELECT id, error FROM runs WHERE status = 'failed'")
     rows = read(chaos, "SELECT run_id, epoch FROM epochs")
     duplicated = len(rows) - len(set(rows))
-    per_run = read(chaos, "SELECT r.id, count(e.epoch) FROM runs r LEFT JOIN epochs e "
-                          "ON e.run_id = r.id GROUP BY r.id")
+    per_run = read(chaos, "SELECT r.id, count(e.epoch) FROM runs r LEFT JOIN epochs e ON e.run_id = r.id GROUP BY r.id")
     lost_rows = sum(max(0, epochs - n) for _, n in per_run)
     extra_rows = sum(max(0, n - epochs) for _, n in per_run)
     lost = (n_runs - done) + lost_rows
@@ -332,19 +407,31 @@ def main() -> int:
     n2, eq2, worst2, bad2 = compare(ref_tests, got_tests)
     compared, equal, worst, bad = n1 + n2, eq1 + eq2, max(worst1, worst2), bad1 + bad2
     identical = not bad
-    print(f"{lives} lives of pairs work in {chaos_s:.0f} s; driver kills by moment: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())))
-    print(f"{done}/{n_runs} runs done, {len(rows)}/{epoch_count_expected} epoch rows, {len(failed)} failed "
-          f"{[f[1] for f in failed] if failed else ''}")
-    print(f"{compared} values compared with the undisturbed run: {equal} bitwise equal, "
-          f"largest relative difference {worst:.1e} (tolerance {REL_TOL:g})")
+    print(
+        f"{lives} lives of pairs work in {chaos_s:.0f} s; driver kills by moment: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(modes.items()))
+    )
+    print(
+        f"{done}/{n_runs} runs done, {len(rows)}/{epoch_count_expected} epoch rows, {len(failed)} failed "
+        f"{[f[1] for f in failed] if failed else ''}"
+    )
+    print(
+        f"{compared} values compared with the undisturbed run: {equal} bitwise equal, "
+        f"largest relative difference {worst:.1e} (tolerance {REL_TOL:g})"
+    )
     for line in (problems + bad)[:20]:
         print("  problem:", line)
     verdict = "metrics identical" if identical else f"{len(bad)} metrics differ"
-    print(f"{kills} kills (+{worker_kills} worker kills), {lost} lost, {duplicated + extra_rows} "
-          f"duplicated, {verdict}")
-    ok = (kills >= args.kills and worker_kills >= args.worker_kills and lost == 0 and not failed
-          and duplicated + extra_rows == 0 and identical and not problems)
+    print(f"{kills} kills (+{worker_kills} worker kills), {lost} lost, {duplicated + extra_rows} duplicated, {verdict}")
+    ok = (
+        kills >= args.kills
+        and worker_kills >= args.worker_kills
+        and lost == 0
+        and not failed
+        and duplicated + extra_rows == 0
+        and identical
+        and not problems
+    )
     if args.scenarios:
         for scenario in (stopped_worker, pid1_twins, unreadable_checkpoints):
             passed, line = scenario(folder)
@@ -356,8 +443,20 @@ def main() -> int:
 
 
 # -- scenarios (--scenarios) ----------------------------------------------------------------------
-SMALL = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--train-pairs", "300",
-         "--val-pairs", "30", "--test-pairs", "100"]
+SMALL = [
+    "--structure",
+    "shared",
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--train-pairs",
+    "300",
+    "--val-pairs",
+    "30",
+    "--test-pairs",
+    "100",
+]
 
 
 def _fresh(folder: Path, name: str, *queue_flags: str) -> Path:
@@ -397,9 +496,25 @@ def stopped_worker(folder: Path) -> tuple[bool, str]:
     reference = _reference(folder, "stopped", *flags)
     db = _fresh(folder, "stopped", *flags)
     with open(folder / "stopped.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "1",
-                                 "--no-vectorize", "--stall-timeout", "5", "--db", str(db)],
-                                cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tui.cli",
+                "work",
+                "--workers",
+                "1",
+                "--no-vectorize",
+                "--stall-timeout",
+                "5",
+                "--db",
+                str(db),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         _wait(lambda: epoch_count(db) >= 2)
         victims = worker_pids(proc.pid)
         os.kill(victims[0], signal.SIGSTOP)
@@ -410,8 +525,10 @@ def stopped_worker(folder: Path) -> tuple[bool, str]:
     text = (folder / "stopped.log").read_text(errors="replace")
     same = _same(reference, results(db))
     passed = proc.returncode == 0 and same and "Traceback" not in text
-    return passed, (f"killed {detected:.1f} s after SIGSTOP (--stall-timeout 5), exit "
-                    f"{proc.returncode}, metrics {'identical' if same else 'DIFFER'}")
+    return passed, (
+        f"killed {detected:.1f} s after SIGSTOP (--stall-timeout 5), exit "
+        f"{proc.returncode}, metrics {'identical' if same else 'DIFFER'}"
+    )
 
 
 def _zombie(pid: int) -> bool:
@@ -436,35 +553,36 @@ if __name__ == "__main__":
 
 def pid1_twins(folder: Path) -> tuple[bool, str]:
     """Two drivers that are both PID 1 of their own pid namespace on one host; one is killed."""
-    namespace = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
-                 "--kill-child"]
+    namespace = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"]
     if subprocess.run([*namespace, "true"], capture_output=True).returncode != 0:
         return True, "skipped (no unprivileged pid namespaces here)"
-    db = _fresh(folder, "twins", *SMALL, "--structure", "shared,independent", "--reps", "1",
-                "--epochs", "40")
+    db = _fresh(folder, "twins", *SMALL, "--structure", "shared,independent", "--reps", "1", "--epochs", "40")
     script = folder / "twin.py"
     script.write_text(TWIN)
     command = [*namespace, sys.executable, str(script), str(db)]
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+    first = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     _wait(lambda: epoch_count(db) >= 1)
-    second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    second = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     _wait(lambda: len(read(db, "SELECT DISTINCT worker FROM runs WHERE status = 'running'")) == 2)
     holders = sorted(w for (w,) in read(db, "SELECT worker FROM runs WHERE status = 'running'"))
     victim_runs = [r for (r,) in read(db, "SELECT id FROM runs WHERE worker = ?", (holders[0],))]
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     killed_at = time.monotonic()
-    _wait(lambda: read(db, "SELECT worker FROM runs WHERE id = ?", (victim_runs[0],))[0][0]
-          not in (holders[0],))
+    _wait(lambda: read(db, "SELECT worker FROM runs WHERE id = ?", (victim_runs[0],))[0][0] not in (holders[0],))
     requeued = time.monotonic() - killed_at
     output, _ = second.communicate(timeout=300)
     done = dict(read(db, "SELECT status, count(*) FROM runs GROUP BY status")).get("done", 0)
     distinct = len(set(holders)) == 2 and all(h.split(":")[1] == "1" for h in holders)
     passed = distinct and second.returncode == 0 and done == 2
-    return passed, (f"identities {' and '.join(holders)}; the killed one's run requeued "
-                    f"{requeued:.1f} s later (heartbeat timeout 3 s), {done}/2 done")
+    return passed, (
+        f"identities {' and '.join(holders)}; the killed one's run requeued "
+        f"{requeued:.1f} s later (heartbeat timeout 3 s), {done}/2 done"
+    )
 
 
 def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
@@ -475,11 +593,14 @@ def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
     reference = _reference(folder, "checkpoints", *flags)
     db = _fresh(folder, "checkpoints", *flags)
     with open(folder / "checkpoints-1.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "4",
-                                 "--no-vectorize", "--db", str(db)],
-                                cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
-        _wait(lambda: read(db, "SELECT count(*) FROM checkpoints")[0][0] >= 1
-              or proc.poll() is not None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "work", "--workers", "4", "--no-vectorize", "--db", str(db)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        _wait(lambda: read(db, "SELECT count(*) FROM checkpoints")[0][0] >= 1 or proc.poll() is not None)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     good = read(db, "SELECT state FROM checkpoints LIMIT 1")
@@ -492,10 +613,12 @@ def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
         runs = [r for (r,) in conn.execute("SELECT id FROM runs WHERE status != 'done' ORDER BY id")]
         for run, state in zip(runs, bad * len(runs)):
             if not conn.execute("SELECT 1 FROM checkpoints WHERE run_id = ?", (run,)).fetchone():
-                conn.execute("INSERT INTO epochs (run_id, epoch, train_loss, recorded_at) "
-                             "VALUES (?, 1, 9.0, 0)", (run,))
-                conn.execute("INSERT INTO checkpoints (run_id, epoch, state, saved_at) "
-                             "VALUES (?, 1, ?, 0)", (run, state))
+                conn.execute(
+                    "INSERT INTO epochs (run_id, epoch, train_loss, recorded_at) VALUES (?, 1, 9.0, 0)", (run,)
+                )
+                conn.execute(
+                    "INSERT INTO checkpoints (run_id, epoch, state, saved_at) VALUES (?, 1, ?, 0)", (run, state)
+                )
             else:
                 conn.execute("UPDATE checkpoints SET state = ? WHERE run_id = ?", (state, run))
     conn.close()
@@ -503,11 +626,18 @@ def unreadable_checkpoints(folder: Path) -> tuple[bool, str]:
     done = pairs("work", "--no-vectorize", "--db", str(db))
     said = done.stderr.count("checkpoint is unreadable")
     same = _same(reference, results(db))
-    passed = (done.returncode == 0 and said == corrupted and "Traceback" not in done.stderr
-              and same and not Path("/tmp/pairs-chaos-hostile").exists())
-    return passed, (f"{corrupted} checkpoints made unreadable: said {said} time(s), trained again "
-                    f"from epoch 0, exit {done.returncode}, metrics "
-                    f"{'identical' if same else 'DIFFER'}")
+    passed = (
+        done.returncode == 0
+        and said == corrupted
+        and "Traceback" not in done.stderr
+        and same
+        and not Path("/tmp/pairs-chaos-hostile").exists()
+    )
+    return passed, (
+        f"{corrupted} checkpoints made unreadable: said {said} time(s), trained again "
+        f"from epoch 0, exit {done.returncode}, metrics "
+        f"{'identical' if same else 'DIFFER'}"
+    )
 
 
 class _Hostile:

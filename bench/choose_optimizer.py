@@ -24,17 +24,14 @@ def measure(optimizer: str, batch_size: int, reps: int) -> None:
     for structure, arch in SETUPS:
         results = []
         for rep in range(reps):
-            config = RunConfig(structure=structure, arch=arch, kernel=5, optimizer=optimizer,
-                               batch_size=batch_size)
+            config = RunConfig(structure=structure, arch=arch, kernel=5, optimizer=optimizer, batch_size=batch_size)
             epochs: list = []
             started = time.perf_counter()
             run_training(config, rep, on_epoch=lambda metrics, _state, out=epochs: out.append(metrics))
             last = epochs[-1]
-            results.append((last.train_loss, last.val_loss, last.val_acc,
-                            time.perf_counter() - started))
+            results.append((last.train_loss, last.val_loss, last.val_acc, time.perf_counter() - started))
         means = [statistics.mean(r[i] for r in results) for i in range(4)]
-        print(optimizer, batch_size, structure, arch, " ".join(f"{m:.4f}" for m in means),
-              flush=True)
+        print(optimizer, batch_size, structure, arch, " ".join(f"{m:.4f}" for m in means), flush=True)
 
 
 def main() -> None:

@@ -34,12 +34,18 @@ SMALL = dict(arch="A1", kernel=3, epochs=3, train_pairs=60, val_pairs=10, test_p
 
 
 def grid(seeds: range) -> list[RunConfig]:
-    return [RunConfig(**SMALL, structure=s, seed=seed)
-            for seed in seeds for s in ("independent", "shared", "shared-aux")]
+    return [
+        RunConfig(**SMALL, structure=s, seed=seed) for seed in seeds for s in ("independent", "shared", "shared-aux")
+    ]
 
 
-def poll(db: Path, seconds: float, drivers: list[subprocess.Popen], queue_every: float = 5.0,
-         queue_at_most: int | None = None) -> dict:
+def poll(
+    db: Path,
+    seconds: float,
+    drivers: list[subprocess.Popen],
+    queue_every: float = 5.0,
+    queue_at_most: int | None = None,
+) -> dict:
     """Read like the console until ``seconds`` passed or every driver exited; count what fails."""
     stats = {"polls": 0, "reads": 0, "changes": 0, "queued_by_reader": 0, "errors": []}
     store = open_store(db, create=False)
@@ -62,7 +68,8 @@ def poll(db: Path, seconds: float, drivers: list[subprocess.Popen], queue_every:
                     store.status_counts()
                     stats["reads"] += 1
                 if time.monotonic() > next_queue and (
-                        queue_at_most is None or stats["queued_by_reader"] < 2 * queue_at_most):
+                    queue_at_most is None or stats["queued_by_reader"] < 2 * queue_at_most
+                ):
                     queue(store, grid(range(extra_seed, extra_seed + 1))[:1], 2)
                     extra_seed += 1
                     stats["queued_by_reader"] += 2
@@ -99,16 +106,27 @@ def check(db: Path) -> list[str]:
         conn.close()
 
 
-def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: Path | None = None,
-        queue_every: float = 5.0, queue_at_most: int | None = None) -> dict:
+def run(
+    db: Path,
+    seconds: float,
+    drivers: int = 3,
+    configs: int = 60,
+    log_dir: Path | None = None,
+    queue_every: float = 5.0,
+    queue_at_most: int | None = None,
+) -> dict:
     """The whole experiment; returns its counts (``problems`` empty when all is well)."""
     with open_store(db) as store:
         queue(store, grid(range(configs // 3)), 2)
     log_dir = log_dir or db.parent
     logs = [open(log_dir / f"driver-{i}.log", "w") for i in range(drivers)]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--db", str(db)],
-                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--db", str(db)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         for log in logs
     ]
     started = time.perf_counter()
@@ -130,7 +148,9 @@ def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: 
     stats["exit_codes"] = [p.returncode for p in procs]
     outputs = [(log_dir / f"driver-{i}.log").read_text(errors="replace") for i in range(drivers)]
     stats["driver_errors"] = [
-        f"driver {i}: {line.strip()}" for i, text in enumerate(outputs) for line in text.splitlines()
+        f"driver {i}: {line.strip()}"
+        for i, text in enumerate(outputs)
+        for line in text.splitlines()
         if "locked" in line or "Traceback" in line or line.startswith("error")
     ]
     conn = sqlite3.connect(str(db), timeout=60)
@@ -138,7 +158,8 @@ def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: 
         stats["counts"] = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status"))
         stats["epoch_rows"] = conn.execute("SELECT count(*) FROM epochs").fetchone()[0]
         stats["distinct_rows"] = conn.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT run_id, epoch FROM epochs)").fetchone()[0]
+            "SELECT count(*) FROM (SELECT DISTINCT run_id, epoch FROM epochs)"
+        ).fetchone()[0]
     finally:
         conn.close()
     done_reported = 0
@@ -153,8 +174,9 @@ def run(db: Path, seconds: float, drivers: int = 3, configs: int = 60, log_dir: 
     if stats["epoch_rows"] != stats["distinct_rows"]:
         problems.append("doubled epoch rows")
     if done_reported != stats["counts"].get("done", 0):
-        problems.append(f"drivers reported {done_reported} runs done, the database has "
-                        f"{stats['counts'].get('done', 0)}")
+        problems.append(
+            f"drivers reported {done_reported} runs done, the database has {stats['counts'].get('done', 0)}"
+        )
     stats["problems"] = problems
     return stats
 
@@ -171,17 +193,23 @@ def main() -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     stats = run(db, args.seconds, configs=args.configs, log_dir=folder)
-    print(f"{stats['seconds']:.0f} s, 3 drivers (exit codes {stats['exit_codes']}) and a reader: "
-          f"{stats['polls']} polls, {stats['changes']} changes seen, {stats['reads']} full reads, "
-          f"{stats['queued_by_reader']} runs queued by the reader")
-    print(f"runs: {stats['counts']}; {stats['epoch_rows']} epoch rows ({stats['distinct_rows']} distinct); "
-          f"drivers reported {stats['done_reported']} done")
+    print(
+        f"{stats['seconds']:.0f} s, 3 drivers (exit codes {stats['exit_codes']}) and a reader: "
+        f"{stats['polls']} polls, {stats['changes']} changes seen, {stats['reads']} full reads, "
+        f"{stats['queued_by_reader']} runs queued by the reader"
+    )
+    print(
+        f"runs: {stats['counts']}; {stats['epoch_rows']} epoch rows ({stats['distinct_rows']} distinct); "
+        f"drivers reported {stats['done_reported']} done"
+    )
     locked = sum("locked" in p for p in stats["problems"])
     lost = sum("rows" in p or "running" in p or "reported" in p for p in stats["problems"])
     for line in stats["problems"][:20]:
         print("  problem:", line)
-    print(f"{locked} 'database is locked' errors surfaced, {lost} lost rows, "
-          f"{len(stats['problems'])} problems (files in {folder})")
+    print(
+        f"{locked} 'database is locked' errors surfaced, {lost} lost rows, "
+        f"{len(stats['problems'])} problems (files in {folder})"
+    )
     return 0 if not stats["problems"] else 1
 
 

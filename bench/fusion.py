@@ -55,8 +55,9 @@ def in_process(configs: list[RunConfig], reps: int) -> tuple[float, float]:
     os.environ[FUSE_ENV] = "all"
     try:
         rep_list = list(range(reps))
-        data = [[draw_pairs(c.seed, rep, c.train_pairs, c.val_pairs, c.test_pairs) for rep in rep_list]
-                for c in configs]
+        data = [
+            [draw_pairs(c.seed, rep, c.train_pairs, c.val_pairs, c.test_pairs) for rep in rep_list] for c in configs
+        ]
         warm = [c.replace(epochs=1, train_pairs=40, val_pairs=10, test_pairs=10) for c in configs]
         run_fused([(c, [0, 1], [None, None]) for c in warm])  # imports and first calls, untimed
         for config in warm:
@@ -97,8 +98,9 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="only the in-process comparison")
     args = parser.parse_args()
     base = RunConfig(epochs=args.epochs)
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"{args.reps} reps x {args.epochs} epochs per setup")
+    print(
+        f"machine: {os.cpu_count()} cores, torch {torch.__version__}; {args.reps} reps x {args.epochs} epochs per setup"
+    )
     if args.paper:
         configs = parse_grid({"structure": ",".join(PAPER), "arch": "A1,A2,A3,A4,A5,A6", "kernel": "3,5"}, base)
         for config in configs:
@@ -115,17 +117,25 @@ def main() -> None:
         arch, kernel = setup.split(":")
         configs = [base.replace(structure=s, arch=arch, kernel=int(kernel)) for s in structures]
         unfused, fused = in_process(configs, args.reps)
-        print(f"{arch} k{kernel} {'+'.join(structures)}: in process, one thread: unfused {unfused:.1f} s, "
-              f"fused {fused:.1f} s: {unfused / fused:.2f}x", flush=True)
+        print(
+            f"{arch} k{kernel} {'+'.join(structures)}: in process, one thread: unfused {unfused:.1f} s, "
+            f"fused {fused:.1f} s: {unfused / fused:.2f}x",
+            flush=True,
+        )
         if args.in_process:
             continue
         if family_key(configs[0]) is None:
-            print(f"{arch} k{kernel}: its tower is too large to fuse by default (core.families."
-                  "FUSE_MAX_WEIGHTS): pairs work trains it unfused either way (PAIRS_FUSE=all forces it)")
+            print(
+                f"{arch} k{kernel}: its tower is too large to fuse by default (core.families."
+                "FUSE_MAX_WEIGHTS): pairs work trains it unfused either way (PAIRS_FUSE=all forces it)"
+            )
         apart = through_work(configs, args.reps, False, args.workers)
         together = through_work(configs, args.reps, True, args.workers)
-        print(f"{arch} k{kernel} {'+'.join(structures)}: pairs work: unfused {apart:.1f} s, "
-              f"fused {together:.1f} s: {apart / together:.2f}x", flush=True)
+        print(
+            f"{arch} k{kernel} {'+'.join(structures)}: pairs work: unfused {apart:.1f} s, "
+            f"fused {together:.1f} s: {apart / together:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -97,21 +97,26 @@ def engine(configs: list[RunConfig], reps: int, workers: int | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help="comma-separated structure:arch:kernel, or 'paper' for all 36")
+    parser.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help="comma-separated structure:arch:kernel, or 'paper' for all 36"
+    )
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--plain", action="store_true",
-                        help="also time the plain PyTorch loop (bench/plain_loop.py) and print the ratio")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also time the plain PyTorch loop (bench/plain_loop.py) and print the ratio",
+    )
     args = parser.parse_args()
 
     base = RunConfig(epochs=args.epochs, precision=args.precision)
     if args.configs == "paper":
-        configs = parse_grid({"structure": "independent,shared,shared-aux", "arch": "A1,A2,A3,A4,A5,A6",
-                              "kernel": "3,5"}, base)
+        configs = parse_grid(
+            {"structure": "independent,shared,shared-aux", "arch": "A1,A2,A3,A4,A5,A6", "kernel": "3,5"}, base
+        )
     else:
         configs = parse_configs(args.configs, base)
     for config in configs:  # warm the data cache so neither path pays for loading
@@ -123,8 +128,10 @@ def main() -> None:
     floor = flops / peak
     print(f"machine: {cores} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    print(f"setups: {len(configs)} x {args.reps} reps x {args.epochs} epochs ({args.precision}); "
-          f"FLOPs {flops / 1e12:.3f} TFLOP; floor {floor:.1f} s")
+    print(
+        f"setups: {len(configs)} x {args.reps} reps x {args.epochs} epochs ({args.precision}); "
+        f"FLOPs {flops / 1e12:.3f} TFLOP; floor {floor:.1f} s"
+    )
     engine_s = engine(configs, args.reps, args.workers)
     print(f"engine (pairs work, vectorised): {engine_s:.1f} s = {engine_s / floor:.2f} x floor")
     if not args.skip_reference:

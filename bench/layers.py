@@ -80,14 +80,19 @@ def main() -> None:
     grid_peak = matmul_peak()
     torch.set_num_threads(1)
     peak = matmul_peak(1024)
-    print(f"{args.precision}, 1 thread, matmul peak {peak / 1e9:.0f} GFLOP/s; {args.reps} repetitions "
-          f"grouped, {images} images each; the median of 30 forward+backward passes")
+    print(
+        f"{args.precision}, 1 thread, matmul peak {peak / 1e9:.0f} GFLOP/s; {args.reps} repetitions "
+        f"grouped, {images} images each; the median of 30 forward+backward passes"
+    )
     tower_seconds = 0.0
     for arch in ARCHITECTURES:
         for kernel in KERNELS:
             for shape in conv_layers(arch):
-                timed = {(name, dtype): median_seconds(conv_step(shape, kernel, args.reps, images, layout, dtype))
-                         for name, layout in LAYOUTS.items() for dtype in dtypes}
+                timed = {
+                    (name, dtype): median_seconds(conv_step(shape, kernel, args.reps, images, layout, dtype))
+                    for name, layout in LAYOUTS.items()
+                    for dtype in dtypes
+                }
                 (name, dtype), best = min(timed.items(), key=lambda item: item[1])
                 # One repetition's FLOPs x R: FlopCounterMode counts a grouped convolution's input
                 # gradient as if it were not grouped (groups x too many).
@@ -95,18 +100,24 @@ def main() -> None:
                 floor = step_flops(one) * args.reps / peak
                 tower_seconds += best
                 in_channels, out_channels, size = shape
-                print(f"{arch} k{kernel}  {in_channels:>3}->{out_channels:<3} on {size:>2}x{size:<2}  "
-                      f"{name:>13} {str(dtype).removeprefix('torch.'):>8}  {best * 1e3:6.2f} ms  "
-                      f"floor {floor * 1e3:5.2f} ms  {best / floor:5.2f}x", flush=True)
+                print(
+                    f"{arch} k{kernel}  {in_channels:>3}->{out_channels:<3} on {size:>2}x{size:<2}  "
+                    f"{name:>13} {str(dtype).removeprefix('torch.'):>8}  {best * 1e3:6.2f} ms  "
+                    f"floor {floor * 1e3:5.2f} ms  {best / floor:5.2f}x",
+                    flush=True,
+                )
 
     bound = len(PAPER_STRUCTURES) * tower_seconds * steps / cores
-    configs = [config.replace(structure=s, arch=a, kernel=k)
-               for s in PAPER_STRUCTURES for a in ARCHITECTURES for k in KERNELS]
+    configs = [
+        config.replace(structure=s, arch=a, kernel=k) for s in PAPER_STRUCTURES for a in ARCHITECTURES for k in KERNELS
+    ]
     grid_floor = sum(run_flops(c) for c in configs) * args.reps / grid_peak
-    print(f"paper grid ({len(configs)} setups x {args.reps} reps x {config.epochs} epochs): its "
-          f"convolutions alone, each at its best, take {bound:.0f} s on {cores} cores = "
-          f"{bound / grid_floor:.2f}x the grid's FLOP floor ({grid_floor:.0f} s at "
-          f"{grid_peak / 1e9:.0f} GFLOP/s)")
+    print(
+        f"paper grid ({len(configs)} setups x {args.reps} reps x {config.epochs} epochs): its "
+        f"convolutions alone, each at its best, take {bound:.0f} s on {cores} cores = "
+        f"{bound / grid_floor:.2f}x the grid's FLOP floor ({grid_floor:.0f} s at "
+        f"{grid_peak / 1e9:.0f} GFLOP/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from core.models import build_model
 def loss_of(output, digits, target, classes, aux_weight: float):
     loss = F.cross_entropy(output, target)
     if digits is not None:
-        loss = loss + aux_weight * (F.cross_entropy(digits[:, 0], classes[:, 0])
-                                    + F.cross_entropy(digits[:, 1], classes[:, 1]))
+        loss = loss + aux_weight * (
+            F.cross_entropy(digits[:, 0], classes[:, 0]) + F.cross_entropy(digits[:, 1], classes[:, 1])
+        )
     return loss
 
 
@@ -55,14 +56,14 @@ def test(model, loader, aux_weight: float) -> tuple[float, float]:
 
 def plain_run(config: RunConfig, rep: int) -> float:
     """Train one run of ``config`` the plain way; returns its test accuracy."""
-    data = draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
-                      source=config.data)
+    data = draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs, source=config.data)
     torch.manual_seed(run_seed(config, rep))
     model = build_model(config)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
-    train_loader = DataLoader(TensorDataset(data.train.x, data.train.target, data.train.classes),
-                              batch_size=config.batch_size, shuffle=True)
+    train_loader = DataLoader(
+        TensorDataset(data.train.x, data.train.target, data.train.classes), batch_size=config.batch_size, shuffle=True
+    )
     val_loader = DataLoader(TensorDataset(data.val.x, data.val.target, data.val.classes), batch_size=1000)
     test_loader = DataLoader(TensorDataset(data.test.x, data.test.target, data.test.classes), batch_size=1000)
     for _ in range(config.epochs):
@@ -98,8 +99,10 @@ def main() -> None:
     args = parser.parse_args()
     configs = parse_configs(args.configs, RunConfig(epochs=args.epochs))
     seconds = plain_loop(configs, args.reps)
-    print(f"plain loop: {len(configs)} setup(s) x {args.reps} reps x {args.epochs} epochs: {seconds:.1f} s "
-          f"({torch.get_num_threads()} threads)")
+    print(
+        f"plain loop: {len(configs)} setup(s) x {args.reps} reps x {args.epochs} epochs: {seconds:.1f} s "
+        f"({torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

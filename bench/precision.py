@@ -37,13 +37,17 @@ def train(configs: list[RunConfig], reps: int, workers: int | None) -> tuple[flo
         wall = timed_work(store, configs, reps, workers)
         results = {}
         for config in configs:
-            runs = list(store.db.query("SELECT final_val_acc, test_acc FROM runs WHERE config_id = ? ORDER BY rep",
-                                       [config.id]))
+            runs = list(
+                store.db.query("SELECT final_val_acc, test_acc FROM runs WHERE config_id = ? ORDER BY rep", [config.id])
+            )
             seconds = store.db.execute(
-                "SELECT SUM(seconds) FROM epochs WHERE run_id IN (SELECT id FROM runs WHERE config_id = ?)",
-                [config.id]).fetchone()[0]
+                "SELECT SUM(seconds) FROM epochs WHERE run_id IN (SELECT id FROM runs WHERE config_id = ?)", [config.id]
+            ).fetchone()[0]
             results[f"{config.structure} {config.arch} k{config.kernel}"] = {
-                "seconds": seconds, "val": [r["final_val_acc"] for r in runs], "test": [r["test_acc"] for r in runs]}
+                "seconds": seconds,
+                "val": [r["final_val_acc"] for r in runs],
+                "test": [r["test_acc"] for r in runs],
+            }
     return wall, results
 
 
@@ -68,25 +72,37 @@ def main() -> None:
     args = parser.parse_args()
 
     items = [item.split(":") for item in args.configs.split(",")]
-    runs = {precision: [RunConfig(structure=s, arch=a, kernel=int(k), epochs=args.epochs, precision=precision)
-                        for s, a, k in items] for precision in PRECISIONS}
+    runs = {
+        precision: [
+            RunConfig(structure=s, arch=a, kernel=int(k), epochs=args.epochs, precision=precision) for s, a, k in items
+        ]
+        for precision in PRECISIONS
+    }
     for config in runs["fp32"]:  # warm the data cache so neither precision pays for loading
         draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
-          f"{args.reps} reps x {args.epochs} epochs per setup")
+    print(
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"{args.reps} reps x {args.epochs} epochs per setup"
+    )
     measured = {precision: train(runs[precision], args.reps, args.workers) for precision in PRECISIONS}
     for precision, (wall, _) in measured.items():
         print(f"{precision}: pairs work {wall:.1f} s wall")
     (_, fp32), (_, bf16) = measured["fp32"], measured["bf16"]
-    print("training seconds (summed over the runs' epochs) and accuracy in % (mean +- std; bf16 - fp32: "
-          "mean +- standard error of the paired differences)")
+    print(
+        "training seconds (summed over the runs' epochs) and accuracy in % (mean +- std; bf16 - fp32: "
+        "mean +- standard error of the paired differences)"
+    )
     for label, full in fp32.items():
         half = bf16[label]
-        print(f"{label}: fp32 {full['seconds']:.1f} s, bf16 {half['seconds']:.1f} s, "
-              f"speed-up {full['seconds'] / half['seconds']:.2f}x")
+        print(
+            f"{label}: fp32 {full['seconds']:.1f} s, bf16 {half['seconds']:.1f} s, "
+            f"speed-up {full['seconds'] / half['seconds']:.2f}x"
+        )
         for metric in ("val", "test"):
-            print(f"  {metric:4} fp32 {_pct(full[metric])}  bf16 {_pct(half[metric])}  "
-                  f"bf16 - fp32 {_paired(full[metric], half[metric])}")
+            print(
+                f"  {metric:4} fp32 {_pct(full[metric])}  bf16 {_pct(half[metric])}  "
+                f"bf16 - fp32 {_paired(full[metric], half[metric])}"
+            )
 
 
 if __name__ == "__main__":

@@ -36,16 +36,16 @@ RUN = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "5"]
 def command(base: str | None) -> list[str]:
     if base is None:
         return [str(Path(sys.executable).with_name("pairs"))]
-    code = (f"import sys; sys.path.insert(0, {base!r}); sys.argv[0] = 'pairs'; "
-            "from tui.cli import main; sys.exit(main())")
+    code = (
+        f"import sys; sys.path.insert(0, {base!r}); sys.argv[0] = 'pairs'; from tui.cli import main; sys.exit(main())"
+    )
     return [sys.executable, "-c", code]
 
 
 def timed_run(args: list[str], env: dict[str, str], db: Path) -> tuple[float, float]:
     """(seconds to the first epoch row, seconds to the end) of one ``pairs run``."""
     started = time.time()
-    result = subprocess.run([*args, "--db", str(db)], env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([*args, "--db", str(db)], env=env, capture_output=True, text=True, timeout=600)
     ended = time.time()
     if result.returncode != 0:
         raise SystemExit(f"pairs run failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
@@ -65,13 +65,26 @@ def main() -> None:
     parser.add_argument("--test-pairs", default="100")
     parser.add_argument("--workers", default=None)
     args = parser.parse_args()
-    run = [*RUN, "--reps", args.reps, "--epochs", args.epochs, "--train-pairs", args.train_pairs,
-           "--val-pairs", args.val_pairs, "--test-pairs", args.test_pairs]
+    run = [
+        *RUN,
+        "--reps",
+        args.reps,
+        "--epochs",
+        args.epochs,
+        "--train-pairs",
+        args.train_pairs,
+        "--val-pairs",
+        args.val_pairs,
+        "--test-pairs",
+        args.test_pairs,
+    ]
     if args.workers:
         run += ["--workers", args.workers]
     clean = {k: v for k, v in os.environ.items() if k != "PAIRS_START_METHOD"}
-    variants = {"forkserver": (command(None), clean),
-                "spawn": (command(None), {**clean, "PAIRS_START_METHOD": "spawn"})}
+    variants = {
+        "forkserver": (command(None), clean),
+        "spawn": (command(None), {**clean, "PAIRS_START_METHOD": "spawn"}),
+    }
     if args.base:
         variants["base"] = (command(os.path.abspath(args.base)), clean)
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
@@ -82,8 +95,7 @@ def main() -> None:
                 db = Path(folder, f"{name}-{round_}.db")
                 figures[name].append(timed_run([*cmd, *run], env, db))
                 first, end = figures[name][-1]
-                print(f"  round {round_ + 1} {name:10s} first epoch {first:5.2f} s  end {end:5.2f} s",
-                      flush=True)
+                print(f"  round {round_ + 1} {name:10s} first epoch {first:5.2f} s  end {end:5.2f} s", flush=True)
     print(f"load {os.getloadavg()[0]:.1f} at the end")
     print(f"{'variant':10s} {'first epoch (median)':>22s} {'end (median)':>14s}")
     for name, rows in figures.items():
@@ -95,8 +107,10 @@ def main() -> None:
         for name in ("spawn", "base"):
             if name in figures:
                 other = statistics.median(r[0] for r in figures[name])
-                print(f"first epoch: forkserver {fork:.2f} s vs {name} {other:.2f} s "
-                      f"({other - fork:.2f} s sooner, {other / fork:.2f}x)")
+                print(
+                    f"first epoch: forkserver {fork:.2f} s vs {name} {other:.2f} s "
+                    f"({other - fork:.2f} s sooner, {other / fork:.2f}x)"
+                )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,24 @@ def build(path: Path, runs: int, epochs: int) -> float:
         store.queue(configs, REPS)
         now = time.time()
         with store.transaction() as db:
-            db.execute("UPDATE runs SET status = 'done', test_acc = 0.85, test_loss = 0.4, finished_at = ?",
-                       [now])
+            db.execute("UPDATE runs SET status = 'done', test_acc = 0.85, test_loss = 0.4, finished_at = ?", [now])
             rows = (
-                (run_id(c, rep), e, rng.random(), rng.random(), rng.random(), rng.random(),
-                 rng.random(), 0.7 + 0.2 * rng.random(), 0.01, 1.0, now)
-                for c in configs for rep in range(REPS) for e in range(1, epochs + 1)
+                (
+                    run_id(c, rep),
+                    e,
+                    rng.random(),
+                    rng.random(),
+                    rng.random(),
+                    rng.random(),
+                    rng.random(),
+                    0.7 + 0.2 * rng.random(),
+                    0.01,
+                    1.0,
+                    now,
+                )
+                for c in configs
+                for rep in range(REPS)
+                for e in range(1, epochs + 1)
             )
             db.conn.executemany(
                 "INSERT INTO epochs (run_id, epoch, train_loss, train_main_loss, train_acc, val_loss, "

@@ -40,20 +40,29 @@ def build_database(path: Path) -> int:
             for rep in range(REPS):
                 run = run_id(config, rep)
                 for epoch in range(1, EPOCHS + 1):
-                    loss = 0.7 * 0.9 ** epoch + rng.random() * 0.05
-                    epochs.append({
-                        "run_id": run, "epoch": epoch, "train_loss": loss,
-                        "train_main_loss": loss, "train_acc": 1 - loss, "val_loss": loss * 1.2,
-                        "val_main_loss": loss * 1.2, "val_acc": 0.75 + 0.2 * (1 - 0.9 ** epoch),
-                        "val_digit_acc": 0.9, "lr": config.lr, "seconds": 1.0,
-                        "recorded_at": now,
-                    })
+                    loss = 0.7 * 0.9**epoch + rng.random() * 0.05
+                    epochs.append(
+                        {
+                            "run_id": run,
+                            "epoch": epoch,
+                            "train_loss": loss,
+                            "train_main_loss": loss,
+                            "train_acc": 1 - loss,
+                            "val_loss": loss * 1.2,
+                            "val_main_loss": loss * 1.2,
+                            "val_acc": 0.75 + 0.2 * (1 - 0.9**epoch),
+                            "val_digit_acc": 0.9,
+                            "lr": config.lr,
+                            "seconds": 1.0,
+                            "recorded_at": now,
+                        }
+                    )
                 runs.append((0.85 + rng.random() * 0.05, now, run))
         with store.transaction() as db:
             db["epochs"].insert_all(epochs, batch_size=2000)
             db.conn.executemany(
-                "UPDATE runs SET status = 'done', test_loss = 0.3, test_acc = ?, "
-                "finished_at = ? WHERE id = ?", runs)
+                "UPDATE runs SET status = 'done', test_loss = 0.3, test_acc = ?, finished_at = ? WHERE id = ?", runs
+            )
     return len(epochs)
 
 
@@ -78,8 +87,9 @@ def child(db: str) -> None:
 
 def measure(db: Path) -> float:
     start = time.time()
-    out = subprocess.run([sys.executable, __file__, "--child", str(db)], capture_output=True,
-                         text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(db)], capture_output=True, text=True, check=True, timeout=120
+    )
     stamp = next(line for line in out.stdout.splitlines() if line.startswith("FILLED"))
     return float(stamp.split()[1]) - start
 
@@ -98,8 +108,7 @@ def main() -> None:
         if not db.exists():
             started = time.perf_counter()
             rows = build_database(db)
-            print(f"built {db} (360 runs, {rows} epoch rows) in "
-                  f"{time.perf_counter() - started:.1f} s")
+            print(f"built {db} (360 runs, {rows} epoch rows) in {time.perf_counter() - started:.1f} s")
         measure(db)  # warm-up: byte-compiled files and the OS file cache
         times = [measure(db) for _ in range(args.runs)]
     print("startup to first filled table: " + ", ".join(f"{t:.2f}" for t in times) + " s")

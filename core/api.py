@@ -49,12 +49,40 @@ class DeviceError(ValueError):
 USER_ERRORS = (ConfigError, StoreError, DataError, DeviceError)
 
 __all__ = [
-    "USER_ERRORS", "DEFAULT_REPS", "FORMATS", "Table", "paper_tables", "best_table",
-    "base_config", "plan", "plan_preset", "open_store", "queue", "work", "table_rows",
-    "render_rows", "render_best", "best", "model_catalog", "check_format", "check_device",
-    "check_run_inputs", "check_reps", "check_workers", "pending_runs", "pending_epochs", "run_summary", "StopRequest",
-    "protocols_in", "chosen_protocols", "compare_rows", "code_version_note", "best_of_protocols",
-    "EXECUTORS", "Event", "check_executor",
+    "USER_ERRORS",
+    "DEFAULT_REPS",
+    "FORMATS",
+    "Table",
+    "paper_tables",
+    "best_table",
+    "base_config",
+    "plan",
+    "plan_preset",
+    "open_store",
+    "queue",
+    "work",
+    "table_rows",
+    "render_rows",
+    "render_best",
+    "best",
+    "model_catalog",
+    "check_format",
+    "check_device",
+    "check_run_inputs",
+    "check_reps",
+    "check_workers",
+    "pending_runs",
+    "pending_epochs",
+    "run_summary",
+    "StopRequest",
+    "protocols_in",
+    "chosen_protocols",
+    "compare_rows",
+    "code_version_note",
+    "best_of_protocols",
+    "EXECUTORS",
+    "Event",
+    "check_executor",
 ]
 
 
@@ -75,9 +103,11 @@ def check_reps(reps: int) -> int:
 def check_size(configs: list[RunConfig], reps: int) -> None:
     """Refuse more than MAX_QUEUED_RUNS runs in one command (a typo, not a study)."""
     if len(configs) * reps > MAX_QUEUED_RUNS:
-        raise ConfigError(f"{len(configs):,} setups x {reps} repetitions = {len(configs) * reps:,} "
-                          f"runs, more than {MAX_QUEUED_RUNS:,} in one command: give fewer values "
-                          "or fewer --reps")
+        raise ConfigError(
+            f"{len(configs):,} setups x {reps} repetitions = {len(configs) * reps:,} "
+            f"runs, more than {MAX_QUEUED_RUNS:,} in one command: give fewer values "
+            "or fewer --reps"
+        )
 
 
 def plan(options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_REPS) -> list[RunConfig]:
@@ -93,8 +123,9 @@ def _checked(configs: list[RunConfig], reps: int) -> list[RunConfig]:
     return configs
 
 
-def plan_preset(name: str, options: Mapping, base: RunConfig | None = None,
-                reps: int = DEFAULT_REPS) -> list[RunConfig]:
+def plan_preset(
+    name: str, options: Mapping, base: RunConfig | None = None, reps: int = DEFAULT_REPS
+) -> list[RunConfig]:
     """A named grid (``paper``, ``beyond``) with the given scalar options applied to every setup."""
     check_reps(reps)
     return _checked(preset_configs(name, options, base), reps)
@@ -119,8 +150,9 @@ def check_max_retries(max_retries: int) -> int:
 
 def check_workers(workers: int | None) -> int | None:
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers} "
-                          "(leave it out: one worker per core)")
+        raise ConfigError(
+            f"--workers must be from 1 to {MAX_WORKERS}, got {workers} (leave it out: one worker per core)"
+        )
     return workers
 
 
@@ -141,8 +173,7 @@ def check_device(device: str) -> str:
         raise DeviceError(str(exc)) from None
 
 
-def check_run_inputs(configs: list[RunConfig], device: str,
-                     data_dir: str | os.PathLike | None = None) -> str:
+def check_run_inputs(configs: list[RunConfig], device: str, data_dir: str | os.PathLike | None = None) -> str:
     """Fail early (before the database changes) on a bad device or unavailable digits."""
     from core.data import digit_pools
 
@@ -152,13 +183,23 @@ def check_run_inputs(configs: list[RunConfig], device: str,
     return resolved
 
 
-def work(store: Store, *, workers: int | None = None, device: str = "cpu",
-         data_dir: str | os.PathLike | None = None, configs: list[RunConfig] | None = None,
-         on_event: Callable[[Event], None] | None = None,
-         stop: StopRequest | None = None, vectorize: bool = True, executor: str = "local",
-         address: str | None = None, max_retries: int = 4,
-         stall_timeout_s: float | None = None, follow: bool = False,
-         fuse: bool | None = None) -> WorkSummary:
+def work(
+    store: Store,
+    *,
+    workers: int | None = None,
+    device: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    configs: list[RunConfig] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    stop: StopRequest | None = None,
+    vectorize: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    max_retries: int = 4,
+    stall_timeout_s: float | None = None,
+    follow: bool = False,
+    fuse: bool | None = None,
+) -> WorkSummary:
     """Train queued runs (of ``configs`` only, if given) until none is left.
 
     ``executor`` names one of ``core.execution.EXECUTORS``: ``local`` (worker processes here)
@@ -177,15 +218,25 @@ def work(store: Store, *, workers: int | None = None, device: str = "cpu",
     check_executor(executor, address=address)
     check_max_retries(max_retries)
     if stall_timeout_s is not None and (
-            isinstance(stall_timeout_s, bool) or not isinstance(stall_timeout_s, (int, float))
-            or not 1 <= stall_timeout_s <= 86_400):
-        raise ConfigError(f"--stall-timeout must be a number of seconds from 1 to 86400, "
-                          f"got {stall_timeout_s!r}")
+        isinstance(stall_timeout_s, bool)
+        or not isinstance(stall_timeout_s, (int, float))
+        or not 1 <= stall_timeout_s <= 86_400
+    ):
+        raise ConfigError(f"--stall-timeout must be a number of seconds from 1 to 86400, got {stall_timeout_s!r}")
     return drive(
-        store, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None,
-        config_ids=[c.id for c in configs] if configs else None, on_event=on_event, stop=stop,
-        vectorize=vectorize, executor=executor, address=address or None,
-        max_attempts=max_retries + 1, follow=follow, fuse=fuse,
+        store,
+        workers=workers,
+        device=device,
+        data_dir=str(data_dir) if data_dir else None,
+        config_ids=[c.id for c in configs] if configs else None,
+        on_event=on_event,
+        stop=stop,
+        vectorize=vectorize,
+        executor=executor,
+        address=address or None,
+        max_attempts=max_retries + 1,
+        follow=follow,
+        fuse=fuse,
         **({"stall_timeout_s": float(stall_timeout_s)} if stall_timeout_s is not None else {}),
     )
 
@@ -222,8 +273,9 @@ def chosen_protocols(store: Store, choice: ProtocolChoice | None) -> list[Protoc
     return (choice or ProtocolChoice()).select(protocols_in(store))
 
 
-def table_rows(store: Store, structures: list[str] | str | None = None,
-               choice: ProtocolChoice | None = None) -> list[SetupRow]:
+def table_rows(
+    store: Store, structures: list[str] | str | None = None, choice: ProtocolChoice | None = None
+) -> list[SetupRow]:
     """Tables II-IV rows (of some structures, of the chosen protocols) with mean ± std over
     done runs, the paper's protocol first."""
     rows = setup_rows(store, check_structures(structures))
@@ -233,8 +285,9 @@ def table_rows(store: Store, structures: list[str] | str | None = None,
     return [r for r in rows if r.protocol.id in ids]
 
 
-def compare_rows(store: Store, structures: list[str] | str | None = None,
-                 choice: ProtocolChoice | None = None) -> tuple[list[SetupRow], list[str]]:
+def compare_rows(
+    store: Store, structures: list[str] | str | None = None, choice: ProtocolChoice | None = None
+) -> tuple[list[SetupRow], list[str]]:
     """The rows ``--compare paper`` compares and its caveat lines: the paper's protocol only
     unless ``choice`` asks for others (then a caveat per protocol that is not the paper's)."""
     from core.compare import caveat
@@ -246,7 +299,8 @@ def compare_rows(store: Store, structures: list[str] | str | None = None,
             raise ConfigError(
                 f"no runs of the paper's protocol ({paper.description}) in {store.path} to "
                 f"compare with the paper: choose one with --protocol (the comparison then "
-                f"carries a caveat); available: {available_line(available)}")
+                f"carries a caveat); available: {available_line(available)}"
+            )
         choice = ProtocolChoice(protocol=paper.id)
     rows = table_rows(store, structures, choice)
     caveats = [line for p in ordered(r.protocol for r in rows) if (line := caveat(p))]
@@ -310,12 +364,17 @@ def render_best(comparisons: BestComparison | list[BestComparison], fmt: str) ->
     if fmt == "csv":
         return to_csv([r for c in comparisons for r in _best_records(c)])
     if fmt == "json":
-        return to_json([
-            {"protocol": c.protocol.label if c.protocol else None,
-             "protocol_id": c.protocol.id if c.protocol else None,
-             "best": _best_records(c),
-             "welch_p_test_acc": {f"{a} vs {b}": p for (a, b), p in c.p_values.items()}}
-            for c in comparisons])
+        return to_json(
+            [
+                {
+                    "protocol": c.protocol.label if c.protocol else None,
+                    "protocol_id": c.protocol.id if c.protocol else None,
+                    "best": _best_records(c),
+                    "welch_p_test_acc": {f"{a} vs {b}": p for (a, b), p in c.p_values.items()},
+                }
+                for c in comparisons
+            ]
+        )
     tables = [best_table(c) for c in comparisons]
     return to_markdown(tables) if fmt == "markdown" else to_latex(tables)
 
@@ -329,8 +388,7 @@ def _best_records(comparison: BestComparison) -> list[dict]:
             record[f"{name}_std"] = value.std
         for other in comparison.best:  # Welch's p on test accuracy against each best
             pair = (b.structure, other.structure)
-            record[f"welch_p_vs_{other.structure}"] = comparison.p_values.get(
-                pair, comparison.p_values.get(pair[::-1]))
+            record[f"welch_p_vs_{other.structure}"] = comparison.p_values.get(pair, comparison.p_values.get(pair[::-1]))
         records.append(record)
     return records
 
@@ -347,16 +405,14 @@ def run_summary(store: Store, configs: list[RunConfig]) -> list[str]:
         val = MeanStd.of([finals[r["id"]] for r in runs if r["id"] in finals])
         test = MeanStd.of([r["test_acc"] for r in runs])
         failed = store.run_rows(config.id, "failed")
-        why = "; ".join(dict.fromkeys(_one_line(r["error"] or "no reason recorded")
-                                      for r in failed))
+        why = "; ".join(dict.fromkeys(_one_line(r["error"] or "no reason recorded") for r in failed))
         if failed and not runs:
             lines.append(f"{config.label}: all {len(failed)} run(s) failed: {why}")
             continue
         lines.append(
             f"{config.label}: {len(runs)} run(s) done; validation accuracy "
             f"{format_mean_std(val, percent=True)} %, test accuracy "
-            f"{format_mean_std(test, percent=True)} %"
-            + (f"; {len(failed)} failed: {why}" if failed else "")
+            f"{format_mean_std(test, percent=True)} %" + (f"; {len(failed)} failed: {why}" if failed else "")
         )
     return lines
 

@@ -44,16 +44,16 @@ def repair(x: torch.Tensor, classes: torch.Tensor, generator: torch.Generator):
     return images, classes.reshape(2 * n)[order].reshape(n, 2)
 
 
-def swap(x: torch.Tensor, classes: torch.Tensor, generator: torch.Generator,
-         probability: float = 0.5):
+def swap(x: torch.Tensor, classes: torch.Tensor, generator: torch.Generator, probability: float = 0.5):
     """Swap the two images (and classes) of each pair with ``probability``."""
     chosen = (torch.rand(x.shape[0], generator=generator) < probability).to(x.device)
     images = torch.where(chosen[:, None, None, None], x.flip(1), x)
     return images, torch.where(chosen[:, None], classes.flip(1), classes)
 
 
-def transform(images: torch.Tensor, shift: int, rotate: float, generator: torch.Generator,
-              background: float) -> torch.Tensor:
+def transform(
+    images: torch.Tensor, shift: int, rotate: float, generator: torch.Generator, background: float
+) -> torch.Tensor:
     """Each image of (m, H, W) shifted by whole pixels in [-shift, shift] and rotated by an angle
     in [-rotate, rotate] degrees about its centre; uncovered pixels take ``background``."""
     m, height, width = images.shape
@@ -63,13 +63,17 @@ def transform(images: torch.Tensor, shift: int, rotate: float, generator: torch.
     cos, sin = torch.cos(angle), torch.sin(angle)
     # affine_grid maps output coordinates to input ones, in units of half the image size:
     # a whole-pixel shift lands exactly on pixel centres (align_corners=False).
-    theta = torch.stack([
-        torch.stack([cos, -sin, -2 * dx / width], dim=1),
-        torch.stack([sin, cos, -2 * dy / height], dim=1),
-    ], dim=1).to(images.device, images.dtype)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, -2 * dx / width], dim=1),
+            torch.stack([sin, cos, -2 * dy / height], dim=1),
+        ],
+        dim=1,
+    ).to(images.device, images.dtype)
     grid = F.affine_grid(theta, [m, 1, height, width], align_corners=False)
-    moved = F.grid_sample((images - background)[:, None], grid, mode="bilinear",
-                          padding_mode="zeros", align_corners=False)
+    moved = F.grid_sample(
+        (images - background)[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     return moved[:, 0] + background
 
 

@@ -42,8 +42,11 @@ WITHIN = 2.0
 #: The paper's ordering of the best test accuracies.
 PAPER_ORDER = ("independent", "shared", "shared-aux")
 METRIC_LABELS = {
-    "train_loss": "train loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
-    "test_loss": "test loss", "test_acc": "test accuracy",
+    "train_loss": "train loss",
+    "val_loss": "validation loss",
+    "val_acc": "validation accuracy",
+    "test_loss": "test loss",
+    "test_acc": "test accuracy",
 }
 COMPARE_FORMATS = ("markdown", "latex", "csv", "json")
 
@@ -97,9 +100,15 @@ def paper_validation() -> dict[Key, PaperSetup]:
     setups = {}
     for row in _read_csv("paper_validation.csv"):
         setup = PaperSetup(
-            row["table"], row["structure"], row["arch"], int(row["kernel"]),
-            {"train_loss": _value(row, "train_loss"), "val_loss": _value(row, "val_loss"),
-             "val_acc": _value(row, "val_acc_pct", 100.0)},
+            row["table"],
+            row["structure"],
+            row["arch"],
+            int(row["kernel"]),
+            {
+                "train_loss": _value(row, "train_loss"),
+                "val_loss": _value(row, "val_loss"),
+                "val_acc": _value(row, "val_acc_pct", 100.0),
+            },
         )
         setups[setup.key] = setup
     return setups
@@ -111,7 +120,9 @@ def paper_test() -> dict[str, PaperSetup]:
     best = {}
     for row in _read_csv("paper_test.csv"):
         best[row["structure"]] = PaperSetup(
-            TABLE_NUMBERS.get(row["structure"], ""), row["structure"], row["arch"],
+            TABLE_NUMBERS.get(row["structure"], ""),
+            row["structure"],
+            row["arch"],
             int(row["kernel"]),
             {"test_loss": _value(row, "test_loss"), "test_acc": _value(row, "test_acc_pct", 100.0)},
         )
@@ -136,6 +147,7 @@ def _is_percent(metric: str) -> bool:
 
 # -- summary --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Summary:
     metric: str
@@ -145,11 +157,15 @@ class Summary:
 
     @property
     def line(self) -> str:
-        text = (f"{self.within} of {self.cells} cells with done runs within {WITHIN:g}σ of the "
-                f"paper on mean {METRIC_LABELS[self.metric]}")
+        text = (
+            f"{self.within} of {self.cells} cells with done runs within {WITHIN:g}σ of the "
+            f"paper on mean {METRIC_LABELS[self.metric]}"
+        )
         if self.missing:
-            text += (f"; {len(self.missing)} of the paper's {self.cells + len(self.missing)} "
-                     f"cells have no done runs here: {name_cells(self.missing)}")
+            text += (
+                f"; {len(self.missing)} of the paper's {self.cells + len(self.missing)} "
+                f"cells have no done runs here: {name_cells(self.missing)}"
+            )
         return text
 
 
@@ -176,12 +192,14 @@ def representatives(rows: list[SetupRow]) -> dict[Key, SetupRow]:
 
 def _one_protocol(rows: list[SetupRow]) -> None:
     if len({r.protocol.id for r in rows}) > 1:
-        raise ValueError("rows of several protocols: compare each protocol on its own "
-                         "(core.protocol.group_by_protocol)")
+        raise ValueError(
+            "rows of several protocols: compare each protocol on its own (core.protocol.group_by_protocol)"
+        )
 
 
-def paper_final(structure: str, arch: str, kernel: int,
-                epochs: int = PAPER_EPOCHS) -> dict[str, tuple[float, float]] | None:
+def paper_final(
+    structure: str, arch: str, kernel: int, epochs: int = PAPER_EPOCHS
+) -> dict[str, tuple[float, float]] | None:
     """The paper's final-epoch (mean, std) per metric of a setup, for marking figures; None when
     the setup is not in the paper or does not run the paper's number of epochs."""
     setup = paper_validation().get((structure, arch, kernel))
@@ -190,8 +208,7 @@ def paper_final(structure: str, arch: str, kernel: int,
     return {m: (v.mean, v.std) for m, v in setup.metrics.items()}
 
 
-def summary(rows: list[SetupRow], metric: str = SUMMARY_METRIC,
-            structures: list[str] | None = None) -> Summary:
+def summary(rows: list[SetupRow], metric: str = SUMMARY_METRIC, structures: list[str] | None = None) -> Summary:
     """How many of the paper's cells (of the structures in ``rows``) that have done runs here
     sit within 2σ; the cells without done runs are named, never counted as misses.
 
@@ -224,18 +241,27 @@ def caveat(protocol: Protocol) -> str | None:
     protocol; None for the paper's."""
     if protocol.is_paper:
         return None
-    return (f"caveat: these runs use protocol {protocol.label}, not the paper's "
-            f"({Protocol.paper().description}): differences from the paper's numbers may come "
-            "from the protocol")
+    return (
+        f"caveat: these runs use protocol {protocol.label}, not the paper's "
+        f"({Protocol.paper().description}): differences from the paper's numbers may come "
+        "from the protocol"
+    )
 
 
 # -- Tables II-IV with the paper's numbers ---------------------------------------------------
 
 COMPARE_COLUMNS = [
-    "A", "K",
-    "Train Loss", "Paper", "Δ",
-    "Val. Loss", "Paper", "Δ",
-    "Val. Acc. (%)", "Paper", "Δ",
+    "A",
+    "K",
+    "Train Loss",
+    "Paper",
+    "Δ",
+    "Val. Loss",
+    "Paper",
+    "Δ",
+    "Val. Acc. (%)",
+    "Paper",
+    "Δ",
     "n",
 ]
 
@@ -274,8 +300,7 @@ def _compare_tables_of(protocol: Protocol, rows: list[SetupRow]) -> list[Table]:
             cells.append(Cell(progress_label(r)))
             body.append(cells)
         number = TABLE_NUMBERS.get(structure, "")
-        title = (f"Table {number}: {TABLE_TITLES.get(structure, structure)}, compared with "
-                 f"the paper")
+        title = f"Table {number}: {TABLE_TITLES.get(structure, structure)}, compared with the paper"
         notes = [
             "Paper: the published mean ± std over 10 runs; Δ: (ours - paper mean) / paper std.",
             "; ".join(
@@ -285,8 +310,10 @@ def _compare_tables_of(protocol: Protocol, rows: list[SetupRow]) -> list[Table]:
             ),
         ]
         if len({_key(r) for r in group}) < len(group):
-            notes.append("Some setups appear more than once (other hyperparameters differ); "
-                         "the counts use the row with the most done runs.")
+            notes.append(
+                "Some setups appear more than once (other hyperparameters differ); "
+                "the counts use the row with the most done runs."
+            )
         tables.append(Table(title, list(COMPARE_COLUMNS), body, notes, protocol))
     if tables:
         tables[-1].notes.append(f"Overall: {summary_line(rows)}.")
@@ -342,6 +369,7 @@ def render_comparison(rows: list[SetupRow], fmt: str) -> str:
 
 # -- the best setups on the test set ---------------------------------------------------------
 
+
 def ordering_holds(comparison: BestComparison) -> bool | None:
     """Whether our best test accuracies follow the paper's independent < shared < shared-aux."""
     means = {b.structure: b.test["test_acc"].mean for b in comparison.best if b.test["test_acc"].n}
@@ -356,9 +384,12 @@ def compare_best_table(comparison: BestComparison) -> Table:
     body = []
     for b in comparison.best:
         reference = paper.get(b.structure)
-        row = [Cell(b.structure), Cell(f"{b.row.arch} k{b.row.kernel}"),
-               Cell(format_mean_std(b.test["test_loss"])),
-               Cell(format_mean_std(b.test["test_acc"], percent=True))]
+        row = [
+            Cell(b.structure),
+            Cell(f"{b.row.arch} k{b.row.kernel}"),
+            Cell(format_mean_std(b.test["test_loss"])),
+            Cell(format_mean_std(b.test["test_acc"], percent=True)),
+        ]
         if reference is None:
             row += [Cell("-")] * 5
         else:
@@ -370,8 +401,7 @@ def compare_best_table(comparison: BestComparison) -> Table:
                 Cell(format_mean_std(acc.as_mean_std(), percent=True)),
                 Cell(format_sigma(acc.z(b.test["test_acc"]))),
             ]
-        row.append(Cell(f"{b.row.done}/{b.row.total}" + ("" if b.row.complete else
-                                                           " (unfinished)")))
+        row.append(Cell(f"{b.row.done}/{b.row.total}" + ("" if b.row.complete else " (unfinished)")))
         body.append(row)
     notes = [
         f"Welch's t-test on test accuracy, {a} vs {b}: p = {format_p(p)} (two-sided)"
@@ -382,10 +412,25 @@ def compare_best_table(comparison: BestComparison) -> Table:
         for (a, b), p in directional_p(comparison).items()
     ]
     notes.append(ordering_line(comparison))
-    columns = ["Structure", "Best setup", "Test Loss", "Test Acc. (%)", "Paper's best",
-               "Paper Test Loss", "Δ", "Paper Test Acc. (%)", "Δ", "n"]
-    return Table("Best setup of each structure (by validation accuracy) on the test set, "
-                 "compared with the paper", columns, body, notes, comparison.protocol)
+    columns = [
+        "Structure",
+        "Best setup",
+        "Test Loss",
+        "Test Acc. (%)",
+        "Paper's best",
+        "Paper Test Loss",
+        "Δ",
+        "Paper Test Acc. (%)",
+        "Δ",
+        "n",
+    ]
+    return Table(
+        "Best setup of each structure (by validation accuracy) on the test set, compared with the paper",
+        columns,
+        body,
+        notes,
+        comparison.protocol,
+    )
 
 
 def directional_p(comparison: BestComparison) -> dict[tuple[str, str], float]:
@@ -405,8 +450,10 @@ def ordering_line(comparison: BestComparison) -> str:
     holds = ordering_holds(comparison)
     paper = " < ".join(PAPER_ORDER)
     if holds is None:
-        return f"Paper's ordering of the best test accuracies ({paper}): not checkable here " \
-               "(a structure has no done runs)."
+        return (
+            f"Paper's ordering of the best test accuracies ({paper}): not checkable here "
+            "(a structure has no done runs)."
+        )
     means = {b.structure: b.test["test_acc"].mean for b in comparison.best}
     ours = " < ".join(sorted(PAPER_ORDER, key=lambda s: means[s]))
     verdict = "holds" if holds else "does not hold"

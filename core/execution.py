@@ -210,10 +210,17 @@ def register(spec: ExecutorSpec) -> ExecutorSpec:
     return spec
 
 
-register(ExecutorSpec("local", "core.executors:LocalExecutor", "worker processes here",
-                      frozenset({"stall_timeout_s"})))
-register(ExecutorSpec("ray", "core.ray_executor:RayExecutor", "tasks on a Ray cluster; needs the ray extra",
-                      frozenset({"address"}), requires="ray", install="Ray: pip install -e '.[ray]'"))
+register(ExecutorSpec("local", "core.executors:LocalExecutor", "worker processes here", frozenset({"stall_timeout_s"})))
+register(
+    ExecutorSpec(
+        "ray",
+        "core.ray_executor:RayExecutor",
+        "tasks on a Ray cluster; needs the ray extra",
+        frozenset({"address"}),
+        requires="ray",
+        install="Ray: pip install -e '.[ray]'",
+    )
+)
 
 
 def executor_names() -> list[str]:
@@ -230,8 +237,11 @@ def check_executor(name: str, **options: object) -> ExecutorSpec:
         if value is not None and option not in spec.options:
             takers = [s.name for s in EXECUTORS.values() if option in s.options]
             flag = "--" + option.removesuffix("_s").replace("_", "-")
-            raise ConfigError(f"{flag} is for --executor {' or '.join(takers)}" if takers
-                              else f"{flag} is not an option of any executor")
+            raise ConfigError(
+                f"{flag} is for --executor {' or '.join(takers)}"
+                if takers
+                else f"{flag} is not an option of any executor"
+            )
     problem = spec.missing()
     if problem:
         raise ConfigError(problem)

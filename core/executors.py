@@ -44,9 +44,14 @@ class Task:
         if not isinstance(self.config, RunConfig):
             object.__setattr__(self, "config", RunConfig.from_dict(self.config))
         if any(not isinstance(config, RunConfig) for config, _ in self.fused):
-            object.__setattr__(self, "fused", tuple(
-                (config if isinstance(config, RunConfig) else RunConfig.from_dict(config), runs)
-                for config, runs in self.fused))
+            object.__setattr__(
+                self,
+                "fused",
+                tuple(
+                    (config if isinstance(config, RunConfig) else RunConfig.from_dict(config), runs)
+                    for config, runs in self.fused
+                ),
+            )
 
     @property
     def run_ids(self) -> list[str]:
@@ -65,9 +70,14 @@ def task_for(runs: list[ClaimedRun], device: str, data_dir: str | None, vectoriz
     for run in runs:
         configs.setdefault(run.config.id, []).append(run)
     own, *others = configs.values()
-    return Task(own[0].config, tuple((r.id, r.rep, r.checkpoint) for r in own), device, data_dir,
-                vectorize, tuple((group[0].config, tuple((r.id, r.rep, r.checkpoint) for r in group))
-                                 for group in others))
+    return Task(
+        own[0].config,
+        tuple((r.id, r.rep, r.checkpoint) for r in own),
+        device,
+        data_dir,
+        vectorize,
+        tuple((group[0].config, tuple((r.id, r.rep, r.checkpoint) for r in group)) for group in others),
+    )
 
 
 def execute_task(task: Task, emit, should_stop) -> None:
@@ -101,7 +111,7 @@ def execute_task(task: Task, emit, should_stop) -> None:
         if together:
             going = _execute_fused(members, task, emit, should_stop)
         else:
-            (config, group), = members
+            ((config, group),) = members
             going = _execute_group(config, group, task, emit, should_stop)
         if not going:
             for rest, _ in groups[index + 1 :]:
@@ -127,8 +137,7 @@ def _readable(config, runs, emit) -> list[tuple]:
     for run_id, rep, state in runs:
         problem = checkpoint_problem(config, state) if state else None
         if problem:
-            emit(Restarted(run_id, f"its checkpoint is unreadable ({problem}): "
-                                   "training it again from epoch 0"))
+            emit(Restarted(run_id, f"its checkpoint is unreadable ({problem}): training it again from epoch 0"))
             state = None
         checked.append((run_id, rep, state))
     return checked
@@ -165,14 +174,26 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     try:
         if len(group) == 1:
             run_id, rep, state = group[0]
-            results = {rep: run_training(
-                config, rep, device=task.device, data_dir=task.data_dir, checkpoint=state,
-                on_epoch=lambda metrics, st: epoch(rep, metrics, st), should_stop=should_stop,
-            )}
+            results = {
+                rep: run_training(
+                    config,
+                    rep,
+                    device=task.device,
+                    data_dir=task.data_dir,
+                    checkpoint=state,
+                    on_epoch=lambda metrics, st: epoch(rep, metrics, st),
+                    should_stop=should_stop,
+                )
+            }
         else:
             results = run_group(
-                config, [rep for _, rep, _ in group], device=task.device, data_dir=task.data_dir,
-                checkpoints=[state for _, _, state in group], on_epoch=epoch, on_failed=failed,
+                config,
+                [rep for _, rep, _ in group],
+                device=task.device,
+                data_dir=task.data_dir,
+                checkpoints=[state for _, _, state in group],
+                on_epoch=epoch,
+                on_failed=failed,
                 should_stop=should_stop,
             )
     except RunInterrupted:
@@ -187,8 +208,18 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
         return True
     seconds = (time.perf_counter() - started) / len(group)
     for rep, test in results.items():
-        emit(Done(ids[rep], {**test.as_row(), "seconds": seconds, "device": task.device,
-                             "torch_version": torch.__version__, "code_version": code_version()}))
+        emit(
+            Done(
+                ids[rep],
+                {
+                    **test.as_row(),
+                    "seconds": seconds,
+                    "device": task.device,
+                    "torch_version": torch.__version__,
+                    "code_version": code_version(),
+                },
+            )
+        )
     return True
 
 
@@ -216,7 +247,10 @@ def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
     try:
         results = run_fused(
             [(config, [rep for _, rep, _ in group], [state for _, _, state in group]) for config, group in members],
-            device=task.device, data_dir=task.data_dir, on_epoch=epoch, on_failed=failed,
+            device=task.device,
+            data_dir=task.data_dir,
+            on_epoch=epoch,
+            on_failed=failed,
             should_stop=should_stop,
         )
     except RunInterrupted:
@@ -231,8 +265,18 @@ def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
         return True
     seconds = (time.perf_counter() - started) / len(ids)
     for key, test in results.items():
-        emit(Done(ids[key], {**test.as_row(), "seconds": seconds, "device": task.device,
-                             "torch_version": torch.__version__, "code_version": code_version()}))
+        emit(
+            Done(
+                ids[key],
+                {
+                    **test.as_row(),
+                    "seconds": seconds,
+                    "device": task.device,
+                    "torch_version": torch.__version__,
+                    "code_version": code_version(),
+                },
+            )
+        )
     return True
 
 
@@ -250,8 +294,16 @@ STARTUP_FACTOR = 5.0
 #: torch._dynamo, which torch.optim imports when the first optimizer is made (~1.5 s more).
 #: Under the ``forkserver`` start method the fork server imports them once, while the driver
 #: goes on, and every worker is forked from it with them loaded.
-PRELOAD = ("torch", "torch._dynamo", "core.executors", "core.train", "core.vectorized",
-           "core.grouped", "core.provenance", "core.fork_server")
+PRELOAD = (
+    "torch",
+    "torch._dynamo",
+    "core.executors",
+    "core.train",
+    "core.vectorized",
+    "core.grouped",
+    "core.provenance",
+    "core.fork_server",
+)
 #: How worker processes start: ``forkserver`` (the default where the platform has it: forked
 #: from a server that has imported PRELOAD) or ``spawn`` (a fresh interpreter each, importing
 #: everything itself; the way of versions before issue 19, kept for comparison:
@@ -274,13 +326,14 @@ def start_method_problem() -> str | None:
     chosen = start_method()
     if chosen not in START_METHODS or chosen not in mp.get_all_start_methods():
         usable = [m for m in START_METHODS if m in mp.get_all_start_methods()]
-        return (f"{START_METHOD_ENV}={chosen!r} is not a start method of worker processes here: "
-                f"set it to {' or '.join(usable)}, or unset it")
+        return (
+            f"{START_METHOD_ENV}={chosen!r} is not a start method of worker processes here: "
+            f"set it to {' or '.join(usable)}, or unset it"
+        )
     return None
 
 
-def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str],
-                 progress=None) -> None:
+def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str], progress=None) -> None:
     """A worker process: train the tasks read from ``tasks``, send events on ``results``.
 
     Each worker has its own two pipes and no lock shared with other processes, so a worker killed
@@ -548,8 +601,7 @@ class LocalExecutor:
             silent = now - slot.moved_at
             if silent > self.stall_limit(slot.started) and slot.process.is_alive():
                 for run in slot.run_ids:
-                    self.reasons[run] = (f"it made no progress for {silent:.0f} s (hung or stopped) "
-                                         "and was killed")
+                    self.reasons[run] = f"it made no progress for {silent:.0f} s (hung or stopped) and was killed"
                 slot.process.kill()  # works on a stopped process too; EOF follows
 
     def lost_reason(self, run_id: str) -> str | None:
@@ -586,4 +638,3 @@ class LocalExecutor:
                 slot.process.join(timeout=5)
             slot.close()
         _IN_USE.discard(id(self))
-

@@ -25,10 +25,14 @@ FUSE_ENV = "PAIRS_FUSE"
 FUSE_MAX_WEIGHTS = 32_768
 
 #: The grouped forwards that ``core.grouped.fused_parts`` cuts into towers and a head.
-FUSABLE_FORWARDS = frozenset({
-    "core.grouped:independent_forward", "core.grouped:shared_forward",
-    "core.grouped:shared_aux_forward", "core.grouped:digits_forward",
-})
+FUSABLE_FORWARDS = frozenset(
+    {
+        "core.grouped:independent_forward",
+        "core.grouped:shared_forward",
+        "core.grouped:shared_aux_forward",
+        "core.grouped:digits_forward",
+    }
+)
 
 
 def fusion_mode() -> str:
@@ -46,7 +50,7 @@ def fusion_enabled() -> bool:
 
 def largest_conv_weights(config: RunConfig) -> int:
     """Weights of the largest convolution of one repetition's tower."""
-    return max((cin * cout * config.kernel ** 2 for cin, cout, _ in conv_layers(config.arch)), default=0)
+    return max((cin * cout * config.kernel**2 for cin, cout, _ in conv_layers(config.arch)), default=0)
 
 
 def family_key(config: RunConfig) -> tuple | None:
@@ -63,5 +67,15 @@ def family_key(config: RunConfig) -> tuple | None:
         return None
     if fusion_mode() != "all" and largest_conv_weights(config) > FUSE_MAX_WEIGHTS:
         return None
-    return (config.arch, config.kernel, config.pooling, config.batch_size, config.epochs,
-            config.train_pairs, config.val_pairs, config.test_pairs, config.data, config.precision)
+    return (
+        config.arch,
+        config.kernel,
+        config.pooling,
+        config.batch_size,
+        config.epochs,
+        config.train_pairs,
+        config.val_pairs,
+        config.test_pairs,
+        config.data,
+        config.precision,
+    )

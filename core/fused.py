@@ -153,22 +153,31 @@ class FusedRuns:
                 images.append(member.parts.images(rows)[member.parts.towers.index(prefix)])
             index, prefix = call.slots[0]
             tower = getattr(self.members[index].runs.base, prefix)
-            weights = {name: _Joined.apply(whole, *self._views(call, name))
-                       for name, whole in call.weights.items()}
+            weights = {name: _Joined.apply(whole, *self._views(call, name)) for name, whole in call.weights.items()}
             out = tower_call(tower, weights, torch.cat(images))
             for slot, value in zip(call.slots, out.split([self.members[i].count for i, _ in call.slots])):
                 features[slot] = value
-        return [member.parts.head(member.runs.base, member.runs.params,
-                                  [features[(index, prefix)] for prefix in member.parts.towers])
-                for index, member in enumerate(self.members)]
+        return [
+            member.parts.head(
+                member.runs.base, member.runs.params, [features[(index, prefix)] for prefix in member.parts.towers]
+            )
+            for index, member in enumerate(self.members)
+        ]
 
     def _views(self, call: _Call, name: str) -> list[torch.Tensor]:
         return [self.members[index].runs.params[f"{prefix}.{name}"] for index, prefix in call.slots]
 
     def _losses(self, outputs, target, classes) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [objective(logits, digits, target[m.first : m.first + m.count],
-                          classes[m.first : m.first + m.count], m.config.aux_weight)
-                for m, (logits, digits) in zip(self.members, outputs)]
+        return [
+            objective(
+                logits,
+                digits,
+                target[m.first : m.first + m.count],
+                classes[m.first : m.first + m.count],
+                m.config.aux_weight,
+            )
+            for m, (logits, digits) in zip(self.members, outputs)
+        ]
 
     def train_epoch(self, data: _Stacked, epoch: int) -> dict:
         """One epoch of every run; ``Metrics.result`` over all the runs, members in order."""
@@ -176,10 +185,13 @@ class FusedRuns:
             for group in member.runs.optimizer.param_groups:
                 group["lr"] = lr_at(member.config, epoch)
         r, n = data.target.shape
-        orders = torch.stack([
-            torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(member.config, rep) + epoch))
-            for member in self.members for rep in member.runs.reps
-        ]).to(self.device)
+        orders = torch.stack(
+            [
+                torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(member.config, rep) + epoch))
+                for member in self.members
+                for rep in member.runs.reps
+            ]
+        ).to(self.device)
         rows = torch.arange(r, device=self.device)[:, None]
         sums = Metrics(r, self.device)
         batch_size = self.config.batch_size
@@ -197,8 +209,9 @@ class FusedRuns:
             loss.sum().backward()
             for member in self.members:
                 member.runs.optimizer.step()
-            sums.add(loss, torch.cat([main for _, main in losses]),
-                     torch.cat([logits for logits, _ in outputs]), target)
+            sums.add(
+                loss, torch.cat([main for _, main in losses]), torch.cat([logits for logits, _ in outputs]), target
+            )
             _train.progress_hook()
         return sums.result(n)
 
@@ -217,7 +230,8 @@ class FusedRuns:
             with autocast(self.device, self.config.precision):
                 outputs = self.forward(x)
             for member, metrics, (logits, digits), (loss, main) in zip(
-                    self.members, sums, outputs, self._losses(outputs, target, classes)):
+                self.members, sums, outputs, self._losses(outputs, target, classes)
+            ):
                 rows = slice(member.first, member.first + member.count)
                 has_digits = member.config.structure in DIGIT_STRUCTURES
                 metrics.add(loss, main, logits, target[rows], digits if has_digits else None, classes[rows])
@@ -244,12 +258,27 @@ def run_fused(
     when ``should_stop()`` turns true before an epoch. ``data``: each member's PairData per rep.
     """
     if data is None:
-        data = [[draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
-                            source=config.data, data_dir=data_dir) for rep in reps]
-                for config, reps, _ in members]
+        data = [
+            [
+                draw_pairs(
+                    config.seed,
+                    rep,
+                    config.train_pairs,
+                    config.val_pairs,
+                    config.test_pairs,
+                    source=config.data,
+                    data_dir=data_dir,
+                )
+                for rep in reps
+            ]
+            for config, reps, _ in members
+        ]
     fused = FusedRuns(members, device)
-    flat = [(index, rep, pairs) for index, ((_, reps, _), own) in enumerate(zip(members, data))
-            for rep, pairs in zip(reps, own)]
+    flat = [
+        (index, rep, pairs)
+        for index, ((_, reps, _), own) in enumerate(zip(members, data))
+        for rep, pairs in zip(reps, own)
+    ]
     train = _stack([pairs.train for _, _, pairs in flat], device)
     val = _stack([pairs.val for _, _, pairs in flat], device)
     test = _stack([pairs.test for _, _, pairs in flat], device)
@@ -264,10 +293,17 @@ def run_fused(
         if any(member.config.augments for member in fused.members):
             from core.augment import augment_generator, augment_split
 
-            pairs = _stack([
-                augment_split(own.train, members[index][0], augment_generator(run_seed(members[index][0], rep), epoch))
-                if members[index][0].augments else own.train
-                for index, rep, own in flat], device)
+            pairs = _stack(
+                [
+                    augment_split(
+                        own.train, members[index][0], augment_generator(run_seed(members[index][0], rep), epoch)
+                    )
+                    if members[index][0].augments
+                    else own.train
+                    for index, rep, own in flat
+                ],
+                device,
+            )
         fit = fused.train_epoch(pairs, epoch)
         held_out = fused.evaluate(val)
         seconds = (time.perf_counter() - started) / len(flat)
@@ -281,12 +317,13 @@ def run_fused(
                 if on_failed:
                     on_failed(index, rep, failure_reason(error))
                 continue
-            metrics = EpochMetrics.of(epoch, _run(fit, row), _run(held_out[index], own),
-                                      lr_at(config, epoch), seconds)
+            metrics = EpochMetrics.of(epoch, _run(fit, row), _run(held_out[index], own), lr_at(config, epoch), seconds)
             if on_epoch:
                 on_epoch(index, rep, metrics, member.runs.checkpoint(own, epoch))
         if not alive:
             return {}
     final = fused.evaluate(test)
-    return {(flat[row][0], flat[row][1]): TestMetrics.of(_run(final[flat[row][0]], row - offsets[flat[row][0]]))
-            for row in alive}
+    return {
+        (flat[row][0], flat[row][1]): TestMetrics.of(_run(final[flat[row][0]], row - offsets[flat[row][0]]))
+        for row in alive
+    }

@@ -41,8 +41,12 @@ def grouped_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[
 
 def _structure_of(model: nn.Module) -> str:
     for entry in structures.entries():
-        if not isinstance(entry.builder, str) and type(model) is entry.builder or \
-                isinstance(entry.builder, str) and entry.builder.endswith(f":{type(model).__name__}"):
+        if (
+            not isinstance(entry.builder, str)
+            and type(model) is entry.builder
+            or isinstance(entry.builder, str)
+            and entry.builder.endswith(f":{type(model).__name__}")
+        ):
             return entry.name
     raise TypeError(f"no structure builds {type(model).__name__}")
 
@@ -67,14 +71,16 @@ def shared_tower(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Ten
 def digit_logits(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """The shared tower then ``model.digit``: (R, n, 2, 10)."""
     r, n = x.shape[:2]
-    return _dense(_module(model, "digit"), "digit", params,
-                  shared_tower(model, params, x)).reshape(r, n, 2, NUM_CLASSES)
+    return _dense(_module(model, "digit"), "digit", params, shared_tower(model, params, x)).reshape(
+        r, n, 2, NUM_CLASSES
+    )
 
 
 def shared_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, None]:
     r, n = x.shape[:2]
-    return _dense(_module(model, "classifier"), "classifier", params,
-                  shared_tower(model, params, x).reshape(r, n, -1)), None
+    return _dense(
+        _module(model, "classifier"), "classifier", params, shared_tower(model, params, x).reshape(r, n, -1)
+    ), None
 
 
 def shared_aux_forward(model: nn.Module, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,8 +109,7 @@ def _independent_towers(model: nn.Module, params: Params, x: torch.Tensor) -> tu
     if _conv_count(tower1) == 1:
         images = x.permute(2, 0, 1, 3, 4).reshape(2 * r, n, IMAGE_SIZE, IMAGE_SIZE)
         return _tower(tower1, ("tower1", "tower2"), params, images).split(r)
-    return (_tower(tower1, ("tower1",), params, x[:, :, 0]),
-            _tower(tower2, ("tower2",), params, x[:, :, 1]))
+    return (_tower(tower1, ("tower1",), params, x[:, :, 0]), _tower(tower2, ("tower2",), params, x[:, :, 1]))
 
 
 def _conv_count(tower: ConvTower) -> int:
@@ -140,8 +145,7 @@ def _tower(tower: ConvTower, prefixes: tuple[str, ...], params: Params, images: 
     return x.contiguous().reshape(m, groups, -1).transpose(0, 1)
 
 
-def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: nn.Conv2d,
-          groups: int) -> torch.Tensor:
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: nn.Conv2d, groups: int) -> torch.Tensor:
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and layer.kernel_size[0] > x.shape[-1]:
         # A kernel wider than its map (5x5 on the 3x3 maps of A5/A6): oneDNN's bf16 (AMX) kernels
         # run it ~1.5x slower than fp32 (bench: 14.5 vs 9.4 ms fwd+bwd for A6's last layer).
@@ -160,8 +164,11 @@ def _relu_before_max_pool(layers: list[nn.Module], index: int) -> bool:
     """Whether ``layers[index]`` is a ReLU followed by a max-pool: the grouped tower then pools
     first. MaxPool -> ReLU equals ReLU -> MaxPool, values and gradients alike (ReLU is monotone and
     its gradient at the pooled element is the same), with the ReLU on a quarter of the elements."""
-    return (0 <= index < len(layers) - 1 and isinstance(layers[index], nn.ReLU)
-            and isinstance(layers[index + 1], nn.MaxPool2d))
+    return (
+        0 <= index < len(layers) - 1
+        and isinstance(layers[index], nn.ReLU)
+        and isinstance(layers[index + 1], nn.MaxPool2d)
+    )
 
 
 def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
@@ -180,8 +187,7 @@ def _dense(module: nn.Module, prefix: str, params: Params, features: torch.Tenso
 
 
 def _linear(prefix: str, params: Params, features: torch.Tensor) -> torch.Tensor:
-    return torch.baddbmm(params[f"{prefix}.bias"].unsqueeze(1), features,
-                         params[f"{prefix}.weight"].transpose(1, 2))
+    return torch.baddbmm(params[f"{prefix}.bias"].unsqueeze(1), features, params[f"{prefix}.weight"].transpose(1, 2))
 
 
 # -- the fused form (``core.fused``): a structure's towers and its head, apart ------------------

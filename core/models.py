@@ -24,8 +24,7 @@ class ConvTower(nn.Module):
     """Conv(k, same padding) [-> BatchNorm] -> ReLU -> MaxPool(2) (or AvgPool) per Table I
     layer, then flatten."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
-                 pooling: str = "max"):
+    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False, pooling: str = "max"):
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, size = 1, IMAGE_SIZE
@@ -46,18 +45,23 @@ class ConvTower(nn.Module):
         return self.layers(image)
 
 
-def dense(in_features: int, out_features: int, *, hidden: int = 0, dropout: float = 0.0,
-          batch_norm: bool = False) -> nn.Module:
+def dense(
+    in_features: int, out_features: int, *, hidden: int = 0, dropout: float = 0.0, batch_norm: bool = False
+) -> nn.Module:
     """The fully-connected end of a structure: one linear layer (the paper's, a plain
     ``nn.Linear``), optionally after dropout and a hidden layer [-> BatchNorm] -> ReLU."""
     drop = [nn.Dropout(dropout)] if dropout else []
     if not hidden:
-        return nn.Sequential(*drop, nn.Linear(in_features, out_features)) if drop else \
-            nn.Linear(in_features, out_features)
+        return (
+            nn.Sequential(*drop, nn.Linear(in_features, out_features)) if drop else nn.Linear(in_features, out_features)
+        )
     return nn.Sequential(
-        *drop, nn.Linear(in_features, hidden),
-        *([nn.BatchNorm1d(hidden)] if batch_norm else []), nn.ReLU(),
-        *drop, nn.Linear(hidden, out_features),
+        *drop,
+        nn.Linear(in_features, hidden),
+        *([nn.BatchNorm1d(hidden)] if batch_norm else []),
+        nn.ReLU(),
+        *drop,
+        nn.Linear(hidden, out_features),
     )
 
 
@@ -66,8 +70,16 @@ class PairModel(nn.Module):
     options beyond the paper, with ``new_tower()`` and ``new_dense(inputs, outputs)`` making its
     parts (a subclass creates them in its ``__init__``, in the order they initialise)."""
 
-    def __init__(self, channels: tuple[int, ...], kernel: int, *, batch_norm: bool = False,
-                 pooling: str = "max", hidden: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        kernel: int,
+        *,
+        batch_norm: bool = False,
+        pooling: str = "max",
+        hidden: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.channels, self.kernel = tuple(channels), kernel
         self.batch_norm, self.pooling, self.hidden, self.dropout = batch_norm, pooling, hidden, dropout
@@ -76,8 +88,7 @@ class PairModel(nn.Module):
         return ConvTower(self.channels, self.kernel, batch_norm=self.batch_norm, pooling=self.pooling)
 
     def new_dense(self, in_features: int, out_features: int) -> nn.Module:
-        return dense(in_features, out_features, hidden=self.hidden, dropout=self.dropout,
-                     batch_norm=self.batch_norm)
+        return dense(in_features, out_features, hidden=self.hidden, dropout=self.dropout, batch_norm=self.batch_norm)
 
 
 class Independent(PairModel):
@@ -178,8 +189,12 @@ DIGIT_STRUCTURES = structures.Names(lambda s: s.digit_logits)
 
 def model_options(config: RunConfig) -> dict:
     """The model keyword arguments of a configuration (the options beyond the paper)."""
-    return {"batch_norm": config.batch_norm, "pooling": config.pooling, "hidden": config.hidden,
-            "dropout": config.dropout}
+    return {
+        "batch_norm": config.batch_norm,
+        "pooling": config.pooling,
+        "hidden": config.hidden,
+        "dropout": config.dropout,
+    }
 
 
 def build_model(config: RunConfig) -> nn.Module:

@@ -39,8 +39,7 @@ from core.protocol import Protocol, ProtocolChoice, available_line, ordered
 from core.store import Store
 
 #: One colour per overlaid setup (RGB), then again from the start.
-PALETTE = ((70, 160, 220), (255, 160, 40), (90, 200, 110), (220, 90, 200), (230, 210, 70),
-           (240, 90, 90))
+PALETTE = ((70, 160, 220), (255, 160, 40), (90, 200, 110), (220, 90, 200), (230, 210, 70), (240, 90, 90))
 #: The matplotlib colours of the same order.
 MPL_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:olive", "tab:red")
 MAX_OVERLAID = 12
@@ -56,6 +55,7 @@ def dim(rgb: tuple[int, int, int], factor: float = 0.55) -> tuple[int, int, int]
 
 
 # -- data -----------------------------------------------------------------------------------
+
 
 def overlay_curves(store: Store, config_ids: list[str]) -> list[dict]:
     """``epoch_curves`` of each configuration, in the given order (duplicates dropped), each
@@ -76,8 +76,7 @@ def best_config_ids(store: Store, rows=None) -> list[str]:
     best`` chooses), per protocol of ``rows`` (all setups when None), the paper's first."""
     from core.stats import best_per_protocol
 
-    return [b.row.config_id for comparison in best_per_protocol(store, rows)
-            for b in comparison.best]
+    return [b.row.config_id for comparison in best_per_protocol(store, rows) for b in comparison.best]
 
 
 def final_value(curves: dict, metric: str) -> tuple[float, float, int, int]:
@@ -88,8 +87,7 @@ def final_value(curves: dict, metric: str) -> tuple[float, float, int, int]:
     for index in range(len(curves["epochs"]) - 1, -1, -1):
         mean = data["mean"][index]
         if not math.isnan(mean):
-            return mean * scale, data["std"][index] * scale, data["n"][index], \
-                curves["epochs"][index]
+            return mean * scale, data["std"][index] * scale, data["n"][index], curves["epochs"][index]
     return math.nan, math.nan, 0, 0
 
 
@@ -122,8 +120,11 @@ class LegendEntry:
         return text
 
     def values(self, short: bool = False) -> str:
-        names = {"train_loss": "train", "val_loss": "val", "val_acc": "acc %"} if short else \
-            {"train_loss": "train loss", "val_loss": "val loss", "val_acc": "val acc %"}
+        names = (
+            {"train_loss": "train", "val_loss": "val", "val_acc": "acc %"}
+            if short
+            else {"train_loss": "train loss", "val_loss": "val loss", "val_acc": "val acc %"}
+        )
         return "  ".join(f"{names[m]} {self.finals[m]}" for m in CURVE_METRICS)
 
 
@@ -139,10 +140,19 @@ def overlay_legend(overlaid: list[dict], *, with_protocol: bool | None = None) -
             finals[metric] = format_final(mean, std, metric)
             if metric == "val_acc":
                 n, epoch = count, last
-        protocol = curves["protocol"].label if (several if with_protocol is None
-                                                else with_protocol) else ""
-        entries.append(LegendEntry(curves["label"], protocol, n, len(curves["reps"]), epoch,
-                                   curves["config"].epochs, finals, color_of(index)))
+        protocol = curves["protocol"].label if (several if with_protocol is None else with_protocol) else ""
+        entries.append(
+            LegendEntry(
+                curves["label"],
+                protocol,
+                n,
+                len(curves["reps"]),
+                epoch,
+                curves["config"].epochs,
+                finals,
+                color_of(index),
+            )
+        )
     return entries
 
 
@@ -159,8 +169,7 @@ def legend_lines(entries: list[LegendEntry], color: bool = False) -> list[str]:
         if e.protocol:
             line += f"  · protocol {e.protocol}"
         lines.append(line)
-    lines.append("thin lines of the same colour: mean - std and mean + std; values at the "
-                 "final epoch")
+    lines.append("thin lines of the same colour: mean - std and mean + std; values at the final epoch")
     return lines
 
 
@@ -182,22 +191,23 @@ def lr_line(overlaid: list[dict]) -> str | None:
 
 # -- choosing the setups (the command line) -------------------------------------------------
 
+
 def parse_setup(text: str) -> tuple[str, str, int]:
     """``shared:A5:5`` -> ("shared", "A5", 5); ConfigError naming the expected form."""
     from core.curves import _check_setup
 
     parts = str(text).strip().split(":")
     if len(parts) != 3 or not all(p.strip() for p in parts):
-        raise ConfigError(f"--compare {text!r} is not a setup: write STRUCTURE:ARCH:KERNEL "
-                          "(e.g. shared:A5:5) or best")
+        raise ConfigError(f"--compare {text!r} is not a setup: write STRUCTURE:ARCH:KERNEL (e.g. shared:A5:5) or best")
     try:
         return _check_setup(*(p.strip() for p in parts))
     except ConfigError as exc:
         raise ConfigError(f"--compare {text}: {exc}") from None
 
 
-def resolve_setups(store: Store, specs: list[str], choice: ProtocolChoice | None = None,
-                   across_protocols: bool = False) -> list[str]:
+def resolve_setups(
+    store: Store, specs: list[str], choice: ProtocolChoice | None = None, across_protocols: bool = False
+) -> list[str]:
     """The configuration ids ``pairs plot --compare SPEC ...`` overlays.
 
     A spec is ``STRUCTURE:ARCH:KERNEL`` or ``best`` (the best setup of each structure on
@@ -220,46 +230,56 @@ def resolve_setups(store: Store, specs: list[str], choice: ProtocolChoice | None
             table = [r for r in setup_rows(store) if r.config_id in allowed]
             picked = best_config_ids(store, table)
             if not picked:
-                raise ConfigError(f"--compare best: no setup has done runs in {store.path} "
-                                  "(of the chosen protocol): train some with pairs work")
+                raise ConfigError(
+                    f"--compare best: no setup has done runs in {store.path} "
+                    "(of the chosen protocol): train some with pairs work"
+                )
             ids += picked
             continue
         structure, arch, kernel = parse_setup(spec)
-        matching = [r["id"] for r in present
-                    if (r["structure"], r["arch"], r["kernel"]) == (structure, arch, kernel)]
+        matching = [r["id"] for r in present if (r["structure"], r["arch"], r["kernel"]) == (structure, arch, kernel)]
         if not matching:
-            raise ConfigError(f"--compare {spec}: no runs of {structure} {arch} k{kernel} in "
-                              f"{store.path}: queue them with pairs run --structure {structure} "
-                              f"--arch {arch} --kernel {kernel}")
+            raise ConfigError(
+                f"--compare {spec}: no runs of {structure} {arch} k{kernel} in "
+                f"{store.path}: queue them with pairs run --structure {structure} "
+                f"--arch {arch} --kernel {kernel}"
+            )
         kept = [cid for cid in matching if cid in allowed]
         if not kept:
-            raise ConfigError(f"--compare {spec}: {structure} {arch} k{kernel} has no runs of "
-                              f"the chosen protocol ({choice.describe() if choice else ''}); its "
-                              f"protocols: {available_line(protocols[c] for c in matching)}")
+            raise ConfigError(
+                f"--compare {spec}: {structure} {arch} k{kernel} has no runs of "
+                f"the chosen protocol ({choice.describe() if choice else ''}); its "
+                f"protocols: {available_line(protocols[c] for c in matching)}"
+            )
         ids += kept
     ids = list(dict.fromkeys(ids))
     used = ordered(protocols[c] for c in ids)
     if len(used) > 1 and not across_protocols:
-        raise ConfigError(f"the setups compared have runs of {len(used)} protocols: choose one "
-                          f"with --protocol (or a protocol flag, e.g. --epochs), or overlay them "
-                          f"with --across-protocols; available: {available_line(used)}")
+        raise ConfigError(
+            f"the setups compared have runs of {len(used)} protocols: choose one "
+            f"with --protocol (or a protocol flag, e.g. --epochs), or overlay them "
+            f"with --across-protocols; available: {available_line(used)}"
+        )
     if len(ids) > MAX_OVERLAID:
-        raise ConfigError(f"--compare: {len(ids)} setups are more than {MAX_OVERLAID} on one "
-                          "plot: give fewer setups or choose a protocol")
+        raise ConfigError(
+            f"--compare: {len(ids)} setups are more than {MAX_OVERLAID} on one "
+            "plot: give fewer setups or choose a protocol"
+        )
     return ids
 
 
 # -- plotext --------------------------------------------------------------------------------
 
-def draw_overlay(plt, overlaid: list[dict], metric: str, *, log: bool = False,
-                 title: str | None = None, rows: int | None = None) -> None:
+
+def draw_overlay(
+    plt, overlaid: list[dict], metric: str, *, log: bool = False, title: str | None = None, rows: int | None = None
+) -> None:
     """Draw one metric of several setups into a plotext figure: per setup (in the order given,
     colour ``color_of(index)``) the mean as a line and mean ± std as two thin bounds of the
     dimmer colour, 1-2-5 ticks, the learning-rate step when every setup shares it. No legend
     inside the plot (see :func:`overlay_legend`)."""
     log = log and metric in LOSS_METRICS
-    last = max([2] + [c["epochs"][-1] for c in overlaid if c["epochs"]]
-               + [c["config"].epochs for c in overlaid])
+    last = max([2] + [c["epochs"][-1] for c in overlaid if c["epochs"]] + [c["config"].epochs for c in overlaid])
     draw_frame(plt, metric, last, log, title)
     bounds: list[Line] = []
     means: list[Line] = []
@@ -270,12 +290,18 @@ def draw_overlay(plt, overlaid: list[dict], metric: str, *, log: bool = False,
         bounds += setup_bounds
         means += setup_mean
     step = shared_lr_step(overlaid)
-    draw_lines(plt, bounds + means, rows=rows, log=log,  # every mean on top of every band
-               lr_step=step[0] if step is not None and step[0] < last else None)
+    draw_lines(
+        plt,
+        bounds + means,
+        rows=rows,
+        log=log,  # every mean on top of every band
+        lr_step=step[0] if step is not None and step[0] < last else None,
+    )
 
 
-def terminal_overlay(overlaid: list[dict], width: int = 100, height: int | None = None,
-                     color: bool = True, log: bool = False) -> str:
+def terminal_overlay(
+    overlaid: list[dict], width: int = 100, height: int | None = None, color: bool = True, log: bool = False
+) -> str:
     """``pairs plot --compare`` in the terminal: the three panels (side by side from 150
     columns, else stacked), the legend lines under them."""
 
@@ -291,12 +317,12 @@ def terminal_overlay(overlaid: list[dict], width: int = 100, height: int | None 
 
 def overlay_title(overlaid: list[dict]) -> str:
     protocols = ordered(c["protocol"] for c in overlaid)
-    which = f"protocol {protocols[0].label}" if len(protocols) == 1 else \
-        f"{len(protocols)} protocols"
+    which = f"protocol {protocols[0].label}" if len(protocols) == 1 else f"{len(protocols)} protocols"
     return f"{len(overlaid)} setups compared ({which}): mean ± std over runs"
 
 
 # -- matplotlib -----------------------------------------------------------------------------
+
 
 def save_overlay_figure(overlaid: list[dict], path: str | Path) -> Path:
     """The three panels with matplotlib (PNG, SVG or PDF): each setup's mean and ±std band
@@ -323,10 +349,16 @@ def save_overlay_figure(overlaid: list[dict], path: str | Path) -> Path:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    labels = [f"{e.head}: {e.values()}" + (f" (protocol {e.protocol})" if e.protocol else "")
-              for e in entries]
-    figure.legend(handles, labels, loc="outside lower center", ncols=1, fontsize="small",
-                  title="mean (band: ± std); values at the final epoch", frameon=False)
+    labels = [f"{e.head}: {e.values()}" + (f" (protocol {e.protocol})" if e.protocol else "") for e in entries]
+    figure.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=1,
+        fontsize="small",
+        title="mean (band: ± std); values at the final epoch",
+        frameon=False,
+    )
     figure.suptitle(overlay_title(overlaid))
     figure.savefig(path, dpi=120)
     return path

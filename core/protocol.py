@@ -78,9 +78,12 @@ class Protocol:
                     mapping.update(json.loads(options))
                 except ValueError:
                     pass
-        return cls(tuple(
-            (name, _canonical(name, _DEFAULTS[name] if mapping.get(name) is None else mapping[name]))
-            for name in PROTOCOL_FIELDS))
+        return cls(
+            tuple(
+                (name, _canonical(name, _DEFAULTS[name] if mapping.get(name) is None else mapping[name]))
+                for name in PROTOCOL_FIELDS
+            )
+        )
 
     @classmethod
     def paper(cls) -> Protocol:
@@ -93,8 +96,9 @@ class Protocol:
         return dict(self.values)
 
     def canonical_json(self) -> str:
-        values = {name: value for name, value in self.values
-                  if not (name in EXTENSION_FIELDS and value == _DEFAULTS[name])}
+        values = {
+            name: value for name, value in self.values if not (name in EXTENSION_FIELDS and value == _DEFAULTS[name])
+        }
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     @functools.cached_property
@@ -110,8 +114,10 @@ class Protocol:
         """Every field in short: ``30ep sgd b4 lr .01/15x.1`` then what differs from the
         paper's other values (``aux 0.5 mnist pairs 500/50/500 seed 1 bf16 bn drop 0.3``)."""
         v = self.as_dict()
-        parts = [f"{v['epochs']}ep {v['optimizer']} b{v['batch_size']} "
-                 f"lr {_number(v['lr'])}/{v['lr_step']}x{_number(v['lr_gamma'])}"]
+        parts = [
+            f"{v['epochs']}ep {v['optimizer']} b{v['batch_size']} "
+            f"lr {_number(v['lr'])}/{v['lr_step']}x{_number(v['lr_gamma'])}"
+        ]
         if v["aux_weight"] != _DEFAULTS["aux_weight"]:
             parts.append(f"aux {_number(v['aux_weight'])}")
         if v["data"] != _DEFAULTS["data"]:
@@ -184,8 +190,9 @@ class ProtocolChoice:
     fields: tuple[tuple[str, tuple], ...] = ()
 
     @classmethod
-    def from_options(cls, protocol: str | None = None,
-                     options: Mapping[str, Iterable[str] | str | None] | None = None) -> ProtocolChoice:
+    def from_options(
+        cls, protocol: str | None = None, options: Mapping[str, Iterable[str] | str | None] | None = None
+    ) -> ProtocolChoice:
         """From command-line text; ConfigError names a bad value."""
         fields = []
         for name, raw in (options or {}).items():
@@ -200,8 +207,7 @@ class ProtocolChoice:
                 try:
                     value = hp.parse(text)
                 except ValueError:
-                    raise ConfigError(f"--{name.replace('_', '-')} must be {hp.kind}, got {text!r}") \
-                        from None
+                    raise ConfigError(f"--{name.replace('_', '-')} must be {hp.kind}, got {text!r}") from None
                 if isinstance(value, str):
                     value = value.lower()
                 parsed.append(_canonical(name, value))
@@ -222,10 +228,10 @@ class ProtocolChoice:
     def describe(self) -> str:
         """The choice as flags, for messages (control characters shown escaped)."""
         parts = [f"--protocol {self.protocol}"] if self.protocol else []
-        parts += [f"--{name.replace('_', '-')} {','.join(str(v) for v in values)}"
-                  for name, values in self.fields]
-        return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                       for ch in " ".join(parts))
+        parts += [f"--{name.replace('_', '-')} {','.join(str(v) for v in values)}" for name, values in self.fields]
+        return "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in " ".join(parts)
+        )
 
     def select(self, protocols: Iterable[Protocol]) -> list[Protocol]:
         """The chosen protocols among ``protocols`` (all when the choice is empty), the paper's
@@ -234,14 +240,19 @@ class ProtocolChoice:
         if self.empty:
             return available
         chosen = [p for p in available if self.matches(p)]
-        if self.protocol is not None and len([p for p in chosen if p.id.startswith(
-                self.protocol.lower())]) > 1 and not any(_names_exactly(self.protocol, p)
-                                                        for p in chosen):
-            raise ConfigError(f"--protocol {self.protocol} is the start of several protocol ids: "
-                              f"give more of it; available: {available_line(available)}")
+        if (
+            self.protocol is not None
+            and len([p for p in chosen if p.id.startswith(self.protocol.lower())]) > 1
+            and not any(_names_exactly(self.protocol, p) for p in chosen)
+        ):
+            raise ConfigError(
+                f"--protocol {self.protocol} is the start of several protocol ids: "
+                f"give more of it; available: {available_line(available)}"
+            )
         if not chosen:
-            raise ConfigError(f"no protocol in this database matches {self.describe()}: "
-                              f"available: {available_line(available)}")
+            raise ConfigError(
+                f"no protocol in this database matches {self.describe()}: available: {available_line(available)}"
+            )
         return chosen
 
 

@@ -47,8 +47,13 @@ def source_version() -> str:
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess | None:
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
 
@@ -87,7 +92,5 @@ def mixed_line(counts: dict[str, int]) -> str | None:
     covers were trained by more than one code version; None otherwise."""
     if len(counts) < 2:
         return None
-    listed = ", ".join(f"{version} ({n} run{'s' if n != 1 else ''})"
-                       for version, n in counts.items())
-    return (f"mixed code versions: {listed}: these runs were trained by different code "
-            "(see runs.code_version)")
+    listed = ", ".join(f"{version} ({n} run{'s' if n != 1 else ''})" for version, n in counts.items())
+    return f"mixed code versions: {listed}: these runs were trained by different code (see runs.code_version)"

@@ -132,15 +132,23 @@ class RayExecutor:
                 except (ConnectionError, ValueError, RuntimeError) as exc:
                     hint = "start one with: ray start --head"
                     if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
-                        hint += ("; if it uses token authentication, set RAY_AUTH_MODE=token "
-                                 "or use --address auto on the head node")
-                    raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: "
-                                      f"{_first_line(exc)} ({hint})") from None
+                        hint += (
+                            "; if it uses token authentication, set RAY_AUTH_MODE=token "
+                            "or use --address auto on the head node"
+                        )
+                    raise ConfigError(
+                        f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)} ({hint})"
+                    ) from None
             else:
                 with self._from_an_empty_folder(), _loopback_only():
-                    ray.init(address="local", num_cpus=max(1, workers) * self.threads,
-                             include_dashboard=False, _node_ip_address=LOOPBACK,
-                             logging_level=logging.ERROR, log_to_driver=False)
+                    ray.init(
+                        address="local",
+                        num_cpus=max(1, workers) * self.threads,
+                        include_dashboard=False,
+                        _node_ip_address=LOOPBACK,
+                        logging_level=logging.ERROR,
+                        log_to_driver=False,
+                    )
                 self.local = True
             self.started = True
         if not self.local:
@@ -193,8 +201,7 @@ class RayExecutor:
             self.gpu_tasks = True
             self._capacity = (0, -CAPACITY_REFRESH_S)  # count GPUs from now on
         token = next(self.tokens)
-        ref = _train_remote.options(num_cpus=self.threads, num_gpus=gpus).remote(
-            task, self.hub, token, self.threads)
+        ref = _train_remote.options(num_cpus=self.threads, num_gpus=gpus).remote(task, self.hub, token, self.threads)
         self.submitted[ref] = _Submitted(token, task)
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
@@ -319,8 +326,10 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
             found = canonicalize_bootstrap_address("auto")
         except ConnectionError as exc:
-            raise ConfigError(f"no Ray cluster found for --address auto ({_first_line(exc)}): "
-                              f"start one with ray start --head, or give --address HOST:PORT") from None
+            raise ConfigError(
+                f"no Ray cluster found for --address auto ({_first_line(exc)}): "
+                f"start one with ray start --head, or give --address HOST:PORT"
+            ) from None
         except Exception:  # noqa: BLE001 - a Ray without this helper: let ray.init decide
             return
         if not found:
@@ -333,8 +342,9 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc}): start one with "
-                          f"ray start --head, or check --address") from None
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r} ({exc}): start one with ray start --head, or check --address"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

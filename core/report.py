@@ -88,8 +88,9 @@ def _structure_table(structure: str, group: list[SetupRow], protocol: Protocol) 
             ]
         )
     duplicates = len({(r.arch, r.kernel) for r in group}) < len(group)
-    notes = (["Some setups appear more than once: they differ in other hyperparameters."]
-             if duplicates else [])  # only from rows built by hand: a protocol has one per setup
+    notes = (
+        ["Some setups appear more than once: they differ in other hyperparameters."] if duplicates else []
+    )  # only from rows built by hand: a protocol has one per setup
     columns = ["A", "K", "Train Loss", "Val. Loss", "Val. Acc. (%)", "n"]
     return Table(title, columns, body, notes, protocol)
 
@@ -109,12 +110,16 @@ def best_table(comparison: BestComparison) -> Table:
         for b in comparison.best
     ]
     notes = [
-        f"Welch's t-test on test accuracy, {a} vs {b}: p = {format_p(p)}"
-        for (a, b), p in comparison.p_values.items()
+        f"Welch's t-test on test accuracy, {a} vs {b}: p = {format_p(p)}" for (a, b), p in comparison.p_values.items()
     ]
     columns = ["Structure", "A", "K", "Val. Acc. (%)", "Test Loss", "Test Acc. (%)", "n"]
-    return Table("Best setup of each structure (by validation accuracy), on the test set",
-                 columns, body, notes, comparison.protocol)
+    return Table(
+        "Best setup of each structure (by validation accuracy), on the test set",
+        columns,
+        body,
+        notes,
+        comparison.protocol,
+    )
 
 
 def protocol_heading(protocol: Protocol | None) -> str | None:
@@ -137,8 +142,12 @@ def to_markdown(tables: list[Table]) -> str:
     for heading, table in _headed(tables):
         if heading:
             parts.append(f"## {heading}")
-        lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |",
-                 "|" + "|".join("---" for _ in table.columns) + "|"]
+        lines = [
+            f"### {table.title}",
+            "",
+            "| " + " | ".join(table.columns) + " |",
+            "|" + "|".join("---" for _ in table.columns) + "|",
+        ]
         for row in table.rows:
             lines.append("| " + " | ".join(f"**{c.text}**" if c.bold else c.text for c in row) + " |")
         if table.notes:
@@ -150,8 +159,12 @@ def to_markdown(tables: list[Table]) -> str:
 
 def _latex_escape(text: str) -> str:
     return (
-        text.replace("\\", r"\textbackslash{}").replace("%", r"\%").replace("&", r"\&")
-        .replace("_", r"\_").replace("#", r"\#").replace("±", r"$\pm$")
+        text.replace("\\", r"\textbackslash{}")
+        .replace("%", r"\%")
+        .replace("&", r"\&")
+        .replace("_", r"\_")
+        .replace("#", r"\#")
+        .replace("±", r"$\pm$")
     )
 
 
@@ -161,14 +174,17 @@ def to_latex(tables: list[Table]) -> str:
         if heading:
             parts.append(rf"\section*{{{_latex_escape(heading)}}}")
         spec = "l" * len(table.columns)
-        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(table.title)}}}",
-                 rf"\begin{{tabular}}{{{spec}}}", r"\hline",
-                 " & ".join(_latex_escape(c) for c in table.columns) + r" \\", r"\hline"]
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{_latex_escape(table.title)}}}",
+            rf"\begin{{tabular}}{{{spec}}}",
+            r"\hline",
+            " & ".join(_latex_escape(c) for c in table.columns) + r" \\",
+            r"\hline",
+        ]
         for row in table.rows:
-            cells = [
-                rf"\textbf{{{_latex_escape(c.text)}}}" if c.bold else _latex_escape(c.text)
-                for c in row
-            ]
+            cells = [rf"\textbf{{{_latex_escape(c.text)}}}" if c.bold else _latex_escape(c.text) for c in row]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\hline", r"\end{tabular}"]
         lines += [rf"\\ \footnotesize {_latex_escape(note)}" for note in table.notes]
@@ -181,9 +197,16 @@ def setup_records(rows: list[SetupRow]) -> list[dict]:
     """Machine-readable rows: raw means and standard deviations (accuracies as fractions)."""
     records = []
     for r in rows:
-        record = {"protocol": r.protocol.label, "protocol_id": r.protocol.id,
-                  "structure": r.structure, "arch": r.arch, "kernel": r.kernel,
-                  "config_id": r.config_id, "done": r.done, "total": r.total}
+        record = {
+            "protocol": r.protocol.label,
+            "protocol_id": r.protocol.id,
+            "structure": r.structure,
+            "arch": r.arch,
+            "kernel": r.kernel,
+            "config_id": r.config_id,
+            "done": r.done,
+            "total": r.total,
+        }
         for name, value in r.metrics.items():
             record[f"{name}_mean"] = None if not value.n else value.mean
             record[f"{name}_std"] = value.std

@@ -32,8 +32,10 @@ REPORT_NAME = "report.md"
 CHOICES_HEADING = "Choices where the paper is silent"
 CHOICES_FILE = Path("docs") / "reproduction" / "choices.md"
 FIGURE_NUMBERS = {"independent": 4, "shared": 5, "shared-aux": 6}
-CITATION = ('V. Bordignon, "Image Classification: The Impact of Weight Sharing and Auxiliary '
-            'Losses", EE-559 Deep Learning, EPFL.')
+CITATION = (
+    'V. Bordignon, "Image Classification: The Impact of Weight Sharing and Auxiliary '
+    'Losses", EE-559 Deep Learning, EPFL.'
+)
 #: What the paper states for each RunConfig field (None: the paper is silent).
 PAPER_SAYS: dict[str, str | None] = {
     "structure": "independent, shared, shared-aux (Figs 1-3)",
@@ -54,8 +56,13 @@ PAPER_SAYS: dict[str, str | None] = {
     "precision": None,
 }
 SECTIONS = (
-    "Summary", "Data source", "Protocol", "Tables II–IV compared with the paper",
-    "Best setups on the test set", "Figures 4–6", "Evidence for the choices",
+    "Summary",
+    "Data source",
+    "Protocol",
+    "Tables II–IV compared with the paper",
+    "Best setups on the test set",
+    "Figures 4–6",
+    "Evidence for the choices",
     "Machine, software and wall time",
 )
 
@@ -73,19 +80,28 @@ def report_protocol(store: Store, choice: ProtocolChoice | None = None) -> Proto
     if choice is not None and not choice.empty:
         chosen = choice.select(available)
         if len(chosen) > 1:
-            raise ConfigError(f"{choice.describe()} matches {len(chosen)} protocols and a "
-                              f"report covers one: choose one of {available_line(chosen)}")
+            raise ConfigError(
+                f"{choice.describe()} matches {len(chosen)} protocols and a "
+                f"report covers one: choose one of {available_line(chosen)}"
+            )
         return chosen[0]
     if not available or available[0].is_paper or len(available) == 1:
         return available[0] if available else None
-    raise ConfigError(f"{store.path} holds no runs of the paper's protocol and "
-                      f"{len(available)} others: choose one with --protocol; available: "
-                      f"{available_line(available)}")
+    raise ConfigError(
+        f"{store.path} holds no runs of the paper's protocol and "
+        f"{len(available)} others: choose one with --protocol; available: "
+        f"{available_line(available)}"
+    )
 
 
-def write_report(store: Store, output: str | os.PathLike, *, repo_root: Path | None = None,
-                 now: dt.datetime | None = None,
-                 choice: ProtocolChoice | None = None) -> ReportResult:
+def write_report(
+    store: Store,
+    output: str | os.PathLike,
+    *,
+    repo_root: Path | None = None,
+    now: dt.datetime | None = None,
+    choice: ProtocolChoice | None = None,
+) -> ReportResult:
     """Write ``output/report.md`` and its figures; returns their paths.
 
     The report covers one protocol (:func:`report_protocol`): the paper's by default; another
@@ -119,14 +135,14 @@ def _prepare_dir(output: Path) -> Path:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the folder {output} ({exc.strerror}): choose another "
-                          "--output") from None
+        raise ConfigError(f"cannot create the folder {output} ({exc.strerror}): choose another --output") from None
     if not os.access(output, os.W_OK):
         raise ConfigError(f"the folder {output} is not writable: choose another --output")
     return output
 
 
 # -- sections ---------------------------------------------------------------------------------
+
 
 def _header(store: Store, now: dt.datetime | None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -142,21 +158,20 @@ def _summary(rows, comparison, protocol: Protocol | None, store: Store) -> str:
     lines = ["## Summary", ""]
     if not rows or protocol is None:
         return "\n".join(lines + ["No configurations in this database yet."])
-    lines.append(f"- {protocol.heading}: every table, best setup and test below is of this "
-                 "protocol's runs only.")
-    others = [p for p in ordered(Protocol.of(r) for r in store.config_rows())
-              if p.id != protocol.id]
+    lines.append(f"- {protocol.heading}: every table, best setup and test below is of this protocol's runs only.")
+    others = [p for p in ordered(Protocol.of(r) for r in store.config_rows()) if p.id != protocol.id]
     if others:
-        lines.append(f"- Not in this report (other protocols of this database; `pairs report "
-                     f"--protocol ID` reports one): {available_line(others)}.")
+        lines.append(
+            f"- Not in this report (other protocols of this database; `pairs report "
+            f"--protocol ID` reports one): {available_line(others)}."
+        )
     line = compare.caveat(protocol)
     if line:
         lines.append(f"- **{line[0].upper() + line[1:]}.**")
     lines.append(f"- Tables II–IV: {compare.summary_line(rows)}.")
     for metric in ("train_loss", "val_loss"):
         s = compare.summary(rows, metric)
-        lines.append(f"- {s.within} of {s.cells} cells within 2σ on mean "
-                     f"{compare.METRIC_LABELS[metric]}.")
+        lines.append(f"- {s.within} of {s.cells} cells within 2σ on mean {compare.METRIC_LABELS[metric]}.")
     lines.append(f"- {compare.ordering_line(comparison)}")
     return "\n".join(lines)
 
@@ -170,9 +185,11 @@ def _data_source(store: Store) -> str:
     lines = ["## Data source", "", f"- Database: `{store.path}` ({meta.get('created_by', '?')})."]
     for source in sources:
         lines.append(f"- Digits: `{source}`, {_source_report(source)}.")
-    lines.append(f"- {n_configs} configuration(s); runs: "
-                 + ", ".join(f"{n} {status}" for status, n in counts.items())
-                 + f"; {epochs} epoch rows.")
+    lines.append(
+        f"- {n_configs} configuration(s); runs: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        + f"; {epochs} epoch rows."
+    )
     return "\n".join(lines)
 
 
@@ -183,9 +200,12 @@ def _protocol(store: Store, repo_root: Path) -> str:
         "Every setting: the default, the values in this database and what the paper says",
         ["Setting", "Default", "In this database", "Paper"],
         [
-            [Cell(f"`{name}`"), Cell(str(value)), Cell(used.get(name, "-")),
-             Cell(PAPER_SAYS.get(name) or ("beyond the paper" if name in EXTENSION_FIELDS
-                                           else "not stated"))]
+            [
+                Cell(f"`{name}`"),
+                Cell(str(value)),
+                Cell(used.get(name, "-")),
+                Cell(PAPER_SAYS.get(name) or ("beyond the paper" if name in EXTENSION_FIELDS else "not stated")),
+            ]
             for name, value in dataclasses.asdict(defaults).items()
         ]
         + [[Cell("repetitions"), Cell(str(DEFAULT_REPS)), Cell(_reps_in_db(store)), Cell("10")]],
@@ -201,8 +221,9 @@ def _values_in_db(store: Store) -> dict[str, str]:
         if name in EXTENSION_FIELDS:  # in the options JSON; absent there: the default
             default = getattr(defaults, name)
             kind = type(default)  # JSON true comes back from SQLite as 1
-            values = sorted({str(default if value is None else kind(value))
-                             for value in store.distinct_option_values(name)})
+            values = sorted(
+                {str(default if value is None else kind(value)) for value in store.distinct_option_values(name)}
+            )
             if values:
                 used[name] = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
             continue
@@ -268,31 +289,38 @@ def _choices(repo_root: Path, defaults: RunConfig) -> str:
     text = readme_choices(repo_root / "README.md")
     if text:
         return f"From the README:\n\n{nest_headings(text, 4)}\n"
-    return "\n".join([
-        "- Convolutional tower: per Table I layer, conv(k × k, same padding) → ReLU → max-pool 2, "
-        "then flatten; the comparison head is one linear layer on the two towers' features.",
-        "- `shared-aux` head: a shared linear layer maps each digit's features to 10 digit logits; "
-        "the comparison is a linear layer on the 20 digit logits. Its reported losses are the "
-        "total of eq. (2) (main + both auxiliary cross-entropies, weight "
-        f"{defaults.aux_weight:g}).",
-        f"- Optimizer: {defaults.optimizer.upper()} (no momentum, no weight decay); batch size "
-        f"{defaults.batch_size}.",
-        "- Learning-rate schedule: multiplied by `lr_gamma` every `lr_step` epochs.",
-        "- Images: 28×28 MNIST digits averaged 2×2 down to 14×14; normalised by the mean and std "
-        "of the training split (without the validation pairs) of each repetition.",
-        "- Validation: the last `val_pairs` of the training pairs; each repetition draws new "
-        "pairs and new weights.",
-        "- Initialisation: PyTorch's default.",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "- Convolutional tower: per Table I layer, conv(k × k, same padding) → ReLU → max-pool 2, "
+                "then flatten; the comparison head is one linear layer on the two towers' features.",
+                "- `shared-aux` head: a shared linear layer maps each digit's features to 10 digit logits; "
+                "the comparison is a linear layer on the 20 digit logits. Its reported losses are the "
+                "total of eq. (2) (main + both auxiliary cross-entropies, weight "
+                f"{defaults.aux_weight:g}).",
+                f"- Optimizer: {defaults.optimizer.upper()} (no momentum, no weight decay); batch size "
+                f"{defaults.batch_size}.",
+                "- Learning-rate schedule: multiplied by `lr_gamma` every `lr_step` epochs.",
+                "- Images: 28×28 MNIST digits averaged 2×2 down to 14×14; normalised by the mean and std "
+                "of the training split (without the validation pairs) of each repetition.",
+                "- Validation: the last `val_pairs` of the training pairs; each repetition draws new "
+                "pairs and new weights.",
+                "- Initialisation: PyTorch's default.",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _tables(rows) -> str:
     head = "## Tables II–IV compared with the paper\n\n"
     if not rows:
         return head + "No configurations in this database yet."
-    return (head + f"{compare.summary_line(rows)}. Δ is (ours − paper mean) / paper std; "
-            "bold marks the best mean validation loss and accuracy of each structure.\n\n"
-            + nest_headings(compare.render_comparison(rows, "markdown"), 3))
+    return (
+        head + f"{compare.summary_line(rows)}. Δ is (ours − paper mean) / paper std; "
+        "bold marks the best mean validation loss and accuracy of each structure.\n\n"
+        + nest_headings(compare.render_comparison(rows, "markdown"), 3)
+    )
 
 
 def _best(store: Store, rows, comparison) -> str:
@@ -315,15 +343,22 @@ def _paper_best_here(store: Store, rows) -> Table:
         acc = MeanStd.of([v["test_acc"] for v in values])
         loss = MeanStd.of([v["test_loss"] for v in values])
         reference = setup.metrics["test_acc"]
-        body.append([
-            Cell(structure), Cell(f"{setup.arch} k{setup.kernel}"),
-            Cell(format_mean_std(loss)), Cell(format_mean_std(acc, percent=True)),
-            Cell(format_mean_std(reference.as_mean_std(), percent=True)),
-            Cell(compare.format_sigma(reference.z(acc))), Cell(str(acc.n)),
-        ])
-    return Table("The paper's best setups, run here", [
-        "Structure", "Setup", "Test Loss", "Test Acc. (%)", "Paper Test Acc. (%)", "Δ", "n"],
-        body)
+        body.append(
+            [
+                Cell(structure),
+                Cell(f"{setup.arch} k{setup.kernel}"),
+                Cell(format_mean_std(loss)),
+                Cell(format_mean_std(acc, percent=True)),
+                Cell(format_mean_std(reference.as_mean_std(), percent=True)),
+                Cell(compare.format_sigma(reference.z(acc))),
+                Cell(str(acc.n)),
+            ]
+        )
+    return Table(
+        "The paper's best setups, run here",
+        ["Structure", "Setup", "Test Loss", "Test Acc. (%)", "Paper Test Acc. (%)", "Δ", "n"],
+        body,
+    )
 
 
 @dataclass
@@ -344,28 +379,43 @@ def _figures(store: Store, comparison, output: Path) -> list[_Figure]:
         curves = epoch_curves(store, b.row.config_id, done_only=True)
         if not curves["epochs"]:
             continue
-        reference = compare.paper_final(b.structure, b.row.arch, b.row.kernel,
-                                        curves["config"].epochs) if b.row.protocol.is_paper \
-            else None  # the paper's numbers mark only runs of the paper's protocol
+        reference = (
+            compare.paper_final(b.structure, b.row.arch, b.row.kernel, curves["config"].epochs)
+            if b.row.protocol.is_paper
+            else None
+        )  # the paper's numbers mark only runs of the paper's protocol
         path = output / f"fig{number}-{b.structure}.png"
-        save_figure(curves, path, reference, title=(
-            f"Fig. {number} (reproduced): best {b.structure} setup, {curves['label']} — "
-            f"mean ± std over {len(curves['reps'])} run(s)"))
+        save_figure(
+            curves,
+            path,
+            reference,
+            title=(
+                f"Fig. {number} (reproduced): best {b.structure} setup, {curves['label']} — "
+                f"mean ± std over {len(curves['reps'])} run(s)"
+            ),
+        )
         figures.append(_Figure(b.structure, number, curves["label"], path, len(curves["reps"])))
     return figures
 
 
 def _figures_section(figures: list[_Figure]) -> str:
-    lines = ["## Figures 4–6", "",
-             "Train loss, validation loss and validation accuracy per epoch of the best setup "
-             "of each structure (by final validation accuracy): mean over the done runs with a "
-             "±std band, each run as a thin line; in red the paper's final-epoch mean ± std "
-             "(Tables II–IV) where the runs are of the paper's protocol."]
+    lines = [
+        "## Figures 4–6",
+        "",
+        "Train loss, validation loss and validation accuracy per epoch of the best setup "
+        "of each structure (by final validation accuracy): mean over the done runs with a "
+        "±std band, each run as a thin line; in red the paper's final-epoch mean ± std "
+        "(Tables II–IV) where the runs are of the paper's protocol.",
+    ]
     if not figures:
         lines += ["", "No done runs yet: no figures."]
     for f in figures:
-        lines += ["", f"![Fig. {f.number}: {f.label}]({f.path.name})", "",
-                  f"*Fig. {f.number} (reproduced): {f.label}, {f.runs} runs.*"]
+        lines += [
+            "",
+            f"![Fig. {f.number}: {f.label}]({f.path.name})",
+            "",
+            f"*Fig. {f.number} (reproduced): {f.label}, {f.runs} runs.*",
+        ]
     return "\n".join(lines)
 
 
@@ -380,25 +430,31 @@ def _evidence(repo_root: Path) -> str:
 
 def _machine(store: Store, repo_root: Path, rows) -> str:
     seconds, first, last, n = store.done_totals()
-    lines = ["## Machine, software and wall time", "",
-             f"- Report generated on: {platform.platform()}, {platform.machine()}, "
-             f"{os.cpu_count()} CPU(s), Python {sys.version.split()[0]}.",
-             f"- Runs trained on: {_distinct(store, 'host')}; devices: "
-             f"{_distinct(store, 'device')}.",
-             f"- torch version: {_distinct(store, 'torch_version')}.",
-             f"- Git commit of the code writing this report: {git_commit(repo_root)}."]
+    lines = [
+        "## Machine, software and wall time",
+        "",
+        f"- Report generated on: {platform.platform()}, {platform.machine()}, "
+        f"{os.cpu_count()} CPU(s), Python {sys.version.split()[0]}.",
+        f"- Runs trained on: {_distinct(store, 'host')}; devices: {_distinct(store, 'device')}.",
+        f"- torch version: {_distinct(store, 'torch_version')}.",
+        f"- Git commit of the code writing this report: {git_commit(repo_root)}.",
+    ]
     versions = code_versions(store, [r.config_id for r in rows])
-    lines.append("- Code that trained this report's runs (`runs.code_version`): "
-                 + (", ".join(f"{v} ({n} runs)" for v, n in versions.items()) or "no done runs")
-                 + ".")
+    lines.append(
+        "- Code that trained this report's runs (`runs.code_version`): "
+        + (", ".join(f"{v} ({n} runs)" for v, n in versions.items()) or "no done runs")
+        + "."
+    )
     mixed = mixed_line(versions)
     if mixed:
         lines.append(f"- **{mixed[0].upper() + mixed[1:]}.**")
     if n:
         span = (last - first) if first is not None and last is not None else None
-        lines.append(f"- Wall time: {format_duration(seconds or 0.0)} of training summed over "
-                     f"{n} done runs; {format_duration(span)} from the first start to the last "
-                     "finish.")
+        lines.append(
+            f"- Wall time: {format_duration(seconds or 0.0)} of training summed over "
+            f"{n} done runs; {format_duration(span)} from the first start to the last "
+            "finish."
+        )
     else:
         lines.append("- Wall time: no done runs yet.")
     return "\n".join(lines)
@@ -427,13 +483,17 @@ def format_duration(seconds: float | None) -> str:
 def git_commit(repo_root: Path) -> str:
     """``git rev-parse HEAD`` of the code, with a note when it has uncommitted changes."""
     try:
-        head = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
             ["git", "-C", str(repo_root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = head.stdout.strip() or "unknown"

@@ -65,8 +65,9 @@ class WorkPlan:
     fuse: bool = False
 
 
-def plan_work(queued_by_config: list[int], workers: int | None = None, cores: int | None = None,
-              vectorize: bool = True) -> WorkPlan:
+def plan_work(
+    queued_by_config: list[int], workers: int | None = None, cores: int | None = None, vectorize: bool = True
+) -> WorkPlan:
     """Size the work to the machine: never more processes x threads than cores (unless asked).
 
     One process per core, each a single torch thread: at these model sizes a process per core
@@ -177,8 +178,9 @@ def work(
                     queued = _queued_by_config(store, config_ids, fuse)  # came back to the queue
                 if pool is None and queued:
                     plan = replace(plan_work(queued, workers, vectorize=vectorize), fuse=fuse)
-                    pool = make_executor(executor, plan.workers, plan.threads, address=address,
-                                         stall_timeout_s=stall_timeout_s)
+                    pool = make_executor(
+                        executor, plan.workers, plan.threads, address=address, stall_timeout_s=stall_timeout_s
+                    )
                 if pool is not None:
                     _fill(store, pool, me, held, config_ids, plan, device, data_dir, on_event)
             queued = []
@@ -194,8 +196,16 @@ def work(
             for lost in pool.lost_runs() if pool is not None else []:
                 held.pop(lost, None)
                 deaths[lost] = deaths.get(lost, 0) + 1
-                _lost_worker(store, me, lost, deaths[lost], summary, on_event, max_attempts,
-                             pool.lost_reason(lost) if pool is not None else None)
+                _lost_worker(
+                    store,
+                    me,
+                    lost,
+                    deaths[lost],
+                    summary,
+                    on_event,
+                    max_attempts,
+                    pool.lost_reason(lost) if pool is not None else None,
+                )
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_EVERY_S:
                 store.heartbeat(me, held)
@@ -242,8 +252,7 @@ class _Follower:
         self.store, self.config_ids, self.me = store, list(config_ids), me
         rows = self._rows()
         self.pending = {row["id"] for row in rows if row["status"] in ("queued", "running")}
-        self.elsewhere = {row["id"] for row in rows
-                          if row["status"] == "running" and row["worker"] != me}
+        self.elsewhere = {row["id"] for row in rows if row["status"] == "running" and row["worker"] != me}
         self.holders = {row["worker"] or "?" for row in rows if row["id"] in self.elsewhere}
         self.epoch = {row["id"]: row["epoch"] or 0 for row in rows}  # epochs accounted for
         self.queued = False  # whether the last look saw one of them back in the queue
@@ -254,8 +263,7 @@ class _Follower:
 
     def held_elsewhere(self) -> int:
         """How many of the runs are held by another driver now."""
-        return sum(row["status"] == "running" and row["worker"] != self.me
-                   for row in self._rows())
+        return sum(row["status"] == "running" and row["worker"] != self.me for row in self._rows())
 
     def saw(self, event: ExecutorEvent) -> None:
         """An event of a run this driver trains (already persisted)."""
@@ -314,8 +322,7 @@ def _queued_by_config(store: Store, config_ids: list[str] | None, fuse: bool = F
 
 def _queued_rows(store: Store, config_ids: list[str] | None) -> list[dict]:
     wanted = set(config_ids) if config_ids else None
-    return [row for row in store.config_progress()
-            if row["queued"] and (wanted is None or row["id"] in wanted)]
+    return [row for row in store.config_progress() if row["queued"] and (wanted is None or row["id"] in wanted)]
 
 
 def _family(row: dict) -> tuple | None:
@@ -353,8 +360,7 @@ def _claim_family(store: Store, me: str, config: RunConfig, limit: int, config_i
     return claimed
 
 
-def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: WorkSummary,
-             on_event) -> None:
+def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: WorkSummary, on_event) -> None:
     run = event.run_id
     reported: Event = event
     try:
@@ -386,8 +392,16 @@ def _persist(store: Store, me: str, event: ExecutorEvent, held: dict, summary: W
         on_event(reported)
 
 
-def _lost_worker(store: Store, me: str, run: str, deaths: int, summary: WorkSummary, on_event,
-                 max_attempts: int, lost_reason: str | None = None) -> None:
+def _lost_worker(
+    store: Store,
+    me: str,
+    run: str,
+    deaths: int,
+    summary: WorkSummary,
+    on_event,
+    max_attempts: int,
+    lost_reason: str | None = None,
+) -> None:
     """Queue a run whose worker was lost again, or fail it after ``max_attempts`` losses.
 
     Only losses count (``deaths``, under this driver), not the run's claims: a run interrupted

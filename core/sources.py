@@ -56,8 +56,7 @@ def get(name: str) -> DataSource:
     except KeyError:
         from core.errors import DataError
 
-        raise DataError(f"unknown data source {name!r}: choose one of {', '.join(_REGISTRY)}") \
-            from None
+        raise DataError(f"unknown data source {name!r}: choose one of {', '.join(_REGISTRY)}") from None
 
 
 def entries() -> list[DataSource]:
@@ -73,9 +72,22 @@ def help_text() -> str:
     return "; ".join(f"{s.name} ({s.description})" for s in _REGISTRY.values()) + "."
 
 
-register(DataSource("sample", "core.data:sample_source", (2500, 2500),
-                    "the embedded 5000 MNIST digits, offline",
-                    "the embedded sample of 5000 MNIST digits (pairs drawn from it per repetition)",
-                    larger="mnist"))
-register(DataSource("mnist", "core.data:mnist_source", (60000, 10000), "full MNIST through torchvision",
-                    "full MNIST (torchvision), pairs drawn per repetition"))
+register(
+    DataSource(
+        "sample",
+        "core.data:sample_source",
+        (2500, 2500),
+        "the embedded 5000 MNIST digits, offline",
+        "the embedded sample of 5000 MNIST digits (pairs drawn from it per repetition)",
+        larger="mnist",
+    )
+)
+register(
+    DataSource(
+        "mnist",
+        "core.data:mnist_source",
+        (60000, 10000),
+        "full MNIST through torchvision",
+        "full MNIST (torchvision), pairs drawn per repetition",
+    )
+)

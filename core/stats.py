@@ -78,15 +78,20 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
         if structures and raw["structure"] not in structures:
             continue
         n = raw["n"] or 0
-        metrics = {
-            m: MeanStd.from_sums(n, raw[f"{m}_sum"] or 0.0, raw[f"{m}_sq"] or 0.0)
-            for m in METRICS
-        }
+        metrics = {m: MeanStd.from_sums(n, raw[f"{m}_sum"] or 0.0, raw[f"{m}_sq"] or 0.0) for m in METRICS}
         rows.append(
-            SetupRow(raw["id"], raw["structure"], raw["arch"], raw["kernel"], raw["done"] or 0,
-                     raw["total"], metrics,
-                     options=options_label(json.loads(raw["options"])) if raw["options"] else "",
-                     failed=raw["failed"] or 0, protocol=_protocol(raw, protocols))
+            SetupRow(
+                raw["id"],
+                raw["structure"],
+                raw["arch"],
+                raw["kernel"],
+                raw["done"] or 0,
+                raw["total"],
+                metrics,
+                options=options_label(json.loads(raw["options"])) if raw["options"] else "",
+                failed=raw["failed"] or 0,
+                protocol=_protocol(raw, protocols),
+            )
         )
     rows = [row for _, group in group_by_protocol(sorted(rows, key=_paper_order)) for row in group]
     _mark_best(rows)
@@ -94,8 +99,7 @@ def setup_rows(store: Store, structures: list[str] | None = None) -> list[SetupR
 
 
 def _protocol(raw: dict, cache: dict[tuple, Protocol]) -> Protocol:
-    key = tuple(raw.get(name) for name in PROTOCOL_FIELDS if name not in EXTENSION_FIELDS) \
-        + (raw.get("options"),)
+    key = tuple(raw.get(name) for name in PROTOCOL_FIELDS if name not in EXTENSION_FIELDS) + (raw.get("options"),)
     protocol = cache.get(key)
     if protocol is None:
         protocol = cache[key] = Protocol.of(raw)
@@ -154,8 +158,7 @@ def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestCompari
     rows = rows if rows is not None else setup_rows(store)
     protocols = {r.protocol.id: r.protocol for r in rows}
     if len(protocols) > 1:
-        raise ValueError(f"best_setups got rows of {len(protocols)} protocols: "
-                         "use best_per_protocol")
+        raise ValueError(f"best_setups got rows of {len(protocols)} protocols: use best_per_protocol")
     best = []
     for structure in sorted({r.structure for r in rows}, key=lambda s: _paper_order_structure(s)):
         group = [r for r in rows if r.structure == structure and r.metrics["val_acc"].n]
@@ -166,7 +169,8 @@ def best_setups(store: Store, rows: list[SetupRow] | None = None) -> BestCompari
         acc = [t["test_acc"] for t in tests]
         best.append(
             BestSetup(
-                structure, top,
+                structure,
+                top,
                 {"test_loss": MeanStd.of([t["test_loss"] for t in tests]), "test_acc": MeanStd.of(acc)},
                 acc,
             )

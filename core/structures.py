@@ -79,8 +79,7 @@ def get(name: str) -> Structure:
     except KeyError:
         from core.errors import ConfigError
 
-        raise ConfigError(f"unknown structure {name!r}: choose one of {', '.join(_REGISTRY)}") \
-            from None
+        raise ConfigError(f"unknown structure {name!r}: choose one of {', '.join(_REGISTRY)}") from None
 
 
 def entries() -> list[Structure]:
@@ -106,43 +105,91 @@ def help_text() -> str:
 
 # The layer walks of the four structures (their modules are in core.models).
 
+
 def _independent_layers(kit) -> list:
     first, second = kit.tower("tower 1"), kit.tower("tower 2")
     features = first[-1].shape[0]
-    return [*first, *second,
-            kit.Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
-            *kit.dense("comparison head", 2 * features, 2)]
+    return [
+        *first,
+        *second,
+        kit.Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
+        *kit.dense("comparison head", 2 * features, 2),
+    ]
 
 
 def _shared_layers(kit) -> list:
     shared = kit.tower("tower")
     features = shared[-1].shape[0]
-    return [*shared, kit.Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
-            *kit.dense("comparison head", 2 * features, 2)]
+    return [
+        *shared,
+        kit.Layer("comparison head", f"concat 2x{features}", (2 * features,), 0),
+        *kit.dense("comparison head", 2 * features, 2),
+    ]
 
 
 def _shared_aux_layers(kit) -> list:
     shared = kit.tower("tower")
-    return [*shared, *kit.dense("digit head", shared[-1].shape[0], 10),
-            kit.Layer("comparison head", "concat 2x10", (20,), 0),
-            kit.Layer("comparison head", "linear 20->2", (2,), 20 * 2 + 2)]
+    return [
+        *shared,
+        *kit.dense("digit head", shared[-1].shape[0], 10),
+        kit.Layer("comparison head", "concat 2x10", (20,), 0),
+        kit.Layer("comparison head", "linear 20->2", (2,), 20 * 2 + 2),
+    ]
 
 
 def _digits_layers(kit) -> list:
     shared = kit.tower("tower")
-    return [*shared, *kit.dense("digit head", shared[-1].shape[0], 10),
-            kit.Layer("comparison head", "P(1st > 2nd)", (2,), 0)]
+    return [
+        *shared,
+        *kit.dense("digit head", shared[-1].shape[0], 10),
+        kit.Layer("comparison head", "P(1st > 2nd)", (2,), 0),
+    ]
 
 
-register(Structure("independent", "core.models:Independent", False, 2,
-                   "Fig. 1, two towers with their own weights", _independent_layers,
-                   "core.grouped:independent_forward", paper=True))
-register(Structure("shared", "core.models:Shared", False, 1,
-                   "Fig. 2, one tower shared by both images", _shared_layers,
-                   "core.grouped:shared_forward", paper=True))
-register(Structure("shared-aux", "core.models:SharedAux", True, 1,
-                   "Fig. 3, shared tower, digit head (aux. loss)", _shared_aux_layers,
-                   "core.grouped:shared_aux_forward", paper=True))
-register(Structure("digits", "core.models:Digits", True, 1,
-                   "shared tower, comparison from the digits", _digits_layers,
-                   "core.grouped:digits_forward"))
+register(
+    Structure(
+        "independent",
+        "core.models:Independent",
+        False,
+        2,
+        "Fig. 1, two towers with their own weights",
+        _independent_layers,
+        "core.grouped:independent_forward",
+        paper=True,
+    )
+)
+register(
+    Structure(
+        "shared",
+        "core.models:Shared",
+        False,
+        1,
+        "Fig. 2, one tower shared by both images",
+        _shared_layers,
+        "core.grouped:shared_forward",
+        paper=True,
+    )
+)
+register(
+    Structure(
+        "shared-aux",
+        "core.models:SharedAux",
+        True,
+        1,
+        "Fig. 3, shared tower, digit head (aux. loss)",
+        _shared_aux_layers,
+        "core.grouped:shared_aux_forward",
+        paper=True,
+    )
+)
+register(
+    Structure(
+        "digits",
+        "core.models:Digits",
+        True,
+        1,
+        "shared tower, comparison from the digits",
+        _digits_layers,
+        "core.grouped:digits_forward",
+    )
+)

@@ -137,8 +137,9 @@ def evaluate(model: nn.Module, split: PairSplit, *, aux_weight: float, precision
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -165,8 +166,9 @@ def checkpoint_problem(config: RunConfig, state: bytes) -> str | None:
         for param in group["params"]:
             for value in optimizer.state.get(param, {}).values():
                 if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
-                    return f"optimizer state of shape {tuple(value.shape)} for a parameter of " \
-                           f"shape {tuple(param.shape)}"
+                    return (
+                        f"optimizer state of shape {tuple(value.shape)} for a parameter of shape {tuple(param.shape)}"
+                    )
     return None
 
 
@@ -199,8 +201,13 @@ def run_training(
     seed = run_seed(config, rep)
     if data is None:
         data = draw_pairs(
-            config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
-            source=config.data, data_dir=data_dir,
+            config.seed,
+            rep,
+            config.train_pairs,
+            config.val_pairs,
+            config.test_pairs,
+            source=config.data,
+            data_dir=data_dir,
         )
     train, val, test = (_to(split, device) for split in (data.train, data.val, data.test))
     if config.augments:
@@ -223,8 +230,13 @@ def run_training(
         if config.augments:  # drawn on the CPU from (run seed, epoch), as the vectorised path
             pairs = _to(augment_split(data.train, config, augment_generator(seed, epoch)), device)
         fit = train_one_epoch(
-            model, optimizer, pairs, batch_size=config.batch_size,
-            aux_weight=config.aux_weight, generator=generator, precision=config.precision,
+            model,
+            optimizer,
+            pairs,
+            batch_size=config.batch_size,
+            aux_weight=config.aux_weight,
+            generator=generator,
+            precision=config.precision,
         )
         check_finite(fit["loss"], epoch, config.lr)
         held_out = evaluate(model, val, aux_weight=config.aux_weight, precision=config.precision)

@@ -48,9 +48,16 @@ class EpochMetrics:
     def of(cls, epoch: int, fit: dict, held_out: dict, lr: float, seconds: float) -> EpochMetrics:
         """From one run's ``Metrics.result`` of the training pass and of the validation split."""
         return cls(
-            epoch=epoch, train_loss=fit["loss"], train_main_loss=fit["main_loss"], train_acc=fit["acc"],
-            val_loss=held_out["loss"], val_main_loss=held_out["main_loss"], val_acc=held_out["acc"],
-            val_digit_acc=held_out["digit_acc"], lr=lr, seconds=seconds,
+            epoch=epoch,
+            train_loss=fit["loss"],
+            train_main_loss=fit["main_loss"],
+            train_acc=fit["acc"],
+            val_loss=held_out["loss"],
+            val_main_loss=held_out["main_loss"],
+            val_acc=held_out["acc"],
+            val_digit_acc=held_out["digit_acc"],
+            lr=lr,
+            seconds=seconds,
         )
 
 
@@ -67,8 +74,12 @@ class TestMetrics:
     @classmethod
     def of(cls, final: dict) -> TestMetrics:
         """From one run's ``Metrics.result`` on the test split."""
-        return cls(test_loss=final["loss"], test_main_loss=final["main_loss"], test_acc=final["acc"],
-                   test_digit_acc=final["digit_acc"])
+        return cls(
+            test_loss=final["loss"],
+            test_main_loss=final["main_loss"],
+            test_acc=final["acc"],
+            test_digit_acc=final["digit_acc"],
+        )
 
 
 def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -76,8 +87,9 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if target.dim() == 1:
         return F.cross_entropy(logits.float(), target)
     r, n = target.shape
-    return F.cross_entropy(logits.float().reshape(r * n, -1), target.reshape(-1),
-                           reduction="none").reshape(r, n).mean(1)
+    return (
+        F.cross_entropy(logits.float().reshape(r * n, -1), target.reshape(-1), reduction="none").reshape(r, n).mean(1)
+    )
 
 
 def objective(
@@ -114,8 +126,15 @@ class Metrics:
         self.has_digits = False
 
     @torch.no_grad()
-    def add(self, loss: torch.Tensor, main: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
-            digit_logits: torch.Tensor | None = None, classes: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        loss: torch.Tensor,
+        main: torch.Tensor,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        digit_logits: torch.Tensor | None = None,
+        classes: torch.Tensor | None = None,
+    ) -> None:
         b = target.shape[-1]
         hits = logits.argmax(-1) == target
         if self.reps is None:
@@ -136,12 +155,18 @@ class Metrics:
 
     def result(self, n: int) -> dict:
         """Means over the ``n`` samples: floats for one run, lists of R floats for R runs."""
-        values = {"loss": self.total / n, "main_loss": self.main / n, "acc": self.correct / n,
-                  "digit_acc": self.digit_correct / (2 * n) if self.has_digits else None}
+        values = {
+            "loss": self.total / n,
+            "main_loss": self.main / n,
+            "acc": self.correct / n,
+            "digit_acc": self.digit_correct / (2 * n) if self.has_digits else None,
+        }
         if self.reps is None:
             return values
-        return {key: value.tolist() if isinstance(value, torch.Tensor) else [None] * self.reps
-                for key, value in values.items()}
+        return {
+            key: value.tolist() if isinstance(value, torch.Tensor) else [None] * self.reps
+            for key, value in values.items()
+        }
 
     def per_run(self, n: int) -> list[dict]:
         """``result(n)`` as one dict per run."""
@@ -197,10 +222,12 @@ def decode_checkpoint(state: bytes, epochs: int | None = None) -> Checkpoint:
     if not isinstance(saved, dict) or not {"epoch", "model", "optimizer"} <= set(saved):
         raise CheckpointError("not a pairs checkpoint (no epoch, model and optimizer)")
     epoch = saved["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1 or \
-            (epochs is not None and epoch > epochs):
-        raise CheckpointError(f"its epoch {epoch!r} is not one of 1-{epochs}" if epochs is not None
-                              else f"its epoch {epoch!r} is not a positive whole number")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1 or (epochs is not None and epoch > epochs):
+        raise CheckpointError(
+            f"its epoch {epoch!r} is not one of 1-{epochs}"
+            if epochs is not None
+            else f"its epoch {epoch!r} is not a positive whole number"
+        )
     return Checkpoint(epoch, saved["model"], saved["optimizer"])
 
 

@@ -58,11 +58,12 @@ def _stack(splits: list, device: str) -> _Stacked:
 class VectorizedRuns:
     """R models of one configuration as stacked parameters with one optimiser."""
 
-    def __init__(self, config: RunConfig, reps: list[int], device: str,
-                 checkpoints: list[bytes | None]):
+    def __init__(self, config: RunConfig, reps: list[int], device: str, checkpoints: list[bytes | None]):
         if not vectorizable(config):
-            raise ValueError(f"{config.label} {config.options_label()} cannot be vectorised "
-                             "(batch norm or dropout): train its runs one at a time")
+            raise ValueError(
+                f"{config.label} {config.options_label()} cannot be vectorised "
+                "(batch norm or dropout): train its runs one at a time"
+            )
         self.config, self.reps, self.device = config, reps, device
         models, states = [], []
         for rep, state in zip(reps, checkpoints):
@@ -100,10 +101,12 @@ class VectorizedRuns:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, epoch)
         r, n = data.target.shape
-        orders = torch.stack([
-            torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(config, rep) + epoch))
-            for rep in self.reps
-        ]).to(self.device)
+        orders = torch.stack(
+            [
+                torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(config, rep) + epoch))
+                for rep in self.reps
+            ]
+        ).to(self.device)
         rows = torch.arange(r, device=self.device)[:, None]
         sums = Metrics(r, self.device)
         for start in range(0, n, config.batch_size):
@@ -167,7 +170,8 @@ def _stack_optimizer(states: list[dict]) -> dict:
     for key, values in states[0]["state"].items():
         stacked[key] = {
             name: torch.stack([s["state"][key][name] for s in states])
-            if torch.is_tensor(value) and value.dim() > 0 else value
+            if torch.is_tensor(value) and value.dim() > 0
+            else value
             for name, value in values.items()
         }
     return {"state": stacked, "param_groups": copy.deepcopy(states[0]["param_groups"])}
@@ -192,8 +196,18 @@ def run_group(
     the others go on (their gradients do not depend on it).
     """
     if data is None:
-        data = [draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs,
-                           source=config.data, data_dir=data_dir) for rep in reps]
+        data = [
+            draw_pairs(
+                config.seed,
+                rep,
+                config.train_pairs,
+                config.val_pairs,
+                config.test_pairs,
+                source=config.data,
+                data_dir=data_dir,
+            )
+            for rep in reps
+        ]
     group = VectorizedRuns(config, reps, device, checkpoints or [None] * len(reps))
     train = _stack([d.train for d in data], device)
     val = _stack([d.val for d in data], device)
@@ -207,8 +221,13 @@ def run_group(
         if config.augments:  # each repetition's own draw, as on the one-at-a-time path
             from core.augment import augment_generator, augment_split
 
-            pairs = _stack([augment_split(d.train, config, augment_generator(run_seed(config, rep), epoch))
-                            for d, rep in zip(data, reps)], device)
+            pairs = _stack(
+                [
+                    augment_split(d.train, config, augment_generator(run_seed(config, rep), epoch))
+                    for d, rep in zip(data, reps)
+                ],
+                device,
+            )
         fit = group.train_epoch(pairs, epoch)
         held_out = group.evaluate(val)
         seconds = (time.perf_counter() - started) / len(reps)

@@ -32,8 +32,7 @@ print(json.dumps(added))
 
 
 def _packages_added_by_each_module(package: str) -> dict[str, set[str]]:
-    out = subprocess.run([sys.executable, "-c", _PROBE, package], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _PROBE, package], check=True, capture_output=True, text=True)
     return {name: set(added) for name, added in json.loads(out.stdout).items()}
 
 
@@ -57,8 +56,7 @@ def test_every_core_module_is_checked(core_modules):
 
 @pytest.mark.slow
 def test_core_never_imports_ui_packages(core_modules):
-    offenders = {name: sorted(added & UI_PACKAGES) for name, added in core_modules.items()
-                 if added & UI_PACKAGES}
+    offenders = {name: sorted(added & UI_PACKAGES) for name, added in core_modules.items() if added & UI_PACKAGES}
     assert not offenders, f"core modules importing a UI package: {offenders}"
 
 

@@ -27,19 +27,65 @@ from hypothesis import strategies as st
 from core.api import open_store
 from tui import cli
 
-SETTINGS = settings(max_examples=50, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 COMMANDS = typer.main.get_command(cli.app).commands
 
 #: Values that are valid for some option, so that examples also get past the first check.
-PLAUSIBLE = ["shared", "independent", "shared-aux", "SHARED", "A1", "a6", "A7", "3", "5", "4",
-             "1", "2", "0", "-1", "0.01", "1e6", "nan", "inf", "-inf", "sgd", "adam", "fp32",
-             "bf16", "on", "off", "max", "avg", "sample", "mnist", "auto", "cpu", "local", "ray",
-             "markdown", "csv", "json", "latex", "rich", "paper", "3,5", "A1,A2", " 3 ", ",", ""]
+PLAUSIBLE = [
+    "shared",
+    "independent",
+    "shared-aux",
+    "SHARED",
+    "A1",
+    "a6",
+    "A7",
+    "3",
+    "5",
+    "4",
+    "1",
+    "2",
+    "0",
+    "-1",
+    "0.01",
+    "1e6",
+    "nan",
+    "inf",
+    "-inf",
+    "sgd",
+    "adam",
+    "fp32",
+    "bf16",
+    "on",
+    "off",
+    "max",
+    "avg",
+    "sample",
+    "mnist",
+    "auto",
+    "cpu",
+    "local",
+    "ray",
+    "markdown",
+    "csv",
+    "json",
+    "latex",
+    "rich",
+    "paper",
+    "3,5",
+    "A1,A2",
+    " 3 ",
+    ",",
+    "",
+]
 # Real command lines cannot hold NUL; everything else is fair game.
 TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
 NUMBER = st.one_of(
-    st.integers(-10**20, 10**20).map(str),
+    st.integers(-(10**20), 10**20).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
 )
@@ -74,8 +120,11 @@ def call(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     before = os.getcwd()
     os.chdir(cwd)
     try:
-        with mock.patch.object(sys, "argv", ["pairs", *argv]), contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
+        with (
+            mock.patch.object(sys, "argv", ["pairs", *argv]),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             try:
                 cli.main()
                 code = 0
@@ -112,9 +161,19 @@ def _no_env_db(monkeypatch):
 
 
 # A value sure to be refused before anything is trained or written, for commands that train.
-GUARDS = [["--reps", "0"], ["--workers", "0"], ["--device", "tpu"], ["--data", "nowhere"],
-          ["--epochs", "0"], ["--train-pairs", "100000"], ["--structure", "siamese"],
-          ["--kernel", "4"], ["--lr", "-1"], ["--batch-size", "0"], ["--optimizer", "rmsprop"]]
+GUARDS = [
+    ["--reps", "0"],
+    ["--workers", "0"],
+    ["--device", "tpu"],
+    ["--data", "nowhere"],
+    ["--epochs", "0"],
+    ["--train-pairs", "100000"],
+    ["--structure", "siamese"],
+    ["--kernel", "4"],
+    ["--lr", "-1"],
+    ["--batch-size", "0"],
+    ["--optimizer", "rmsprop"],
+]
 
 
 @SETTINGS
@@ -145,8 +204,7 @@ def test_queue_either_queues_or_fails_cleanly(args):
 
 
 @SETTINGS
-@given(name=st.one_of(st.sampled_from(["paper", "PAPER", "nonsense", ""]), TEXT),
-       args=arguments("grid"))
+@given(name=st.one_of(st.sampled_from(["paper", "PAPER", "nonsense", ""]), TEXT), args=arguments("grid"))
 def test_grid_either_queues_or_fails_cleanly(name, args):
     argv = ["grid", *args, "--", name]
     with throwaway_db() as (folder, db):
@@ -160,9 +218,10 @@ def test_grid_either_queues_or_fails_cleanly(name, args):
 
 
 @SETTINGS
-@given(args=arguments("work"), guard=st.sampled_from([["--workers", "0"], ["--device", "tpu"],
-                                                       ["--max-retries", "-1"],
-                                                       ["--executor", "slurm"]]))
+@given(
+    args=arguments("work"),
+    guard=st.sampled_from([["--workers", "0"], ["--device", "tpu"], ["--max-retries", "-1"], ["--executor", "slurm"]]),
+)
 def test_work_with_an_invalid_value_is_one_line_and_exit_2(args, guard):
     argv = ["work", *args, *guard]  # the guard last: of a repeated option the last one counts
     with throwaway_db(queued=True) as (folder, db):
@@ -173,8 +232,7 @@ def test_work_with_an_invalid_value_is_one_line_and_exit_2(args, guard):
 
 
 @SETTINGS
-@given(command=st.sampled_from(["table", "best", "status", "retry", "plot", "models"]),
-       data=st.data())
+@given(command=st.sampled_from(["table", "best", "status", "retry", "plot", "models"]), data=st.data())
 def test_read_commands_either_answer_or_fail_cleanly(command, data):
     args = data.draw(arguments(command, skip=("output",)))
     argv = [command, *args]
@@ -191,9 +249,10 @@ def test_read_commands_either_answer_or_fail_cleanly(command, data):
 @SETTINGS
 @example(command="table", path="a\nb.db")  # a newline in a path stays one line (escaped)
 @example(command="queue", path="missing/x.db")
-@given(command=st.sampled_from(["queue", "table", "status", "work", "retry"]),
-       path=st.one_of(TEXT, st.sampled_from(["", ".", "..", "sub/runs.db", "missing/x.db",
-                                             "runs.db/", "-", "--db"])))
+@given(
+    command=st.sampled_from(["queue", "table", "status", "work", "retry"]),
+    path=st.one_of(TEXT, st.sampled_from(["", ".", "..", "sub/runs.db", "missing/x.db", "runs.db/", "-", "--db"])),
+)
 def test_any_db_path_is_used_or_refused_in_one_line(command, path):
     """Relative paths only (the working directory is a throwaway folder)."""
     if path.startswith("/") or path.startswith("~"):

@@ -37,14 +37,14 @@ def invoke(*args):
 
 # -- the posterior comparison ------------------------------------------------------------------
 
+
 def test_posterior_comparison_equals_brute_force():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(64, 2, 10, generator=generator) * 3
     p = logits.softmax(-1)
-    brute = torch.tensor([
-        sum(p[k, 0, i] * p[k, 1, j] for i in range(10) for j in range(10) if i > j)
-        for k in range(64)
-    ])
+    brute = torch.tensor(
+        [sum(p[k, 0, i] * p[k, 1, j] for i in range(10) for j in range(10) if i > j) for k in range(64)]
+    )
     comparison = comparison_logits(logits)
     assert comparison.shape == (64, 2)
     assert torch.allclose(comparison[:, 1].exp(), brute, atol=1e-6)
@@ -68,6 +68,7 @@ def test_digits_model_decides_from_its_digit_logits():
 
 
 # -- augmentations -----------------------------------------------------------------------------
+
 
 def _split(classes: list[list[int]]) -> PairSplit:
     c = torch.tensor(classes)
@@ -126,7 +127,7 @@ def test_rotations_are_small_and_keep_the_background():
     assert moved.shape == (50, 14, 14) and torch.isfinite(moved).all()
     assert torch.allclose(moved[:, 0, 0], torch.tensor(-0.4))  # corners stay background
     assert (moved - image).abs().amax() > 0.1  # it did rotate
-    assert ((moved[:, 4:10, 6:8] > 0.5).float().mean() > 0.6)  # but only a little
+    assert (moved[:, 4:10, 6:8] > 0.5).float().mean() > 0.6  # but only a little
 
 
 def test_augment_split_keeps_shapes_and_label_semantics():
@@ -145,6 +146,7 @@ def test_augment_split_keeps_shapes_and_label_semantics():
 
 # -- configuration -----------------------------------------------------------------------------
 
+
 def test_new_fields_do_not_change_existing_ids():
     assert RunConfig(structure="shared", arch="A5", kernel=5).id == "93bf2ffb87f3257d"
     canonical = json.loads(RunConfig().canonical_json())
@@ -162,13 +164,14 @@ def test_paper_grid_keeps_the_papers_structures():
 
 def test_options_parse_from_text_and_reject_bad_values():
     configs = parse_grid({"batch_norm": "on,off", "dropout": "0.3", "pooling": "AVG"})
-    assert [(c.batch_norm, c.dropout, c.pooling) for c in configs] == [
-        (True, 0.3, "avg"), (False, 0.3, "avg")]
-    for options, message in (({"batch_norm": "maybe"}, "true or false"),
-                             ({"dropout": "1"}, "dropout must be"),
-                             ({"pooling": "min"}, "unknown pooling"),
-                             ({"shift": "-1"}, "shift must be"),
-                             ({"momentum": "0.9", "optimizer": "adam"}, "momentum is for")):
+    assert [(c.batch_norm, c.dropout, c.pooling) for c in configs] == [(True, 0.3, "avg"), (False, 0.3, "avg")]
+    for options, message in (
+        ({"batch_norm": "maybe"}, "true or false"),
+        ({"dropout": "1"}, "dropout must be"),
+        ({"pooling": "min"}, "unknown pooling"),
+        ({"shift": "-1"}, "shift must be"),
+        ({"momentum": "0.9", "optimizer": "adam"}, "momentum is for"),
+    ):
         with pytest.raises(ConfigError, match=message):
             parse_grid(options)
 
@@ -210,14 +213,29 @@ def test_beyond_preset_adds_one_ingredient_at_a_time():
 
 # -- end to end --------------------------------------------------------------------------------
 
-TINY = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "2", "--train-pairs", "100",
-        "--val-pairs", "10", "--test-pairs", "100"]
+TINY = [
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--epochs",
+    "2",
+    "--reps",
+    "2",
+    "--train-pairs",
+    "100",
+    "--val-pairs",
+    "10",
+    "--test-pairs",
+    "100",
+]
 
 
 @pytest.mark.slow
 def test_digits_trains_through_pairs_run_and_appears_in_the_tables(fresh_db, tmp_path):
-    result = invoke("run", "--structure", "digits", *TINY, "--shift", "1", "--swap", "on",
-                    "--workers", "1", "--db", fresh_db)
+    result = invoke(
+        "run", "--structure", "digits", *TINY, "--shift", "1", "--swap", "on", "--workers", "1", "--db", fresh_db
+    )
     assert result.exit_code == 0, result.output
     assert "digits A1 k3: 2 run(s) done" in result.stdout
     table = invoke("table", "-f", "markdown", "--db", fresh_db).stdout

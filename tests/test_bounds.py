@@ -27,13 +27,24 @@ from tui.screens.queue import QueueScreen
 
 HUGE = "99999999999999999999"  # beyond SQLite's 64-bit integers
 INT64_MAX = str(2**63 - 1)
-TINY = ["--arch", "A1", "--kernel", "3", "--reps", "1", "--train-pairs", "100",
-        "--val-pairs", "10", "--test-pairs", "100"]
+TINY = [
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--reps",
+    "1",
+    "--train-pairs",
+    "100",
+    "--val-pairs",
+    "10",
+    "--test-pairs",
+    "100",
+]
 
 
 def pairs(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def one_line_error(result, message: str) -> None:
@@ -48,20 +59,23 @@ def run_count(path) -> int:
         return len(store.run_rows())
 
 
-@pytest.mark.parametrize(("flag", "value", "message"), [
-    ("--epochs", HUGE, f"epochs must be an integer >= 1 and <= {MAX_EPOCHS:,}"),
-    ("--epochs", INT64_MAX, f"epochs must be an integer >= 1 and <= {MAX_EPOCHS:,}"),
-    ("--batch-size", HUGE, f"batch-size must be an integer >= 1 and <= {MAX_BATCH_SIZE:,}"),
-    ("--lr-step", HUGE, f"lr-step must be an integer >= 1 and <= {MAX_LR_STEP:,}"),
-    ("--seed", HUGE, f"seed must be an integer >= 0 and <= {MAX_SEED:,}"),
-    ("--seed", INT64_MAX, f"seed must be an integer >= 0 and <= {MAX_SEED:,}"),
-    ("--train-pairs", HUGE, "train-pairs must be an integer >= 1 and <= 1,000,000"),
-    ("--test-pairs", HUGE, "test-pairs must be an integer >= 1 and <= 1,000,000"),
-    ("--val-pairs", HUGE, "val-pairs must be between"),
-    ("--hidden", HUGE, "hidden must be an integer between 0 and 100000"),
-    ("--shift", HUGE, "shift must be an integer between 0 and 7"),
-    ("--reps", HUGE, "--reps must be an integer from 1 to 1000"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--epochs", HUGE, f"epochs must be an integer >= 1 and <= {MAX_EPOCHS:,}"),
+        ("--epochs", INT64_MAX, f"epochs must be an integer >= 1 and <= {MAX_EPOCHS:,}"),
+        ("--batch-size", HUGE, f"batch-size must be an integer >= 1 and <= {MAX_BATCH_SIZE:,}"),
+        ("--lr-step", HUGE, f"lr-step must be an integer >= 1 and <= {MAX_LR_STEP:,}"),
+        ("--seed", HUGE, f"seed must be an integer >= 0 and <= {MAX_SEED:,}"),
+        ("--seed", INT64_MAX, f"seed must be an integer >= 0 and <= {MAX_SEED:,}"),
+        ("--train-pairs", HUGE, "train-pairs must be an integer >= 1 and <= 1,000,000"),
+        ("--test-pairs", HUGE, "test-pairs must be an integer >= 1 and <= 1,000,000"),
+        ("--val-pairs", HUGE, "val-pairs must be between"),
+        ("--hidden", HUGE, "hidden must be an integer between 0 and 100000"),
+        ("--shift", HUGE, "shift must be an integer between 0 and 7"),
+        ("--reps", HUGE, "--reps must be an integer from 1 to 1000"),
+    ],
+)
 @pytest.mark.slow
 def test_huge_integers_are_refused_before_anything_is_queued(fresh_db, flag, value, message):
     before = fresh_db.read_bytes()
@@ -74,28 +88,35 @@ def test_huge_integers_are_refused_before_anything_is_queued(fresh_db, flag, val
 
 @pytest.mark.slow
 def test_huge_values_in_a_list_and_for_work_are_refused(fresh_db):
-    one_line_error(pairs("queue", *TINY, "--epochs", f"2,{INT64_MAX}", "--db", fresh_db),
-                   "epochs must be an integer >= 1")
+    one_line_error(
+        pairs("queue", *TINY, "--epochs", f"2,{INT64_MAX}", "--db", fresh_db), "epochs must be an integer >= 1"
+    )
     assert run_count(fresh_db) == 0
-    one_line_error(pairs("grid", "paper", "--reps", "1", "--epochs", HUGE, "--db", fresh_db),
-                   "epochs must be an integer >= 1")
+    one_line_error(
+        pairs("grid", "paper", "--reps", "1", "--epochs", HUGE, "--db", fresh_db), "epochs must be an integer >= 1"
+    )
     assert run_count(fresh_db) == 0
     assert pairs("queue", *TINY, "--epochs", "2", "--db", fresh_db).returncode == 0
     before = fresh_db.read_bytes()
-    one_line_error(pairs("work", "--max-retries", HUGE, "--db", fresh_db),
-                   "--max-retries must be an integer >= 0 and <= 100")
+    one_line_error(
+        pairs("work", "--max-retries", HUGE, "--db", fresh_db), "--max-retries must be an integer >= 0 and <= 100"
+    )
     one_line_error(pairs("work", "--workers", HUGE, "--db", fresh_db), "--workers must be from 1")
     one_line_error(pairs("plot", "--kernel", HUGE, "--db", fresh_db), "unknown kernel")
     assert fresh_db.read_bytes() == before
 
 
 def test_the_bounds_live_in_runconfig():
-    for field, value in (("epochs", MAX_EPOCHS + 1), ("lr_step", 2**63), ("batch_size", 10**20),
-                         ("seed", MAX_SEED + 1), ("train_pairs", 10**30)):
+    for field, value in (
+        ("epochs", MAX_EPOCHS + 1),
+        ("lr_step", 2**63),
+        ("batch_size", 10**20),
+        ("seed", MAX_SEED + 1),
+        ("train_pairs", 10**30),
+    ):
         with pytest.raises(ConfigError, match=field.replace("_", "-")):
             RunConfig(**{field: value})
-    at_the_bounds = RunConfig(epochs=MAX_EPOCHS, lr_step=MAX_LR_STEP, batch_size=MAX_BATCH_SIZE,
-                              seed=MAX_SEED)
+    at_the_bounds = RunConfig(epochs=MAX_EPOCHS, lr_step=MAX_LR_STEP, batch_size=MAX_BATCH_SIZE, seed=MAX_SEED)
     assert at_the_bounds.seed == MAX_SEED
     # a 4,000-digit value is not repeated in the message
     with pytest.raises(ConfigError) as caught:
@@ -113,8 +134,16 @@ async def test_queue_form_marks_a_huge_integer_and_says_why(fresh_db):
             selection.deselect_all()
             for value in values:
                 selection.select(value)
-        for name, value in dict(reps=1, epochs=INT64_MAX, seed=HUGE, batch_size=HUGE,
-                                lr_step=HUGE, train_pairs=100, val_pairs=10, test_pairs=100).items():
+        for name, value in dict(
+            reps=1,
+            epochs=INT64_MAX,
+            seed=HUGE,
+            batch_size=HUGE,
+            lr_step=HUGE,
+            train_pairs=100,
+            val_pairs=10,
+            test_pairs=100,
+        ).items():
             queue.query_one(f"#q-{name}", Input).value = str(value)
         await pilot.pause()
         for name in ("epochs", "seed", "batch_size", "lr_step"):
@@ -131,6 +160,7 @@ async def test_queue_form_marks_a_huge_integer_and_says_why(fresh_db):
 
 
 # -- pairs plot --output --------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_figure_paths_that_cannot_be_written(tmp_path, fresh_db):
@@ -165,8 +195,7 @@ def test_figure_into_a_folder_that_refuses_it(tmp_path):
         locked.chmod(0o500)
         target, message = locked / "x.png", "is not writable"
     try:
-        one_line_error(pairs("plot", "--arch", "A1", "--kernel", "3", "--output", target,
-                             "--db", db), message)
+        one_line_error(pairs("plot", "--arch", "A1", "--kernel", "3", "--output", target, "--db", db), message)
         assert not target.exists()
     finally:
         if target.parent != Path("/proc"):

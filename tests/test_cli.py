@@ -10,8 +10,22 @@ from core.api import open_store
 from tui.cli import app
 
 runner = CliRunner()
-TINY = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "2", "--train-pairs", "100",
-        "--val-pairs", "10", "--test-pairs", "100"]
+TINY = [
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--epochs",
+    "2",
+    "--reps",
+    "2",
+    "--train-pairs",
+    "100",
+    "--val-pairs",
+    "10",
+    "--test-pairs",
+    "100",
+]
 
 
 def invoke(*args):
@@ -19,8 +33,7 @@ def invoke(*args):
 
 
 def pairs(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def test_version_and_help():
@@ -40,17 +53,42 @@ def test_run_table_best_status(fresh_db):
     assert "shared-aux" in invoke("best", "--db", fresh_db).stdout
     assert "done: 2" in invoke("status", "--db", fresh_db).stdout
     assert invoke("table", "--db", fresh_db).exit_code == 0
-    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith(
-        "protocol,protocol_id,structure,")
+    assert invoke("table", "-f", "csv", "--db", fresh_db).stdout.startswith("protocol,protocol_id,structure,")
     assert invoke("best", "-f", "json", "--db", fresh_db).stdout.lstrip().startswith("[")
 
 
 def test_queue_expands_repeated_and_comma_separated_values(fresh_db):
-    result = invoke("queue", "--structure", "shared,independent", "--arch", "A1", "--arch", "A2",
-                    "--kernel", "3,5", "--reps", "2", "--db", fresh_db)
+    result = invoke(
+        "queue",
+        "--structure",
+        "shared,independent",
+        "--arch",
+        "A1",
+        "--arch",
+        "A2",
+        "--kernel",
+        "3,5",
+        "--reps",
+        "2",
+        "--db",
+        fresh_db,
+    )
     assert "queued 16 new run(s)" in result.stdout
-    again = invoke("queue", "--structure", "shared,independent", "--arch", "A1,A2",
-                   "--kernel", "3", "--kernel", "5", "--reps", "2", "--db", fresh_db)
+    again = invoke(
+        "queue",
+        "--structure",
+        "shared,independent",
+        "--arch",
+        "A1,A2",
+        "--kernel",
+        "3",
+        "--kernel",
+        "5",
+        "--reps",
+        "2",
+        "--db",
+        fresh_db,
+    )
     assert "queued 0 new run(s)" in again.stdout
     lrs = invoke("queue", "--lr", "0.01,0.1", "--reps", "1", "--db", fresh_db)
     assert "queued 2 new run(s)" in lrs.stdout
@@ -85,9 +123,18 @@ BAD_INPUTS = [
     (["run", "--reps", "0"], "--reps must be an integer from 1 to 1000"),
     (["queue", "--reps", "100000000"], "--reps must be an integer from 1 to 1000"),
     (["grid", "paper", "--reps", "1000", "--seed", "0,1,2,3"], "more than 100,000 in one command"),
-    (["queue", "--lr", ",".join(f"0.{i}" for i in range(1, 10)), "--seed",
-      ",".join(str(i) for i in range(40)), "--epochs", ",".join(str(i) for i in range(1, 31))],
-     "10,800 setups, more than 10,000"),
+    (
+        [
+            "queue",
+            "--lr",
+            ",".join(f"0.{i}" for i in range(1, 10)),
+            "--seed",
+            ",".join(str(i) for i in range(40)),
+            "--epochs",
+            ",".join(str(i) for i in range(1, 31)),
+        ],
+        "10,800 setups, more than 10,000",
+    ),
     (["queue", "--arch", "A1,,A2"], "--arch has an empty item in 'A1,,A2'"),
     (["run", "--workers", "9999999"], "--workers must be from 1 to 256"),
     (["work", "--workers", "0"], "--workers must be from 1 to 256"),
@@ -140,8 +187,7 @@ def test_bad_database_paths(tmp_path):
 @pytest.mark.slow
 def test_mnist_offline_is_a_clear_error(tmp_path, fresh_db):
     before = fresh_db.read_bytes()
-    result = pairs("run", "--data", "mnist", "--data-dir", tmp_path / "mnist", "--db", fresh_db,
-                   cwd=tmp_path)
+    result = pairs("run", "--data", "mnist", "--data-dir", tmp_path / "mnist", "--db", fresh_db, cwd=tmp_path)
     assert result.returncode == 2
     assert "MNIST is not in" in result.stderr and "--data sample" in result.stderr
     assert fresh_db.read_bytes() == before

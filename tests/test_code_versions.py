@@ -26,11 +26,11 @@ def pairs(*args):
 
 def test_code_version_of_this_checkout_or_of_the_sources():
     version = provenance.code_version()
-    top = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--show-toplevel"],
-                         capture_output=True, text=True)
+    top = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
     if top.returncode == 0 and Path(top.stdout.strip()).resolve() == ROOT:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert re.fullmatch(r"git:[0-9a-f]{12}(\+dirty)?", version)
         assert version.startswith(f"git:{head[:12]}")
     else:
@@ -76,8 +76,9 @@ def test_a_table_over_two_code_versions_shows_the_mark(store):
         result = pairs(*command, "--db", store.path)
         assert result.exit_code == 0
         text = " ".join(result.output.split())
-        assert ("mixed code versions: git:0123456789ab (2 runs), git:ba9876543210+dirty "
-                "(1 run), unknown (1 run)") in text, command
+        assert (
+            "mixed code versions: git:0123456789ab (2 runs), git:ba9876543210+dirty (1 run), unknown (1 run)"
+        ) in text, command
     # text formats keep stdout parseable: the mark goes to stderr
     result = CliRunner().invoke(app, ["table", "-f", "csv", "--db", str(store.path)])
     assert "mixed code versions" not in result.stdout
@@ -118,12 +119,13 @@ def test_old_database_gains_the_column(fresh_db):
 
 @pytest.mark.slow
 def test_status_and_models_do_not_import_torch(fresh_db):
-    code = ("import sys; sys.argv = ['pairs', 'models', '--db', sys.argv[1]]\n"
-            "from tui.cli import app\n"
-            "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", code, str(fresh_db)], capture_output=True,
-                          text=True, cwd=ROOT)
+    code = (
+        "import sys; sys.argv = ['pairs', 'models', '--db', sys.argv[1]]\n"
+        "from tui.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(fresh_db)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "shared-aux" in done.stdout and "3,970" in done.stdout
 

@@ -44,9 +44,11 @@ def curve(epoch: int, rep: int, final: tuple[float, float, float]) -> dict:
     acc, val, train = final
     shape = math.exp(-(epoch - 1) / 6) - math.exp(-(EPOCHS - 1) / 6)
     offset = (rep - 1) * 0.025
-    return {"val_acc": acc - 0.3 * shape + offset,
-            "val_loss": val + 0.4 * shape + offset * 2,
-            "train_loss": train + 0.6 * shape + abs(offset)}
+    return {
+        "val_acc": acc - 0.3 * shape + offset,
+        "val_loss": val + 0.4 * shape + offset * 2,
+        "train_loss": train + 0.6 * shape + abs(offset),
+    }
 
 
 def build_compare_db(path, other_protocol: bool = False):
@@ -55,13 +57,17 @@ def build_compare_db(path, other_protocol: bool = False):
     with api.open_store(path) as store:
         for (structure, arch, kernel), final in SETUPS.items():
             config = RunConfig(structure=structure, arch=arch, kernel=kernel)
-            add_runs(store, config,
-                     [{e: curve(e, r, final) for e in range(1, EPOCHS + 1)} for r in range(REPS)],
-                     [final[0] - 0.01 + 0.01 * r for r in range(REPS)])
+            add_runs(
+                store,
+                config,
+                [{e: curve(e, r, final) for e in range(1, EPOCHS + 1)} for r in range(REPS)],
+                [final[0] - 0.01 + 0.01 * r for r in range(REPS)],
+            )
         if other_protocol:
             config = RunConfig(structure="shared", arch="A5", kernel=5, batch_size=32)
-            add_runs(store, config, [{e: curve(e, r, (0.75, 0.7, 0.2)) for e in
-                                      range(1, EPOCHS + 1)} for r in range(REPS)])
+            add_runs(
+                store, config, [{e: curve(e, r, (0.75, 0.7, 0.2)) for e in range(1, EPOCHS + 1)} for r in range(REPS)]
+            )
         with store.transaction() as db:
             db.execute("UPDATE configs SET created_at = 1700000000")
             db.execute("UPDATE runs SET queued_at = 1700000000")
@@ -85,13 +91,15 @@ async def experiments_ready(pilot):
 
 async def compare_shows(pilot, count: int):
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.loads
-                   and len(app.screen.shown) == count)
+    await wait_for(
+        pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.loads and len(app.screen.shown) == count
+    )
     await pilot.pause(0.1)
     return app.screen
 
 
 # -- marking and comparing (Pilot) ----------------------------------------------------------
+
 
 async def test_space_marks_and_unmarks_the_highlighted_row(compare_db):
     console = make_app(compare_db, workers=2)
@@ -158,8 +166,7 @@ async def test_compare_overlays_one_protocol_unless_asked(tmp_path):
     other = config_id("shared", "A5", 5, batch_size=32)
     async with console.run_test(size=(160, 50)) as pilot:
         await experiments_ready(pilot)
-        console.marked_configs[:] = [config_id("shared", "A5", 5), other,
-                                     config_id("independent", "A1", 5)]
+        console.marked_configs[:] = [config_id("shared", "A5", 5), other, config_id("independent", "A1", 5)]
         await pilot.press("c")
         screen = await compare_shows(pilot, 2)
         assert {c["protocol"].label for c in screen.shown} == {"paper"}
@@ -198,13 +205,13 @@ async def test_compare_footer_fits_80_columns(compare_db):
 
 # -- the paper on the Tables screen ---------------------------------------------------------
 
+
 async def test_v_shows_the_paper_beside_each_cell_and_the_best(compare_db):
     console = make_app(compare_db, workers=2)
     async with console.run_test(size=(160, 50)) as pilot:
         await experiments_ready(pilot)
         await pilot.press("4")
-        await wait_for(pilot, lambda: isinstance(console.screen, TablesScreen)
-                       and console.screen.loads >= 1)
+        await wait_for(pilot, lambda: isinstance(console.screen, TablesScreen) and console.screen.loads >= 1)
         screen = console.screen
         table = screen.query_one("#table-shared")
         assert "Paper" not in [str(c.label) for c in table.columns.values()]
@@ -232,8 +239,7 @@ async def test_v_on_another_protocol_carries_the_caveat(tmp_path):
     async with console.run_test(size=(160, 50)) as pilot:
         await experiments_ready(pilot)
         await pilot.press("4")
-        await wait_for(pilot, lambda: isinstance(console.screen, TablesScreen)
-                       and console.screen.loads >= 1)
+        await wait_for(pilot, lambda: isinstance(console.screen, TablesScreen) and console.screen.loads >= 1)
         await pilot.press("v", "p")
         await pilot.pause()
         line = str(console.screen.query_one("#tables-paper").render())
@@ -242,13 +248,13 @@ async def test_v_on_another_protocol_carries_the_caveat(tmp_path):
 
 # -- core and the CLI -----------------------------------------------------------------------
 
+
 def test_legend_gives_n_and_the_final_mean_and_std(compare_db):
     with api.open_store(compare_db, create=False) as store:
         overlaid = overlay_curves(store, [config_id("shared", "A5", 5)])
     (entry,) = overlay_legend(overlaid)
     assert (entry.label, entry.n, entry.epoch) == ("shared A5 k5", 3, 30)
-    assert entry.finals == {"train_loss": "0.023±0.014", "val_loss": "0.600±0.050",
-                            "val_acc": "86.0±2.5"}
+    assert entry.finals == {"train_loss": "0.023±0.014", "val_loss": "0.600±0.050", "val_acc": "86.0±2.5"}
     assert entry.protocol == ""  # one protocol: not repeated per entry
 
 
@@ -263,28 +269,33 @@ def test_plot_compare_best_in_the_terminal(compare_db):
     assert lines[0] == "3 setups compared (protocol paper): mean ± std over runs"
     legend = [line for line in lines if line.startswith("━━ ")]
     assert [line.split("  ")[0] for line in legend] == [
-        "━━ independent A1 k5", "━━ shared A5 k5", "━━ shared-aux A5 k3"]
+        "━━ independent A1 k5",
+        "━━ shared A5 k5",
+        "━━ shared-aux A5 k3",
+    ]
     assert "val acc % 90.0±2.5" in legend[2]
-    plot_area = lines[1:lines.index(legend[0])]
+    plot_area = lines[1 : lines.index(legend[0])]
     assert not any("━━" in line or "n=3" in line for line in plot_area)  # legend outside
     assert "Train loss" in result.output and "Validation accuracy (%)" in result.output
 
 
 def test_plot_compare_setups_to_a_png(compare_db, tmp_path):
     out = tmp_path / "compare.png"
-    result = plot("--compare", "shared:A5:5", "--compare", "independent:A1:5", "-o", out,
-                  "--db", compare_db)
+    result = plot("--compare", "shared:A5:5", "--compare", "independent:A1:5", "-o", out, "--db", compare_db)
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "shared A5 k5, independent A1 k5" in result.output
 
 
-@pytest.mark.parametrize(("spec", "words"), [
-    ("shared", "is not a setup: write STRUCTURE:ARCH:KERNEL"),
-    ("shared:A9:5", "--compare shared:A9:5: unknown arch 'A9'"),
-    ("shared:A5:x", "--kernel must be an integer"),
-    ("shared:A6:3", "no runs of shared A6 k3 in"),
-])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("shared", "is not a setup: write STRUCTURE:ARCH:KERNEL"),
+        ("shared:A9:5", "--compare shared:A9:5: unknown arch 'A9'"),
+        ("shared:A5:x", "--kernel must be an integer"),
+        ("shared:A6:3", "no runs of shared A6 k3 in"),
+    ],
+)
 def test_plot_compare_bad_setups_are_one_line_errors(compare_db, spec, words):
     result = plot("--compare", spec, "--db", compare_db)
     assert isinstance(result.exception, ConfigError)
@@ -318,22 +329,25 @@ def test_across_protocols_needs_compare(compare_db):
 
 @pytest.mark.slow
 def test_the_compare_screen_never_imports_torch():
-    code = ("import sys, tui.app, tui.screens.compare, tui.screens.tables, core.overlay; "
-            "print('torch' in sys.modules)")
+    code = "import sys, tui.app, tui.screens.compare, tui.screens.tables, core.overlay; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
 
 
 @pytest.mark.slow
 def test_plot_compare_error_is_one_line_on_stderr(compare_db):
-    done = subprocess.run([sys.executable, "-m", "tui.cli", "plot", "--compare", "shared:A6:3",
-                           "--db", str(compare_db)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "plot", "--compare", "shared:A6:3", "--db", str(compare_db)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: --compare shared:A6:3")
     assert "Traceback" not in done.stderr
 
 
 # -- snapshots ------------------------------------------------------------------------------
+
 
 def _compare_best(pilot_size):
     async def run_before(pilot) -> None:
@@ -357,11 +371,9 @@ async def _tables_with_paper(pilot) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=["80x24", "160x50"])
 def test_compare_three_structures_snapshot(snap_compare, compare_db, size):
-    assert snap_compare(make_app("runs.db", workers=2), terminal_size=size,
-                        run_before=_compare_best(size))
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=size, run_before=_compare_best(size))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=["80x24", "160x50"])
 def test_tables_with_the_paper_snapshot(snap_compare, compare_db, size):
-    assert snap_compare(make_app("runs.db", workers=2), terminal_size=size,
-                        run_before=_tables_with_paper)
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=size, run_before=_tables_with_paper)

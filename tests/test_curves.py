@@ -38,8 +38,7 @@ def test_epoch_curves_mean_and_sample_std(curves_db):
 
 def test_unequal_lengths_and_failed_runs(store):
     config = tiny(epochs=3)
-    add_runs(store, config, [{1: curve_values(1, 0), 2: curve_values(2, 0)},
-                             {1: curve_values(1, 1)}], status="running")
+    add_runs(store, config, [{1: curve_values(1, 0), 2: curve_values(2, 0)}, {1: curve_values(1, 1)}], status="running")
     other = tiny(epochs=3, seed=5)
     add_runs(store, other, [{1: curve_values(1, 0)}], status="failed")
     curves = epoch_curves(store, config.id)
@@ -63,8 +62,9 @@ def test_find_config_prefers_most_done_runs(store):
 
 def test_plot_in_terminal(curves_db, tmp_path):
     store, _ = curves_db
-    result = runner.invoke(app, ["plot", "--structure", "shared", "--arch", "A1", "--kernel", "3",
-                                 "--db", str(store.path)])
+    result = runner.invoke(
+        app, ["plot", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--db", str(store.path)]
+    )
     assert result.exit_code == 0, result.output
     for title in ("Train loss", "Validation loss", "Validation accuracy (%)", "mean", "± std"):
         assert title in result.output
@@ -75,8 +75,22 @@ def test_plot_in_terminal(curves_db, tmp_path):
 def test_plot_writes_a_figure(curves_db, tmp_path, suffix, magic):
     store, _ = curves_db
     path = tmp_path / f"fig{suffix}"
-    result = runner.invoke(app, ["plot", "--structure", "shared", "--arch", "A1", "--kernel", "3",
-                                 "--output", str(path), "--db", str(store.path)])
+    result = runner.invoke(
+        app,
+        [
+            "plot",
+            "--structure",
+            "shared",
+            "--arch",
+            "A1",
+            "--kernel",
+            "3",
+            "--output",
+            str(path),
+            "--db",
+            str(store.path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert path.read_bytes().startswith(magic) and path.stat().st_size > 1000
 
@@ -86,13 +100,14 @@ def test_plot_bad_input_is_one_line_error(curves_db, tmp_path):
     store, _ = curves_db
     result = runner.invoke(app, ["plot", "--arch", "A6", "--db", str(store.path)])
     assert isinstance(result.exception, ConfigError)
-    result = runner.invoke(app, ["plot", "--arch", "A1", "--kernel", "3", "--output",
-                                 str(tmp_path / "fig.jpg"), "--db", str(store.path)])
+    result = runner.invoke(
+        app, ["plot", "--arch", "A1", "--kernel", "3", "--output", str(tmp_path / "fig.jpg"), "--db", str(store.path)]
+    )
     assert isinstance(result.exception, ConfigError) and ".png" in str(result.exception)
     done = subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()",
-         "plot", "--arch", "A6", "--db", str(store.path)],
-        capture_output=True, text=True,
+        [sys.executable, "-c", "from tui.cli import main; main()", "plot", "--arch", "A6", "--db", str(store.path)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
@@ -108,8 +123,11 @@ def test_plot_without_database(tmp_path):
 
 @pytest.mark.slow
 def test_curves_and_reports_stay_light():
-    code = ("import sys, core.curves, core.compare, core.reproduction; "
-            "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))")
-    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                text=True).stdout.split())
+    code = (
+        "import sys, core.curves, core.compare, core.reproduction; "
+        "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    )
     assert not loaded & {"torch", "matplotlib", "plotext", "textual", "typer", "rich"}

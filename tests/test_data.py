@@ -26,17 +26,21 @@ def test_the_sample_is_parsed_as_loadtxt_parses_it():
     assert np.array_equal(parsed, expected)
 
 
-@pytest.mark.parametrize("text, rows", [
-    (b"1,2,3\n4,5,6", [[1, 2, 3], [4, 5, 6]]),
-    (b"12,345\n0,7\n", [[12, 345], [0, 7]]),
-    (b"9999999\n", [[9999999]]),
-])
+@pytest.mark.parametrize(
+    "text, rows",
+    [
+        (b"1,2,3\n4,5,6", [[1, 2, 3], [4, 5, 6]]),
+        (b"12,345\n0,7\n", [[12, 345], [0, 7]]),
+        (b"9999999\n", [[9999999]]),
+    ],
+)
 def test_integer_csv_reads_rows_of_integers(text, rows):
     assert integer_csv(text).tolist() == rows
 
 
-@pytest.mark.parametrize("text", [b"", b"\n", b"1,2\n3\n", b"1,,2\n3,4,5\n", b"1.5,2\n",
-                                  b"-1,2\n", b"1\r\n2\r\n", b"1, 2\n", b"12345678\n"])
+@pytest.mark.parametrize(
+    "text", [b"", b"\n", b"1,2\n3\n", b"1,,2\n3,4,5\n", b"1.5,2\n", b"-1,2\n", b"1\r\n2\r\n", b"1, 2\n", b"12345678\n"]
+)
 def test_integer_csv_leaves_anything_else_to_the_general_parser(text):
     assert integer_csv(text) is None
 

@@ -24,8 +24,17 @@ from tests.conftest import tiny
 from tests.test_bad_input_props import call
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = dict(train_loss=0.5, train_main_loss=0.5, train_acc=0.8, val_loss=0.6,
-               val_main_loss=0.6, val_acc=0.7, val_digit_acc=None, lr=0.01, seconds=0.1)
+METRICS = dict(
+    train_loss=0.5,
+    train_main_loss=0.5,
+    train_acc=0.8,
+    val_loss=0.6,
+    val_main_loss=0.6,
+    val_acc=0.7,
+    val_digit_acc=None,
+    lr=0.01,
+    seconds=0.1,
+)
 #: Commands that only read, and commands that write (``work`` writes when something is queued).
 READS = [["status"], ["table"], ["table", "-f", "csv"], ["best"]]
 WRITES = [["queue", "--reps", "1", "--arch", "A2"], ["retry"], ["work", "--workers", "1"]]
@@ -39,8 +48,7 @@ def build(path: Path) -> Path:
         for n in range(7):
             (claim,) = s.claim("host:1")
             for epoch in (1, 2):
-                s.record_epoch(claim.id, "host:1", {**METRICS, "epoch": epoch,
-                                                    "val_acc": 0.6 + n / 100}, b"state" * 50)
+                s.record_epoch(claim.id, "host:1", {**METRICS, "epoch": epoch, "val_acc": 0.6 + n / 100}, b"state" * 50)
             if n == 6:
                 s.fail_run(claim.id, "host:1", "TrainingDiverged: lower --lr")
             else:
@@ -55,9 +63,14 @@ def dump(path: Path) -> dict:
     try:
         conn.row_factory = sqlite3.Row
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: sorted(repr(sorted(dict(row).items())) for row in conn.execute(f"SELECT * FROM {t}")
-                          if not (t == "meta" and dict(row).get("key") == "writes"))
-                for t in tables}
+        return {
+            t: sorted(
+                repr(sorted(dict(row).items()))
+                for row in conn.execute(f"SELECT * FROM {t}")
+                if not (t == "meta" and dict(row).get("key") == "writes")
+            )
+            for t in tables
+        }
     finally:
         conn.close()
 
@@ -141,11 +154,14 @@ def _set_version(db: Path, value: str) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize(("version", "message"), [
-    (str(SCHEMA_VERSION + 1), "newer than this pairs understands"),
-    ("-1", "older than any this pairs can upgrade"),
-    ("two", "unreadable schema_version"),
-])
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (str(SCHEMA_VERSION + 1), "newer than this pairs understands"),
+        ("-1", "older than any this pairs can upgrade"),
+        ("two", "unreadable schema_version"),
+    ],
+)
 def test_a_schema_version_it_cannot_use(tmp_path, real_db, version, message):
     _set_version(real_db, version)
     for argv in READS + WRITES:
@@ -181,10 +197,10 @@ def test_version_0_is_upgraded_in_place_after_a_backup(tmp_path, real_db):
     assert new == before_upgrade  # precision back as fp32, final metrics filled again
     conn = sqlite3.connect(real_db)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            str(SCHEMA_VERSION),)
-        assert "idx_runs_config_id_status" in {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert "idx_runs_config_id_status" in {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
     finally:
         conn.close()
     # And it is a working database.
@@ -196,8 +212,10 @@ def test_version_0_is_upgraded_in_place_after_a_backup(tmp_path, real_db):
 def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path, real_db):
     _make_version_0(real_db)
     script = "import sys; from core.api import open_store; open_store(sys.argv[1]).close()"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(real_db)], cwd=ROOT,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(real_db)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -237,8 +255,9 @@ def _unprivileged() -> list[str]:
 
 
 def pairs_as_user(prefix: list[str], *args) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "tui.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "tui.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def _assert_one_line(result: subprocess.CompletedProcess, message: str) -> None:
@@ -256,8 +275,7 @@ def test_a_read_only_file_is_read_but_never_written(tmp_path, real_db):
     real_db.chmod(0o444)
     before = real_db.read_bytes()
     try:
-        probe = subprocess.run([*prefix, sys.executable, "-c",
-                                f"open({str(real_db)!r}, 'r+b')"], capture_output=True)
+        probe = subprocess.run([*prefix, sys.executable, "-c", f"open({str(real_db)!r}, 'r+b')"], capture_output=True)
         if probe.returncode == 0:
             pytest.skip("file permissions are not enforced here")
         assert pairs_as_user(prefix, "status", "--db", real_db).returncode == 0
@@ -280,8 +298,9 @@ def test_a_read_only_folder_is_read_but_never_written(tmp_path):
     folder.chmod(0o555)
     before = db.read_bytes()
     try:
-        probe = subprocess.run([*prefix, sys.executable, "-c",
-                                f"open({str(folder / 'x')!r}, 'w')"], capture_output=True)
+        probe = subprocess.run(
+            [*prefix, sys.executable, "-c", f"open({str(folder / 'x')!r}, 'w')"], capture_output=True
+        )
         if probe.returncode == 0:
             pytest.skip("folder permissions are not enforced here")
         status = pairs_as_user(prefix, "status", "--db", db)

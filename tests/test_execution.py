@@ -90,9 +90,17 @@ def test_the_registry_checks_names_options_and_dependencies(store, inline, monke
         work(store, executor="dask")
     with pytest.raises(ConfigError, match="^--address is for --executor ray$"):
         work(store, executor="inline", address="auto")
-    monkeypatch.setitem(execution.EXECUTORS, "inline", ExecutorSpec(
-        "inline", InlineExecutor, "in this process", requires="no_such_module_here",
-        install="it: pip install no-such-module-here"))
+    monkeypatch.setitem(
+        execution.EXECUTORS,
+        "inline",
+        ExecutorSpec(
+            "inline",
+            InlineExecutor,
+            "in this process",
+            requires="no_such_module_here",
+            install="it: pip install no-such-module-here",
+        ),
+    )
     with pytest.raises(ConfigError, match="^--executor inline needs it: pip install no-such-module-here$"):
         work(store, executor="inline")
     assert store.status_counts()["queued"] == 1  # nothing was claimed
@@ -106,27 +114,39 @@ def test_the_executors_implement_the_protocol():
 
 
 def test_every_event_survives_pickling():
-    events = [Epoch("r", {"epoch": 1}, b"state"), Done("r", {"test_acc": 0.5}), Failed("r", "why"),
-              Interrupted("r"), Restarted("r", "unreadable", 2), Host("r", "node", 7),
-              Started("r", tiny(), 0), Lost("r", "hung"), Following(2, ("a", "b")),
-              Followed("r", "epoch", 3)]
+    events = [
+        Epoch("r", {"epoch": 1}, b"state"),
+        Done("r", {"test_acc": 0.5}),
+        Failed("r", "why"),
+        Interrupted("r"),
+        Restarted("r", "unreadable", 2),
+        Host("r", "node", 7),
+        Started("r", tiny(), 0),
+        Lost("r", "hung"),
+        Following(2, ("a", "b")),
+        Followed("r", "epoch", 3),
+    ]
     for event in events:
         assert pickle.loads(pickle.dumps(event)) == event
 
 
 @pytest.mark.slow
 def test_the_cli_choices_come_from_the_registry():
-    code = ("import core.execution as e; e.register(e.ExecutorSpec('toy', 'x:Y', 'a toy one')); "
-            "from typer.testing import CliRunner; from tui.cli import app; "
-            "print(CliRunner().invoke(app, ['work', '--help']).output)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env={**os.environ, "COLUMNS": "200"}).stdout
+    code = (
+        "import core.execution as e; e.register(e.ExecutorSpec('toy', 'x:Y', 'a toy one')); "
+        "from typer.testing import CliRunner; from tui.cli import app; "
+        "print(CliRunner().invoke(app, ['work', '--help']).output)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    ).stdout
     assert "local|ray|toy" in out and "toy (a toy one)" in out
 
 
 @pytest.mark.slow
 def test_the_interface_imports_no_executor():
     code = "import sys, core.execution; print(' '.join(sys.modules))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                text=True).stdout.split())
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    )
     assert not loaded & {"core.executors", "core.ray_executor", "ray", "torch"}

@@ -51,8 +51,7 @@ def _fused(configs, checkpoints=None, should_stop=lambda: False, states=None):
         states[index, rep, metrics.epoch] = state
 
     checkpoints = checkpoints or [[None] * len(REPS) for _ in configs]
-    test = run_fused([(c, REPS, own) for c, own in zip(configs, checkpoints)], on_epoch=record,
-                     should_stop=should_stop)
+    test = run_fused([(c, REPS, own) for c, own in zip(configs, checkpoints)], on_epoch=record, should_stop=should_stop)
     return epochs, states, test
 
 
@@ -119,9 +118,15 @@ def test_the_members_of_a_fused_group_must_start_from_one_epoch_and_be_one_famil
 def test_family_key_keeps_apart_what_cannot_step_together():
     base = tiny()
     assert family_key(base) == family_key(base.replace(structure="independent", lr=0.5, aux_weight=2.0))
-    for other in (base.replace(batch_size=8), base.replace(epochs=3), base.replace(arch="A2"),
-                  base.replace(kernel=5), base.replace(pooling="avg"), base.replace(train_pairs=120),
-                  base.replace(precision="bf16")):
+    for other in (
+        base.replace(batch_size=8),
+        base.replace(epochs=3),
+        base.replace(arch="A2"),
+        base.replace(kernel=5),
+        base.replace(pooling="avg"),
+        base.replace(train_pairs=120),
+        base.replace(precision="bf16"),
+    ):
         assert family_key(other) != family_key(base)
     assert family_key(base.replace(batch_norm=True)) is None
     assert family_key(base.replace(dropout=0.5)) is None
@@ -204,9 +209,11 @@ def inline_executor():
 
 def _metrics(path):
     with open_store(path) as store:
-        rows = store.db.query("SELECT c.structure, c.lr, r.rep, e.epoch, e.train_loss, e.val_acc, "
-                              "r.test_loss FROM epochs e JOIN runs r ON r.id = e.run_id "
-                              "JOIN configs c ON c.id = r.config_id ORDER BY 1, 2, 3, 4")
+        rows = store.db.query(
+            "SELECT c.structure, c.lr, r.rep, e.epoch, e.train_loss, e.val_acc, "
+            "r.test_loss FROM epochs e JOIN runs r ON r.id = e.run_id "
+            "JOIN configs c ON c.id = r.config_id ORDER BY 1, 2, 3, 4"
+        )
         return [tuple(row.values()) for row in rows]
 
 
@@ -237,8 +244,11 @@ def test_a_diverging_configuration_fails_alone_and_the_others_keep_their_numbers
     def record(index, rep, metrics, state):
         epochs.setdefault((index, rep), []).append(metrics.as_row())
 
-    test = run_fused([(c, REPS, [None, None]) for c in configs], on_epoch=record,
-                     on_failed=lambda index, rep, reason: failed.append((index, rep, reason)))
+    test = run_fused(
+        [(c, REPS, [None, None]) for c in configs],
+        on_epoch=record,
+        on_failed=lambda index, rep, reason: failed.append((index, rep, reason)),
+    )
     assert sorted((index, rep) for index, rep, _ in failed) == [(1, 0), (1, 1)]
     assert all("lower --lr" in reason for _, _, reason in failed)
     assert sorted(test) == [(0, 0), (0, 1)]
@@ -249,8 +259,10 @@ def test_a_diverging_configuration_fails_alone_and_the_others_keep_their_numbers
 
 
 def test_a_fused_group_trains_in_bf16():
-    configs = [tiny(structure="shared", precision="bf16", epochs=1),
-               tiny(structure="independent", precision="bf16", epochs=1)]
+    configs = [
+        tiny(structure="shared", precision="bf16", epochs=1),
+        tiny(structure="independent", precision="bf16", epochs=1),
+    ]
     epochs, _, test = _fused(configs)
     for index, config in enumerate(configs):
         own_epochs, _, _ = _unfused(config)

@@ -10,8 +10,9 @@ from core.models import build_model
 
 
 @pytest.mark.parametrize("structure", ["independent", "shared", "shared-aux", "digits"])
-@pytest.mark.parametrize("arch, pooling, hidden", [("A1", "max", 0), ("A3", "max", 0), ("A2", "avg", 8),
-                                                   ("A5", "avg", 0)])
+@pytest.mark.parametrize(
+    "arch, pooling, hidden", [("A1", "max", 0), ("A3", "max", 0), ("A2", "avg", 8), ("A5", "avg", 0)]
+)
 def test_grouped_forward_matches_each_model(structure, arch, pooling, hidden):
     config = RunConfig(structure=structure, arch=arch, kernel=3, pooling=pooling, hidden=hidden)
     torch.manual_seed(0)
@@ -29,10 +30,16 @@ def test_grouped_forward_matches_each_model(structure, arch, pooling, hidden):
             torch.testing.assert_close(digits[rep], own_digits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("structure, arch, pooling", [
-    ("shared", "A1", "max"), ("shared", "A3", "max"), ("shared", "A3", "avg"),
-    ("independent", "A1", "max"), ("independent", "A3", "max"),
-])
+@pytest.mark.parametrize(
+    "structure, arch, pooling",
+    [
+        ("shared", "A1", "max"),
+        ("shared", "A3", "max"),
+        ("shared", "A3", "avg"),
+        ("independent", "A1", "max"),
+        ("independent", "A3", "max"),
+    ],
+)
 def test_grouped_forward_gives_each_repetition_its_own_gradient(structure, arch, pooling):
     """Also the gradients of the pooled-then-ReLU order that the grouped tower runs, and of the
     two towers of ``independent`` run as one grouped tower (A1) or apart (A3)."""
@@ -63,8 +70,9 @@ class _ConvDtypes(torch.overrides.TorchFunctionMode):
         return result
 
 
-@pytest.mark.parametrize("kernel, expected", [(5, [torch.bfloat16, torch.bfloat16, torch.float32]),
-                                              (3, [torch.bfloat16] * 3)])
+@pytest.mark.parametrize(
+    "kernel, expected", [(5, [torch.bfloat16, torch.bfloat16, torch.float32]), (3, [torch.bfloat16] * 3)]
+)
 def test_bf16_runs_a_kernel_wider_than_its_map_in_fp32(kernel, expected):
     """A5's last convolution sees 3x3 maps: with a 5x5 kernel it runs in fp32 under bf16 autocast
     (oneDNN's bf16 kernels are slower there), and the forward stays close to fp32's."""

@@ -36,8 +36,13 @@ class ToyConfig(RunConfig):
     """RunConfig with one hyperparameter more, beyond the paper (left out of ids at 0)."""
 
     label_smoothing: float = hyperparameter(
-        0.0, "Toy: label smoothing of the comparison loss.", "Label smoothing",
-        bounds=FRACTION, extension=True, short="ls")
+        0.0,
+        "Toy: label smoothing of the comparison loss.",
+        "Label smoothing",
+        bounds=FRACTION,
+        extension=True,
+        short="ls",
+    )
 
 
 def _help(app, command: str) -> str:
@@ -51,8 +56,11 @@ def test_the_toy_field_is_a_flag_of_run_and_queue_but_not_of_grid():
     for command in ("run", "queue"):
         text = _help(toy, command)
         assert "--label-smoothing" in text
-        assert re.search(r"Toy: label smoothing of the comparison loss\. Repeat or comma-separate "
-                         r"for several\. \[default: 0\.0\]", text)
+        assert re.search(
+            r"Toy: label smoothing of the comparison loss\. Repeat or comma-separate "
+            r"for several\. \[default: 0\.0\]",
+            text,
+        )
         assert "--label-smoothing" not in _help(pairs_app, command)  # RunConfig's app: untouched
     assert "--label-smoothing" not in _help(toy, "grid")  # not preset=True
 
@@ -60,8 +68,24 @@ def test_the_toy_field_is_a_flag_of_run_and_queue_but_not_of_grid():
 def test_queueing_with_the_toy_field(tmp_path):
     db = tmp_path / "runs.db"
     toy = build_app(ToyConfig)
-    result = runner.invoke(toy, ["queue", "--arch", "A1", "--kernel", "3", "--reps", "2",
-                                 "--epochs", "2", "--label-smoothing", "0,0.1", "--db", str(db)])
+    result = runner.invoke(
+        toy,
+        [
+            "queue",
+            "--arch",
+            "A1",
+            "--kernel",
+            "3",
+            "--reps",
+            "2",
+            "--epochs",
+            "2",
+            "--label-smoothing",
+            "0,0.1",
+            "--db",
+            str(db),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "queued 4 new run(s) (2 configuration(s) x 2 reps" in result.output
     with sqlite3.connect(db) as conn:
@@ -71,20 +95,17 @@ def test_queueing_with_the_toy_field(tmp_path):
     # at its default the toy field is left out of the id: the configuration of RunConfig's
     plain = RunConfig(arch="A1", kernel=3, epochs=2)
     assert ToyConfig(arch="A1", kernel=3, epochs=2).id == plain.id
-    assert {row[0] for row in rows} == {plain.id, ToyConfig(arch="A1", kernel=3, epochs=2,
-                                                            label_smoothing=0.1).id}
+    assert {row[0] for row in rows} == {plain.id, ToyConfig(arch="A1", kernel=3, epochs=2, label_smoothing=0.1).id}
     assert ToyConfig(label_smoothing=0.1).options_label() == "ls 0.1"
     assert options_label({"label_smoothing": 0.1}, ToyConfig) == "ls 0.1"
 
 
 def test_the_toy_field_is_validated_by_its_bounds(tmp_path):
     db = tmp_path / "runs.db"
-    result = runner.invoke(build_app(ToyConfig), ["queue", "--label-smoothing", "1",
-                                                  "--db", str(db)])
+    result = runner.invoke(build_app(ToyConfig), ["queue", "--label-smoothing", "1", "--db", str(db)])
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == "label-smoothing must be a number >= 0 and < 1, got 1.0"
-    result = runner.invoke(build_app(ToyConfig), ["queue", "--label-smoothing", "x",
-                                                  "--db", str(db)])
+    result = runner.invoke(build_app(ToyConfig), ["queue", "--label-smoothing", "x", "--db", str(db)])
     assert str(result.exception) == "--label-smoothing must be a number, got 'x'"
     assert not db.exists()
 
@@ -111,8 +132,7 @@ async def test_the_toy_field_is_in_the_queue_form_and_queues(tmp_path):
             selection.deselect_all()
             for value in values:
                 selection.select(value)
-        for name, value in dict(reps=2, epochs=2, train_pairs=100, val_pairs=10,
-                                test_pairs=100).items():
+        for name, value in dict(reps=2, epochs=2, train_pairs=100, val_pairs=10, test_pairs=100).items():
             screen.query_one(f"#q-{name}", Input).value = str(value)
         field.value = "2"  # out of its bounds: marked, nothing to queue
         await wait_for(pilot, lambda: "label_smoothing" in screen.plan.errors)
@@ -154,5 +174,6 @@ def test_the_readme_flag_table_is_generated_from_the_params():
     begin, end = "<!-- flag table: python -m tui.flags -->\n", "<!-- end of flag table -->"
     assert begin in readme and end in readme
     table = readme.split(begin, 1)[1].split(end, 1)[0]
-    assert table == flag_table(), "README.md's flag table is stale: run python -m tui.flags " \
-                                  "--write and commit README.md"
+    assert table == flag_table(), (
+        "README.md's flag table is stale: run python -m tui.flags --write and commit README.md"
+    )

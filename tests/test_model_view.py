@@ -20,13 +20,13 @@ def test_layer_parameters_add_up_to_the_torch_model(structure, arch, kernel):
     assert layers[-1].shape == (2,)
 
 
-@pytest.mark.parametrize("options", [dict(batch_norm=True), dict(hidden=50, dropout=0.3),
-                                     dict(hidden=20, batch_norm=True, pooling="avg")])
+@pytest.mark.parametrize(
+    "options", [dict(batch_norm=True), dict(hidden=50, dropout=0.3), dict(hidden=20, batch_norm=True, pooling="avg")]
+)
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_options_beyond_the_paper_add_up_too(structure, options):
     config = RunConfig(structure=structure, arch="A3", kernel=3, **options)
-    assert sum(layer.params for layer in model_layers(config)) == \
-        parameter_count(build_model(config))
+    assert sum(layer.params for layer in model_layers(config)) == parameter_count(build_model(config))
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -49,12 +49,18 @@ def test_models_layers_command_draws_the_layers_and_the_catalog_total():
     from core.models import model_catalog
     from tui.cli import app
 
-    total = next(r["parameters"] for r in model_catalog()
-                 if (r["structure"], r["arch"], r["kernel"]) == ("shared-aux", "A5", 3))
+    total = next(
+        r["parameters"] for r in model_catalog() if (r["structure"], r["arch"], r["kernel"]) == ("shared-aux", "A5", 3)
+    )
     result = CliRunner().invoke(app, ["models", "--layers", "shared-aux", "a5", "3"])
     assert result.exit_code == 0, result.output
-    for part in ("shared tower", "digit head", "comparison head", "conv 3x3 16->32",
-                 f"total {total:,} trainable parameters"):
+    for part in (
+        "shared tower",
+        "digit head",
+        "comparison head",
+        "conv 3x3 16->32",
+        f"total {total:,} trainable parameters",
+    ):
         assert part in result.output
     result = CliRunner().invoke(app, ["models", "--layers", "independent", "A1", "5"])
     assert "tower 1" in result.output and "tower 2" in result.output
@@ -65,11 +71,11 @@ def test_models_layers_bad_setup_is_one_line_error():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "tui.cli", "models", "--layers", "shared", "A9",
-                           "3"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "models", "--layers", "shared", "A9", "3"], capture_output=True, text=True
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "error: unknown arch 'A9': choose one of A1, A2, A3, A4, A5, A6"]
+    assert done.stderr.strip().splitlines() == ["error: unknown arch 'A9': choose one of A1, A2, A3, A4, A5, A6"]
 
 
 async def test_model_view_opens_from_experiments_with_m(tmp_path):
@@ -116,8 +122,7 @@ def test_model_view_at_80x24(snap_compare, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     build_fixture_db(tmp_path / "runs.db")
-    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(80, 24),
-                        run_before=_model_view())
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(80, 24), run_before=_model_view())
 
 
 def test_model_view_of_two_towers_at_160x50(snap_compare, tmp_path, monkeypatch):
@@ -136,5 +141,4 @@ def test_model_view_of_two_towers_at_160x50(snap_compare, tmp_path, monkeypatch)
         await wait_for(pilot, lambda: pilot.app.screen.id == "model")
         await pilot.pause(0.2)
 
-    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(160, 50),
-                        run_before=run_before)
+    assert snap_compare(make_app("runs.db", workers=2), terminal_size=(160, 50), run_before=run_before)

@@ -21,8 +21,9 @@ from core.config import ConfigError
 from core.execution import Done, Epoch, Host, Lost, Started
 from tests.conftest import tiny
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="Ray is an optional extra: pip install -e '.[ray]'")
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray is an optional extra: pip install -e '.[ray]'"
+)
 
 GRID = [tiny(structure=s) for s in ("independent", "shared", "shared-aux")]  # x 2 reps
 # Long enough after its first epoch (about 2 s) that a kill lands before the run ends.
@@ -32,8 +33,9 @@ SLOW = [tiny(structure="shared", epochs=8, train_pairs=1000)]  # x 2 reps
 @pytest.fixture(scope="module")
 def ray_address():
     ray = pytest.importorskip("ray")
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False,
-                       logging_level=logging.ERROR, log_to_driver=False)
+    context = ray.init(
+        address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+    )
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
@@ -67,8 +69,7 @@ def _results(path) -> dict:
     with open_store(path, create=False) as s:
         epochs = {
             (r["config_id"], r["rep"], r["epoch"]): (r["train_loss"], r["val_loss"], r["val_acc"])
-            for r in s.db.query("SELECT r.config_id, r.rep, e.* FROM epochs e "
-                                "JOIN runs r ON r.id = e.run_id")
+            for r in s.db.query("SELECT r.config_id, r.rep, e.* FROM epochs e JOIN runs r ON r.id = e.run_id")
         }
         tests = {
             (r["config_id"], r["rep"]): (r["test_loss"], r["test_acc"])
@@ -89,8 +90,9 @@ def _assert_complete(path, runs: int, epochs: int) -> None:
     with open_store(path, create=False) as s:
         assert s.status_counts() == {"queued": 0, "running": 0, "done": runs, "failed": 0}
         assert s.db["epochs"].count == runs * epochs
-        per_run = s.db.execute("SELECT run_id, group_concat(epoch) FROM (SELECT * FROM epochs "
-                               "ORDER BY epoch) GROUP BY run_id").fetchall()
+        per_run = s.db.execute(
+            "SELECT run_id, group_concat(epoch) FROM (SELECT * FROM epochs ORDER BY epoch) GROUP BY run_id"
+        ).fetchall()
         expected = ",".join(str(e) for e in range(1, epochs + 1))
         assert len(per_run) == runs and all(epochs_ == expected for _, epochs_ in per_run)
         assert s.db["checkpoints"].count == 0
@@ -114,8 +116,7 @@ def test_a_grid_on_ray_gives_the_numbers_of_the_local_executor(ray_address, tmp_
 
 @needs_ray
 @pytest.mark.slow
-def test_the_queue_is_worked_to_the_end_when_finished_tasks_resolve_late(
-        ray_address, tmp_path, two_cores, monkeypatch):
+def test_the_queue_is_worked_to_the_end_when_finished_tasks_resolve_late(ray_address, tmp_path, two_cores, monkeypatch):
     """A task's reference may resolve after its runs reported done: the driver must still claim
     the rest of the queue with that slot instead of ending with runs left queued."""
     import ray
@@ -157,16 +158,14 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_address, tmp_path, t
     path = tmp_path / "killed.db"
     with open_store(path) as s:
         queue(s, SLOW, 2)
-        summary = work(s, workers=2, vectorize=False, executor="ray", on_event=on_event,
-                       max_retries=2)
+        summary = work(s, workers=2, vectorize=False, executor="ray", on_event=on_event, max_retries=2)
         assert (summary.done, summary.failed) == (2, 0)
         ((victim, kill_time),) = killed.items()
         assert any(isinstance(e, Lost) and e.run_id == victim for e in events)
         attempts = {r["id"]: r["attempts"] for r in s.run_rows()}
         assert attempts[victim] == 2 and sum(attempts.values()) == 3
         # Its first epoch was not trained again: the retry resumed from the checkpoint.
-        first = s.db.execute("SELECT recorded_at FROM epochs WHERE run_id = ? AND epoch = 1",
-                             [victim]).fetchone()[0]
+        first = s.db.execute("SELECT recorded_at FROM epochs WHERE run_id = ? AND epoch = 1", [victim]).fetchone()[0]
         assert first < kill_time
     _assert_complete(path, 2, 8)
     _assert_same(_results(path), slow_reference)
@@ -178,10 +177,22 @@ def test_a_killed_driver_resumes_on_restart(ray_address, tmp_path, slow_referenc
     path = tmp_path / "driver.db"
     with open_store(path) as s:
         queue(s, SLOW, 2)
-    command = [sys.executable, "-m", "tui.cli", "work", "--executor", "ray", "--address", ray_address,
-               "--workers", "2", "--no-vectorize", "--db", str(path)]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "tui.cli",
+        "work",
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+        "--workers",
+        "2",
+        "--no-vectorize",
+        "--db",
+        str(path),
+    ]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240  # Ray and torch start slowly on two busy cores
         while time.time() < deadline and driver.poll() is None:

@@ -31,12 +31,27 @@ from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Two configurations x 2 repetitions x 4 epochs, as `pairs queue` flags and as RunConfigs.
-FLAGS = ["--structure", "shared,independent", "--arch", "A1", "--kernel", "3", "--reps", "2",
-         "--epochs", "4", "--train-pairs", "100", "--val-pairs", "10", "--test-pairs", "100"]
+FLAGS = [
+    "--structure",
+    "shared,independent",
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--reps",
+    "2",
+    "--epochs",
+    "4",
+    "--train-pairs",
+    "100",
+    "--val-pairs",
+    "10",
+    "--test-pairs",
+    "100",
+]
 GRID = [tiny(structure=s, epochs=4) for s in ("shared", "independent")]
 REPS, EPOCHS = 2, 4
-FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss", "val_acc",
-          "val_digit_acc", "lr")
+FIELDS = ("train_loss", "train_main_loss", "train_acc", "val_loss", "val_main_loss", "val_acc", "val_digit_acc", "lr")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -104,8 +119,7 @@ def _invariants(db: Path) -> list[str]:
 
 def _results(db: Path) -> dict:
     columns = ", ".join(f"e.{f}" for f in FIELDS)
-    rows = _read(db, f"SELECT r.config_id, r.rep, e.epoch, {columns} FROM epochs e "
-                     "JOIN runs r ON r.id = e.run_id")
+    rows = _read(db, f"SELECT r.config_id, r.rep, e.epoch, {columns} FROM epochs e JOIN runs r ON r.id = e.run_id")
     tests = _read(db, "SELECT config_id, rep, 'test', test_loss, test_acc FROM runs")
     return {tuple(r[:3]): r[3:] for r in rows + tests}
 
@@ -124,14 +138,17 @@ def _assert_same(got: dict, expected: dict, rel: float = 1e-5) -> None:
     assert got.keys() == expected.keys()
     for key, values in expected.items():
         for a, b in zip(values, got[key]):
-            assert (a is None and b is None) or math.isclose(a, b, rel_tol=rel, abs_tol=1e-9), \
-                (key, values, got[key])
+            assert (a is None and b is None) or math.isclose(a, b, rel_tol=rel, abs_tol=1e-9), (key, values, got[key])
 
 
 def _pairs_work(db: Path, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "work", *flags, "--db", str(db)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [sys.executable, "-m", "tui.cli", "work", *flags, "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -158,8 +175,7 @@ def test_killed_work_restarts_and_completes_with_the_same_numbers(tmp_path, refe
         rows_before = _epoch_count(db)
         proc = _pairs_work(db, "--workers", "2")
         more = 1 + 2 * kill  # the second kill comes a little later in training
-        _wait_for(lambda b=rows_before + more, p=proc: _epoch_count(db) >= b or p.poll() is not None,
-                  what="epoch rows")
+        _wait_for(lambda b=rows_before + more, p=proc: _epoch_count(db) >= b or p.poll() is not None, what="epoch rows")
         assert proc.poll() is None, proc.stdout.read()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -230,8 +246,7 @@ def _freeze(pid: int, db: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_works(
-        tmp_path, monkeypatch):
+def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_works(tmp_path, monkeypatch):
     frozen_config = tiny(structure="shared", epochs=3)
     other = tiny(structure="independent", epochs=4)
     db = tmp_path / "frozen.db"
@@ -250,8 +265,7 @@ def test_a_frozen_driver_is_requeued_by_the_heartbeat_timeout_while_another_work
             def on_event(event):
                 if isinstance(event, Started) and event.run_id != held["id"]:
                     # The frozen driver's last heartbeat, as it will look an hour later.
-                    s.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = ?",
-                                 [held["id"]])
+                    s.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = ?", [held["id"]])
                 if isinstance(event, Epoch) and event.run_id != held["id"]:
                     seen_queued_while_working.append(s.db["runs"].get(held["id"])["status"])
 
@@ -298,8 +312,7 @@ def test_a_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_
         with open_store(path) as s:
             queue(s, [config], 1)
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(marker)], cwd=ROOT,
-                             start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(marker)], cwd=ROOT, start_new_session=True)
     try:
         _wait_for(lambda: marker.exists() or child.poll() is not None, what="the epoch-2 write")
         assert child.poll() is None
@@ -329,12 +342,10 @@ def _idx(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:
     return struct.pack(f">I{len(dims)}I", magic, *dims) + payload
 
 
-MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte")
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _mnist(folder: Path, train_images: bytes, train_labels: bytes, test_images: bytes,
-           test_labels: bytes) -> Path:
+def _mnist(folder: Path, train_images: bytes, train_labels: bytes, test_images: bytes, test_labels: bytes) -> Path:
     raw = folder / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name, blob in zip(MNIST_NAMES, (train_images, train_labels, test_images, test_labels)):
@@ -348,8 +359,9 @@ def test_corrupt_mnist_files_are_a_one_line_error(tmp_path, fresh_db):
 
     garbage = _mnist(tmp_path / "garbage", *(b"garbage" * 50,) * 4)
     before = fresh_db.read_bytes()
-    code, _, err = call(["run", "--data", "mnist", "--data-dir", str(garbage), "--arch", "A1",
-                         "--db", str(fresh_db)], tmp_path)
+    code, _, err = call(
+        ["run", "--data", "mnist", "--data-dir", str(garbage), "--arch", "A1", "--db", str(fresh_db)], tmp_path
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "are unreadable" in lines[0], err
     assert "--data sample" in lines[0] and fresh_db.read_bytes() == before
@@ -361,13 +373,10 @@ def test_corrupt_mnist_files_are_a_one_line_error(tmp_path, fresh_db):
         return _idx(2049, (n,), bytes([first]) + bytes(n - 1))
 
     cases = {
-        "cut short": ((images(60000)[:100_000], labels(60000), images(10000), labels(10000)),
-                      "unreadable"),
+        "cut short": ((images(60000)[:100_000], labels(60000), images(10000), labels(10000)), "unreadable"),
         "too few": ((images(100), labels(100), images(10), labels(10)), "incomplete"),
-        "labels do not match": ((images(60000), labels(59000), images(10000), labels(10000)),
-                                "incomplete"),
-        "not a digit": ((images(60000), labels(60000, first=200), images(10000), labels(10000)),
-                        "digits are 0-9"),
+        "labels do not match": ((images(60000), labels(59000), images(10000), labels(10000)), "incomplete"),
+        "not a digit": ((images(60000), labels(60000, first=200), images(10000), labels(10000)), "digits are 0-9"),
     }
     for name, (blobs, message) in cases.items():
         folder = _mnist(tmp_path / name.replace(" ", "-"), *blobs)
@@ -377,12 +386,27 @@ def test_corrupt_mnist_files_are_a_one_line_error(tmp_path, fresh_db):
 
 
 @pytest.mark.slow
-def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeues_it(
-        tmp_path, fresh_db):
+def test_a_diverging_run_fails_with_its_reason_the_grid_goes_on_and_retry_requeues_it(tmp_path, fresh_db):
     from tests.test_bad_input_props import call
 
-    flags = ["--arch", "A1", "--kernel", "3", "--epochs", "2", "--reps", "1",
-             "--train-pairs", "100", "--val-pairs", "10", "--test-pairs", "100", "--db", str(fresh_db)]
+    flags = [
+        "--arch",
+        "A1",
+        "--kernel",
+        "3",
+        "--epochs",
+        "2",
+        "--reps",
+        "1",
+        "--train-pairs",
+        "100",
+        "--val-pairs",
+        "10",
+        "--test-pairs",
+        "100",
+        "--db",
+        str(fresh_db),
+    ]
     assert call(["queue", "--lr", "1e6", *flags], tmp_path)[0] == 0
     assert call(["queue", "--lr", "0.01", *flags], tmp_path)[0] == 0
     code, out, err = call(["work", "--workers", "1", "--db", str(fresh_db)], tmp_path)
@@ -408,8 +432,7 @@ def test_three_drivers_and_a_polling_reader_share_one_database(tmp_path):
     spec = importlib.util.spec_from_file_location("concurrency", ROOT / "bench" / "concurrency.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    stats = bench.run(tmp_path / "shared.db", seconds=240, configs=3, queue_every=2.0,
-                      queue_at_most=1)
+    stats = bench.run(tmp_path / "shared.db", seconds=240, configs=3, queue_every=2.0, queue_at_most=1)
     assert stats["problems"] == [], stats["problems"]
     assert all(code == 0 for code in stats["exit_codes"]), stats
     assert stats["reads"] > 0 and not stats["errors"]

@@ -39,11 +39,12 @@ Not included.
 
 @pytest.fixture
 def grid(store):
-    for structure, arch, acc in (("independent", "A4", [0.80, 0.81, 0.82]),
-                                 ("shared", "A5", [0.84, 0.85, 0.86]),
-                                 ("shared-aux", "A6", [0.86, 0.87, 0.88])):
-        add_known_curves(store, tiny(structure=structure, arch=arch, kernel=5, epochs=3),
-                         test_acc=acc)
+    for structure, arch, acc in (
+        ("independent", "A4", [0.80, 0.81, 0.82]),
+        ("shared", "A5", [0.84, 0.85, 0.86]),
+        ("shared-aux", "A6", [0.86, 0.87, 0.88]),
+    ):
+        add_known_curves(store, tiny(structure=structure, arch=arch, kernel=5, epochs=3), test_acc=acc)
     return store
 
 
@@ -53,7 +54,8 @@ def repo(tmp_path):
     (root / "docs" / "reproduction").mkdir(parents=True)
     (root / "README.md").write_text(README)
     (root / "docs" / "reproduction" / "choices.md").write_text(
-        "# Measured choices\n\n| optimizer | val acc |\n|---|---|\n| sgd | 84.1 |\n")
+        "# Measured choices\n\n| optimizer | val acc |\n|---|---|\n| sgd | 84.1 |\n"
+    )
     return root
 
 
@@ -75,8 +77,10 @@ def test_report_has_every_section_and_figure(grid, repo, tmp_path):
     # Tables II-IV with the paper, and the summary line
     for number in ("II", "III", "IV"):
         assert f"### Table {number}: " in text
-    assert "0 of 3 cells with done runs within 2σ of the paper on mean validation accuracy; " \
-           "33 of the paper's 36 cells have no done runs here: independent A1 k3" in text
+    assert (
+        "0 of 3 cells with done runs within 2σ of the paper on mean validation accuracy; "
+        "33 of the paper's 36 cells have no done runs here: independent A1 k3" in text
+    )
     # one protocol, named, and the caveat: these 3-epoch runs are not the paper's protocol
     assert "- Protocol 3ep sgd b4 lr .01/15x.1 pairs 100/10/100, id " in text
     assert "**Caveat: these runs use protocol 3ep sgd b4 lr .01/15x.1 pairs 100/10/100" in text
@@ -125,8 +129,7 @@ def test_report_command(grid, tmp_path):
     assert "report.md and 3 figure(s)" in result.output
     assert (out / "report.md").is_file()
     (tmp_path / "file").write_text("x")
-    result = CliRunner().invoke(app, ["report", "--output", str(tmp_path / "file"),
-                                      "--db", str(grid.path)])
+    result = CliRunner().invoke(app, ["report", "--output", str(tmp_path / "file"), "--db", str(grid.path)])
     assert isinstance(result.exception, ConfigError)
 
 

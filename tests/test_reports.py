@@ -14,9 +14,18 @@ from tests.conftest import tiny
 def _finish(store, config, rep, val_acc, val_loss, train_loss, test_acc, test_loss=0.4):
     rid = f"{config.id}-r{rep:03d}"
     store.db["epochs"].insert(
-        {"run_id": rid, "epoch": config.epochs, "train_loss": train_loss, "train_main_loss": train_loss,
-         "train_acc": 1.0, "val_loss": val_loss, "val_main_loss": val_loss, "val_acc": val_acc,
-         "lr": 0.001, "seconds": 1.0},
+        {
+            "run_id": rid,
+            "epoch": config.epochs,
+            "train_loss": train_loss,
+            "train_main_loss": train_loss,
+            "train_acc": 1.0,
+            "val_loss": val_loss,
+            "val_main_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": 0.001,
+            "seconds": 1.0,
+        },
     )
     store.db["runs"].update(rid, {"status": "done", "test_acc": test_acc, "test_loss": test_loss})
 
@@ -98,8 +107,7 @@ def test_best_csv_carries_the_p_values(known):
     assert {"welch_p_vs_independent", "welch_p_vs_shared"} <= set(records[0])
     independent = records[0]
     assert independent["structure"] == "independent" and independent["welch_p_vs_independent"] == ""
-    assert float(independent["welch_p_vs_shared"]) == pytest.approx(
-        comparison.p_values[("independent", "shared")])
+    assert float(independent["welch_p_vs_shared"]) == pytest.approx(comparison.p_values[("independent", "shared")])
 
 
 def test_rows_alike_but_for_the_protocol_are_told_apart_and_failures_shown(store):

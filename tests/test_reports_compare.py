@@ -48,7 +48,8 @@ def test_shipped_numbers_are_the_papers():
     setups = paper_validation()
     assert len(setups) == 36
     assert {s.key for s in setups.values()} == {
-        (s, a, k) for s in PAPER_STRUCTURES for a in ARCHITECTURES for k in KERNELS}
+        (s, a, k) for s in PAPER_STRUCTURES for a in ARCHITECTURES for k in KERNELS
+    }
     shared_a5 = setups[("shared", "A5", 5)]
     assert shared_a5.table == "III"
     assert shared_a5.metrics["val_acc"].mean == pytest.approx(0.846)
@@ -81,13 +82,19 @@ def test_summary_counts_paper_cells_of_the_compared_structures(known):
     # only cells with done runs count; the 21 others are named, not counted as misses
     assert line.startswith(
         "2 of 3 cells with done runs within 2σ of the paper on mean validation accuracy; "
-        "21 of the paper's 24 cells have no done runs here: independent A1 k5, A2 k3, A2 k5, ")
+        "21 of the paper's 24 cells have no done runs here: independent A1 k5, A2 k3, A2 k5, "
+    )
     assert "; shared A2 k3, A2 k5, " in line and "A1 k3" not in line.split(": ", 1)[1]
 
 
 def test_summary_of_a_full_grid(store):
-    far = {("shared", "A2", 3), ("independent", "A6", 5), ("shared-aux", "A1", 3),
-           ("shared-aux", "A4", 5), ("shared", "A5", 5)}
+    far = {
+        ("shared", "A2", 3),
+        ("independent", "A6", 5),
+        ("shared-aux", "A1", 3),
+        ("shared-aux", "A4", 5),
+        ("shared", "A5", 5),
+    }
     for key in paper_validation():
         add_final(store, _one_epoch(*key), at_sigma(*key, {"val_acc": 3.0 if key in far else -1.9}))
     line = summary_line(setup_rows(store))
@@ -98,18 +105,22 @@ def test_tables_show_the_papers_numbers_and_sigmas(known):
     tables = compare_tables(setup_rows(known))
     assert [t.title for t in tables] == [
         "Table II: Training performance using two independent CNNs, compared with the paper",
-        "Table III: Training performance using weight sharing, compared with the paper"]
+        "Table III: Training performance using weight sharing, compared with the paper",
+    ]
     text = to_markdown(tables)
     # shared A1 k3: train loss on the paper's mean, val loss -2.5σ, val acc +1σ (79.70 + 3.13)
-    assert ("| A1 | 3 | 0.1481 ± 0.0014 | 0.1481 ± 0.1239 | +0.0σ | **0.2071 ± 0.0014** | "
-            "0.5176 ± 0.1242 | -2.5σ | **82.83 ± 0.14** | 79.70 ± 3.13 | +1.0σ | 2/2 |") in text
+    assert (
+        "| A1 | 3 | 0.1481 ± 0.0014 | 0.1481 ± 0.1239 | +0.0σ | **0.2071 ± 0.0014** | "
+        "0.5176 ± 0.1242 | -2.5σ | **82.83 ± 0.14** | 79.70 ± 3.13 | +1.0σ | 2/2 |"
+    ) in text
     assert "| A1 | 5 |" in text and "| -3.0σ |" in text and "| +4.0σ |" in text
     assert "validation accuracy: 1 of 2 with done runs within 2σ" in text
-    assert "- Overall: 2 of 3 cells with done runs within 2σ of the paper on mean validation " \
-           "accuracy; 21 of the paper's 24 cells have no done runs here: " in text
+    assert (
+        "- Overall: 2 of 3 cells with done runs within 2σ of the paper on mean validation "
+        "accuracy; 21 of the paper's 24 cells have no done runs here: " in text
+    )
     # these 1-epoch runs are not of the paper's protocol: the comparison says so
-    assert text.rstrip().endswith("differences from the paper's numbers may come from the "
-                                  "protocol.")
+    assert text.rstrip().endswith("differences from the paper's numbers may come from the protocol.")
 
 
 def test_records_csv_and_json(known):
@@ -152,18 +163,19 @@ def test_unfinished_and_empty_rows(store):
 
 
 def test_best_setups_beside_the_papers_test_numbers(store):
-    for structure, arch, acc in (("independent", "A4", [0.80, 0.82]),
-                                 ("shared", "A5", [0.84, 0.86]),
-                                 ("shared-aux", "A6", [0.87, 0.89])):
+    for structure, arch, acc in (
+        ("independent", "A4", [0.80, 0.82]),
+        ("shared", "A5", [0.84, 0.86]),
+        ("shared-aux", "A6", [0.87, 0.89]),
+    ):
         config = _one_epoch(structure, arch, 5)
-        add_runs(store, config, [{1: {"train_loss": 0.1, "val_loss": 0.5, "val_acc": 0.8}}] * 2,
-                 test_acc=acc)
+        add_runs(store, config, [{1: {"train_loss": 0.1, "val_loss": 0.5, "val_acc": 0.8}}] * 2, test_acc=acc)
     table = compare_best_table(best_setups(store))
     text = to_markdown([table])
     # shared: ours 85.00 ± 1.41 vs the paper's 85.46 ± 0.71 -> -0.6σ
     assert "| shared | A5 k5 |" in text and "85.00 ± 1.41 | A5 k5 |" in text
     assert "| 85.46 ± 0.71 | -0.6σ |" in text
-    assert any("Welch's t-test on test accuracy, independent vs shared: p = " in n
-               for n in table.notes)
+    assert any("Welch's t-test on test accuracy, independent vs shared: p = " in n for n in table.notes)
     assert table.notes[-1].startswith(
-        "Paper's ordering of the best test accuracies (independent < shared < shared-aux) holds")
+        "Paper's ordering of the best test accuracies (independent < shared < shared-aux) holds"
+    )

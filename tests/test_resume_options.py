@@ -25,8 +25,16 @@ from tests.test_reliability import _pairs_work, _read, _results, _wait_for
 
 #: A value beyond the paper for each extension field.
 OPTIONS = {
-    "batch_norm": True, "dropout": 0.3, "pooling": "avg", "hidden": 8, "momentum": 0.9,
-    "weight_decay": 0.01, "repair": True, "shift": 1, "rotate": 10.0, "swap": True,
+    "batch_norm": True,
+    "dropout": 0.3,
+    "pooling": "avg",
+    "hidden": 8,
+    "momentum": 0.9,
+    "weight_decay": 0.01,
+    "repair": True,
+    "shift": 1,
+    "rotate": 10.0,
+    "swap": True,
 }
 EPOCHS = 3
 
@@ -66,11 +74,9 @@ def _numbers(events: list[ExecutorEvent], first_epoch: int) -> dict:
     numbers = {}
     for event in events:
         if isinstance(event, Epoch) and event.metrics["epoch"] >= first_epoch:
-            numbers[(event.run_id, event.metrics["epoch"])] = {k: v for k, v in event.metrics.items()
-                                                               if k != "seconds"}
+            numbers[(event.run_id, event.metrics["epoch"])] = {k: v for k, v in event.metrics.items() if k != "seconds"}
         elif isinstance(event, Done):
-            numbers[(event.run_id, "test")] = {k: v for k, v in event.results.items()
-                                               if k.startswith("test_")}
+            numbers[(event.run_id, "test")] = {k: v for k, v in event.results.items() if k.startswith("test_")}
     return numbers
 
 
@@ -137,8 +143,9 @@ def test_killed_pairs_work_with_dropout_resumes_to_the_undisturbed_numbers(tmp_p
     assert _read(chaos, "SELECT id FROM configs") == _read(reference, "SELECT id FROM configs")
     proc = _pairs_work(chaos, "--workers", "2", "--no-vectorize")
     try:
-        _wait_for(lambda: _read(chaos, "SELECT count(*) FROM epochs WHERE epoch >= 2")[0][0] >= 1,
-                  what="epoch 2 of a run")
+        _wait_for(
+            lambda: _read(chaos, "SELECT count(*) FROM epochs WHERE epoch >= 2")[0][0] >= 1, what="epoch 2 of a run"
+        )
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()

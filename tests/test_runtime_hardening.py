@@ -91,9 +91,9 @@ DRIVER = textwrap.dedent("""
         print("done", summary.done, "requeued", summary.requeued)
 """)
 
+
 def _in_pid_namespace(*command: str) -> list[str]:
-    return ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
-            "--kill-child", *command]
+    return ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", *command]
 
 
 def _namespaces_work() -> bool:
@@ -110,19 +110,29 @@ def test_two_drivers_that_are_both_pid_1_of_their_namespace(tmp_path):
     runs over after the heartbeat timeout and completes the grid."""
     db = tmp_path / "twins.db"
     with open_store(db) as s:
-        queue(s, [tiny(structure=structure, epochs=40, train_pairs=400, val_pairs=40)
-                  for structure in ("shared", "independent")], 1)
+        queue(
+            s,
+            [
+                tiny(structure=structure, epochs=40, train_pairs=400, val_pairs=40)
+                for structure in ("shared", "independent")
+            ],
+            1,
+        )
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     command = _in_pid_namespace(sys.executable, str(script), str(db))
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+    first = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 1, what="epoch 1")
-        second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        _wait_for(lambda: len(_read(db, "SELECT DISTINCT worker FROM runs WHERE status = "
-                                        "'running'")) == 2, what="both drivers hold a run")
+        second = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        _wait_for(
+            lambda: len(_read(db, "SELECT DISTINCT worker FROM runs WHERE status = 'running'")) == 2,
+            what="both drivers hold a run",
+        )
         workers = [w for (w,) in _read(db, "SELECT worker FROM runs WHERE worker IS NOT NULL")]
         assert len(set(workers)) == 2 and {w.split(":")[1] for w in workers} == {"1"}, workers
         os.killpg(first.pid, signal.SIGKILL)  # unshare --kill-child takes the driver with it
@@ -170,18 +180,26 @@ def _bad_checkpoints(config) -> dict[str, bytes]:
 
 def _plant_checkpoint(store, run_id: str, state: bytes) -> None:
     """As if epoch 1 had been saved with ``state`` and the driver then died."""
-    row = {"epoch": 1, "train_loss": 9.0, "train_main_loss": 9.0, "train_acc": 0.0, "val_loss": 9.0,
-           "val_main_loss": 9.0, "val_acc": 0.0, "val_digit_acc": None, "lr": 0.01, "seconds": 0.1}
+    row = {
+        "epoch": 1,
+        "train_loss": 9.0,
+        "train_main_loss": 9.0,
+        "train_acc": 0.0,
+        "val_loss": 9.0,
+        "val_main_loss": 9.0,
+        "val_acc": 0.0,
+        "val_digit_acc": None,
+        "lr": 0.01,
+        "seconds": 0.1,
+    }
     with store.transaction() as db:
         db["epochs"].insert({"run_id": run_id, **row, "recorded_at": time.time()})
-        db["checkpoints"].insert({"run_id": run_id, "epoch": 1, "state": state,
-                                  "saved_at": time.time()})
+        db["checkpoints"].insert({"run_id": run_id, "epoch": 1, "state": state, "saved_at": time.time()})
 
 
 @pytest.mark.parametrize("vectorize", [False, True])
 @pytest.mark.slow
-def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epoch_0(
-        tmp_path, vectorize):
+def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epoch_0(tmp_path, vectorize):
     from core.scheduler import work
 
     config = tiny(epochs=2)
@@ -207,8 +225,9 @@ def test_an_unreadable_checkpoint_is_said_once_and_the_run_trains_again_from_epo
         assert "checkpoint is unreadable" in event.reason and "\n" not in event.reason, (victims[run], event)
         assert event.epochs_lost == 1  # the planted epoch row is gone: trained again
     columns = "run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr"
-    assert _read(db, f"SELECT {columns} FROM epochs ORDER BY 1, 2") == \
-        _read(reference, f"SELECT {columns} FROM epochs ORDER BY 1, 2")
+    assert _read(db, f"SELECT {columns} FROM epochs ORDER BY 1, 2") == _read(
+        reference, f"SELECT {columns} FROM epochs ORDER BY 1, 2"
+    )
     assert not Path("/tmp/pairs-hostile-checkpoint-ran").exists()
 
 
@@ -219,8 +238,13 @@ def test_pairs_work_says_once_that_a_checkpoint_is_unreadable(tmp_path):
     with open_store(db) as s:
         queue(s, [config], 1)
         _plant_checkpoint(s, s.run_rows()[0]["id"], b"\x80\x04not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "tui.cli", "work", "--db", str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "work", "--db", str(db)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("checkpoint is unreadable") == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -242,10 +266,25 @@ def test_a_stopped_worker_is_killed_and_its_run_resumes_to_the_undisturbed_numbe
     with open_store(db) as s:
         queue(s, [config], 1)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--no-vectorize",
-         "--stall-timeout", "5", "--db", str(db)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "work",
+            "--workers",
+            "1",
+            "--no-vectorize",
+            "--stall-timeout",
+            "5",
+            "--db",
+            str(db),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     stopped = []
     try:
         _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 2, what="epoch 2")
@@ -284,9 +323,13 @@ def test_the_workers_of_a_killed_driver_exit_and_so_do_its_helpers(tmp_path, met
     with open_store(db) as s:
         queue(s, [tiny(epochs=200, train_pairs=300, val_pairs=30)], 2)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "work", "--workers", "2", "--db", str(db)], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "PAIRS_START_METHOD": method})
+        [sys.executable, "-m", "tui.cli", "work", "--workers", "2", "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PAIRS_START_METHOD": method},
+    )
     try:
         _wait_for(lambda: _read(db, "SELECT count(*) FROM epochs")[0][0] >= 1, what="epoch 1")
         workers = _workers(driver.pid)
@@ -294,8 +337,9 @@ def test_the_workers_of_a_killed_driver_exit_and_so_do_its_helpers(tmp_path, met
         assert workers and len(workers) <= 2, (workers, helpers)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
-        _wait_for(lambda: all(_gone(pid) for pid in workers + helpers), timeout=60,
-                  what="the killed driver's workers to exit")
+        _wait_for(
+            lambda: all(_gone(pid) for pid in workers + helpers), timeout=60, what="the killed driver's workers to exit"
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
@@ -332,8 +376,9 @@ def _follow_in_thread(path, config, **kwargs):
 
     def target():
         with open_store(path) as s:
-            result["summary"] = work(s, workers=1, config_ids=[config.id], follow=True,
-                                     on_event=result["events"].append, **kwargs)
+            result["summary"] = work(
+                s, workers=1, config_ids=[config.id], follow=True, on_event=result["events"].append, **kwargs
+            )
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -341,9 +386,18 @@ def _follow_in_thread(path, config, **kwargs):
 
 
 def _epoch_row(epoch: int) -> dict:
-    return {"epoch": epoch, "train_loss": 0.5, "train_main_loss": 0.5, "train_acc": 0.5,
-            "val_loss": 0.5, "val_main_loss": 0.5, "val_acc": 0.5, "val_digit_acc": None,
-            "lr": 0.01, "seconds": 0.1}
+    return {
+        "epoch": epoch,
+        "train_loss": 0.5,
+        "train_main_loss": 0.5,
+        "train_acc": 0.5,
+        "val_loss": 0.5,
+        "val_main_loss": 0.5,
+        "val_acc": 0.5,
+        "val_digit_acc": None,
+        "lr": 0.01,
+        "seconds": 0.1,
+    }
 
 
 @pytest.mark.parametrize("ending", ["done", "failed"])
@@ -367,9 +421,10 @@ def test_runs_held_by_another_driver_are_followed_to_their_end(fresh_db, ending)
     assert not thread.is_alive()
     summary, events = result["summary"], result["events"]
     assert [e for e in events if isinstance(e, Followed)] == [
-        Followed(run.id, "epoch", 1), Followed(run.id, "epoch", 2),
-        Followed(run.id, ending, other if ending == "done" else
-                 "TrainingDiverged: training loss became nan")]
+        Followed(run.id, "epoch", 1),
+        Followed(run.id, "epoch", 2),
+        Followed(run.id, ending, other if ending == "done" else "TrainingDiverged: training loss became nan"),
+    ]
     assert summary.done == 0 and not summary.interrupted
     assert (summary.followed, summary.failed) == ((1, 0) if ending == "done" else (0, 1))
 
@@ -404,8 +459,7 @@ def test_a_stop_while_following_leaves_the_runs_to_their_holder(fresh_db):
         thread.join(60)
     summary = result["summary"]
     assert summary.interrupted and summary.left == 2 and summary.done == 0
-    assert _read(fresh_db, "SELECT DISTINCT status, worker FROM runs") == [
-        ("running", "elsewhere:7:abc-1")]
+    assert _read(fresh_db, "SELECT DISTINCT status, worker FROM runs") == [("running", "elsewhere:7:abc-1")]
 
 
 def test_pairs_work_does_not_follow(fresh_db):
@@ -422,12 +476,34 @@ def test_pairs_work_does_not_follow(fresh_db):
 @pytest.mark.slow
 def test_a_second_pairs_run_follows_the_first_and_prints_its_numbers(tmp_path):
     db = tmp_path / "two.db"
-    flags = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
-             "--epochs", "6", "--train-pairs", "300", "--val-pairs", "30", "--test-pairs", "100",
-             "--workers", "2", "--db", str(db)]
-    first = subprocess.Popen([sys.executable, "-m", "tui.cli", *flags], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    flags = [
+        "run",
+        "--structure",
+        "shared",
+        "--arch",
+        "A1",
+        "--kernel",
+        "3",
+        "--reps",
+        "2",
+        "--epochs",
+        "6",
+        "--train-pairs",
+        "300",
+        "--val-pairs",
+        "30",
+        "--test-pairs",
+        "100",
+        "--workers",
+        "2",
+        "--db",
+        str(db),
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
+
         def both_held() -> bool:
             try:
                 return _read(db, "SELECT count(*) FROM runs WHERE status = 'running'") == [(2,)]
@@ -435,8 +511,9 @@ def test_a_second_pairs_run_follows_the_first_and_prints_its_numbers(tmp_path):
                 return False
 
         _wait_for(both_held, what="both runs held by the first pairs run")
-        second = subprocess.run([sys.executable, "-m", "tui.cli", *flags], cwd=ROOT,
-                                capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-m", "tui.cli", *flags], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
         first_output, _ = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -451,20 +528,66 @@ def test_a_second_pairs_run_follows_the_first_and_prints_its_numbers(tmp_path):
 @pytest.mark.slow
 def test_pairs_run_says_when_every_run_failed_and_why(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "run", "--structure", "shared", "--arch", "A1",
-         "--kernel", "3", "--reps", "2", "--epochs", "2", "--train-pairs", "100", "--val-pairs",
-         "10", "--test-pairs", "100", "--lr", "1e6", "--workers", "1", "--db",
-         str(tmp_path / "f.db")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "run",
+            "--structure",
+            "shared",
+            "--arch",
+            "A1",
+            "--kernel",
+            "3",
+            "--reps",
+            "2",
+            "--epochs",
+            "2",
+            "--train-pairs",
+            "100",
+            "--val-pairs",
+            "10",
+            "--test-pairs",
+            "100",
+            "--lr",
+            "1e6",
+            "--workers",
+            "1",
+            "--db",
+            str(tmp_path / "f.db"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr
-    assert "shared A1 k3: all 2 run(s) failed: TrainingDiverged: training loss became" \
-        in done.stdout, done.stdout
+    assert "shared A1 k3: all 2 run(s) failed: TrainingDiverged: training loss became" in done.stdout, done.stdout
     assert "validation accuracy" not in done.stdout
 
 
 # -- 16.12: two SIGINTs in quick succession, at any moment of start-up -------------------------------
-RUN = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
-       "--epochs", "20", "--train-pairs", "300", "--val-pairs", "30", "--test-pairs", "100",
-       "--workers", "2"]
+RUN = [
+    "run",
+    "--structure",
+    "shared",
+    "--arch",
+    "A1",
+    "--kernel",
+    "3",
+    "--reps",
+    "2",
+    "--epochs",
+    "20",
+    "--train-pairs",
+    "300",
+    "--val-pairs",
+    "30",
+    "--test-pairs",
+    "100",
+    "--workers",
+    "2",
+]
 
 
 @pytest.mark.slow
@@ -472,9 +595,14 @@ RUN = ["run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps"
 @pytest.mark.parametrize("to_group", [False, True])
 def test_two_sigints_during_start_up_exit_130_and_lose_nothing(tmp_path, delay, to_group):
     db = tmp_path / "int.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     time.sleep(delay)
     for _ in range(2):  # to the group: what a terminal's Ctrl-C does (workers too)
         if to_group:
@@ -496,11 +624,15 @@ def test_two_sigints_during_start_up_exit_130_and_lose_nothing(tmp_path, delay, 
         rows = _read(db, "SELECT run_id, count(*), max(epoch) FROM epochs GROUP BY run_id")
         assert all(n == last for _, n, last in rows), rows
         checkpoints = dict(_read(db, "SELECT run_id, epoch FROM checkpoints"))
-        assert all(checkpoints.get(run) == last for run, _, last in rows
-                   if (run, "queued") in set(_read(db, "SELECT id, status FROM runs"))), rows
+        assert all(
+            checkpoints.get(run) == last
+            for run, _, last in rows
+            if (run, "queued") in set(_read(db, "SELECT id, status FROM runs"))
+        ), rows
     # and the same command then trains everything
-    again = subprocess.run([sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "tui.cli", *RUN, "--db", str(db)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     assert "2 run(s) done" in again.stdout
 
@@ -520,8 +652,13 @@ def test_pairs_work_says_which_runs_another_driver_holds(fresh_db):
     with open_store(fresh_db) as s:
         queue(s, [tiny()], 1)
         s.claim("elsewhere:7:abc-1", limit=1)
-    done = subprocess.run([sys.executable, "-m", "tui.cli", "work", "--db", str(fresh_db)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "work", "--db", str(fresh_db)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "0 run(s) done, 0 failed" in done.stdout
     assert "1 run(s) are held by another pairs" in done.stdout

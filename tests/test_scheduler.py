@@ -72,9 +72,10 @@ def test_vectorised_and_one_at_a_time_work_give_the_same_first_epoch(tmp_path, s
             queue(s, [tiny(structure=structure)], 3)
             work(s, workers=1, vectorize=vectorize)
             results[vectorize] = {
-                r["rep"]: r["train_loss"] for r in s.db.query(
-                    "SELECT r.rep, e.train_loss FROM epochs e JOIN runs r ON r.id = e.run_id "
-                    "WHERE e.epoch = 1")
+                r["rep"]: r["train_loss"]
+                for r in s.db.query(
+                    "SELECT r.rep, e.train_loss FROM epochs e JOIN runs r ON r.id = e.run_id WHERE e.epoch = 1"
+                )
             }
     assert results[True].keys() == {0, 1, 2}
     for rep, loss in results[False].items():
@@ -86,25 +87,44 @@ def _epoch_metrics(path):
         return {
             (r["rep"], r["epoch"]): (r["train_loss"], r["val_acc"])
             for r in s.db.query(
-                "SELECT r.rep, e.epoch, e.train_loss, e.val_acc FROM epochs e "
-                "JOIN runs r ON r.id = e.run_id"
+                "SELECT r.rep, e.epoch, e.train_loss, e.val_acc FROM epochs e JOIN runs r ON r.id = e.run_id"
             )
         }
 
 
 @pytest.mark.slow
 def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    config_flags = ["--structure", "shared", "--arch", "A1", "--kernel", "3", "--epochs", "6",
-                    "--reps", "2", "--train-pairs", "300", "--val-pairs", "30",
-                    "--test-pairs", "100", "--workers", "1"]
+    config_flags = [
+        "--structure",
+        "shared",
+        "--arch",
+        "A1",
+        "--kernel",
+        "3",
+        "--epochs",
+        "6",
+        "--reps",
+        "2",
+        "--train-pairs",
+        "300",
+        "--val-pairs",
+        "30",
+        "--test-pairs",
+        "100",
+        "--workers",
+        "1",
+    ]
     reference = tmp_path / "reference.db"
-    subprocess.run([sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(reference)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(reference)], check=True, capture_output=True
+    )
 
     crashed = tmp_path / "crashed.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(crashed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -120,8 +140,9 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     with open_store(crashed, create=False) as s:
         assert s.status_counts()["done"] < 2
-    subprocess.run([sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(crashed)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "tui.cli", "run", *config_flags, "--db", str(crashed)], check=True, capture_output=True
+    )
     with open_store(crashed, create=False) as s:
         assert s.status_counts()["done"] == 2
         assert s.db["epochs"].count == 12

@@ -14,8 +14,7 @@ import pytest
 from core import api
 from core.config import RunConfig
 
-TINY = RunConfig(structure="shared", arch="A1", kernel=3, epochs=2, train_pairs=100, val_pairs=10,
-                 test_pairs=100)
+TINY = RunConfig(structure="shared", arch="A1", kernel=3, epochs=2, train_pairs=100, val_pairs=10, test_pairs=100)
 #: Packages a hostile folder holds: each writes the marker when imported (and then breaks).
 HOSTILE_PACKAGES = ("tui", "core", "multiprocessing", "torch", "ray")
 
@@ -51,16 +50,20 @@ def pairs_script() -> str:
 def test_pairs_work_from_a_hostile_folder_runs_only_the_installed_project(tmp_path):
     folder, marker = hostile_folder(tmp_path / "hostile")
     db = queued_db(tmp_path / "runs.db")
-    result = subprocess.run([pairs_script(), "work", "--workers", "2", "--db", str(db)],
-                            cwd=folder, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [pairs_script(), "work", "--workers", "2", "--db", str(db)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert not marker.exists(), marker.read_text()
     assert done_count(db) == 2
 
 
 @pytest.mark.slow
-def test_the_consoles_pool_from_a_hostile_folder_runs_only_the_installed_project(tmp_path,
-                                                                                  monkeypatch):
+def test_the_consoles_pool_from_a_hostile_folder_runs_only_the_installed_project(tmp_path, monkeypatch):
     from tui.widgets.pool import WorkerPool
 
     folder, marker = hostile_folder(tmp_path / "hostile")
@@ -84,15 +87,21 @@ def test_ray_tasks_from_a_hostile_folder_run_only_the_installed_project(tmp_path
         (folder / package).rmdir()
     db = queued_db(tmp_path / "runs.db")
     started = time.monotonic()
-    result = subprocess.run([pairs_script(), "work", "--executor", "ray", "--workers", "1",
-                             "--db", str(db)], cwd=folder, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    result = subprocess.run(
+        [pairs_script(), "work", "--executor", "ray", "--workers", "1", "--db", str(db)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     assert result.returncode == 0, (result.stderr[-3000:], time.monotonic() - started)
     assert not marker.exists(), marker.read_text()
     assert done_count(db) == 2
 
 
 # -- strings from a database are data ------------------------------------------------------------
+
 
 def test_literal_escapes_controls_and_never_parses_markup():
     from tui.literal import clean, clean_block, literal
@@ -108,8 +117,13 @@ def test_literal_escapes_controls_and_never_parses_markup():
 
 
 CLI_COMMANDS = (
-    ["status"], ["table"], ["table", "--format", "csv"], ["table", "--format", "markdown"],
-    ["table", "--compare", "paper", "--epochs", "2"], ["best"], ["best", "--format", "latex"],
+    ["status"],
+    ["table"],
+    ["table", "--format", "csv"],
+    ["table", "--format", "markdown"],
+    ["table", "--compare", "paper", "--epochs", "2"],
+    ["best"],
+    ["best", "--format", "latex"],
     ["plot", "--structure", "shared-aux", "--arch", "A1", "--kernel", "3"],
 )
 
@@ -134,8 +148,12 @@ def test_status_through_a_pipe_shows_the_error_and_host_literally(tmp_path):
     from hostile import VISIBLE, has_control, hostile_db
 
     db = hostile_db(tmp_path / "hostile.db")
-    result = subprocess.run([pairs_script(), "status", "--db", str(db)], capture_output=True,
-                            text=True, env={**os.environ, "COLUMNS": "400"})
+    result = subprocess.run(
+        [pairs_script(), "status", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and not has_control(result.stdout), repr(result.stdout)
     flat = result.stdout.replace("\n", "")
@@ -152,8 +170,7 @@ def test_a_hostile_database_path_in_a_message(tmp_path):
     name = tmp_path / "[/oops]\x1b]0;t\x07.db"  # a folder "[" holding "oops]...db"
     name.parent.mkdir()
     name.write_text("not a database")
-    result = subprocess.run([pairs_script(), "status", "--db", str(name)], capture_output=True,
-                            text=True)
+    result = subprocess.run([pairs_script(), "status", "--db", str(name)], capture_output=True, text=True)
     assert result.returncode == 2
     assert not has_control(result.stderr) and "[/oops]\\x1b]0;t\\x07.db" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -168,8 +185,7 @@ def _all_text(app) -> str:
     for screen in [app.screen, *app.screen_stack]:
         for table in screen.query(DataTable):
             for index in range(table.row_count):
-                parts.extend(c.plain if isinstance(c, Text) else str(c)
-                             for c in table.get_row_at(index))
+                parts.extend(c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(index))
         for static in screen.query(Static):
             parts.append(str(static.render()))
     parts.extend(n.message for n in app._notifications)
@@ -202,8 +218,7 @@ async def test_every_screen_shows_hostile_strings_literally(tmp_path):
         error = next(n.message for n in app._notifications if "[/oops]" in n.message)
         for shown in VISIBLE:
             assert shown in error, shown
-        for key, screen_type in (("3", PlotsScreen), ("4", TablesScreen), ("2", QueueScreen),
-                                 ("1", ExperimentsScreen)):
+        for key, screen_type in (("3", PlotsScreen), ("4", TablesScreen), ("2", QueueScreen), ("1", ExperimentsScreen)):
             await pilot.press(key)
             await settle(pilot, screen_type)
             await pilot.pause()
@@ -215,6 +230,7 @@ async def test_every_screen_shows_hostile_strings_literally(tmp_path):
 
 
 # -- a local Ray instance listens on loopback only ------------------------------------------------
+
 
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
@@ -239,7 +255,7 @@ def _address(hex_address: str, v6: bool) -> str:
 
     raw = bytes.fromhex(hex_address.split(":")[0])
     if v6:
-        return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+        return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
     return socket.inet_ntop(socket.AF_INET, raw[::-1])
 
 
@@ -276,8 +292,7 @@ def listening_sockets(pid: int) -> set[tuple[str, str]]:
 
 
 def is_loopback(address: str) -> bool:
-    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or \
-        address.startswith("::ffff:127.")
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or address.startswith("::ffff:127.")
 
 
 def test_the_listener_parser_sees_a_wildcard_socket():
@@ -300,9 +315,12 @@ def test_a_local_ray_instance_listens_on_loopback_only(tmp_path):
     with api.open_store(tmp_path / "runs.db") as store:
         api.queue(store, [TINY.replace(epochs=40)], 2)
     process = subprocess.Popen(
-        [pairs_script(), "work", "--executor", "ray", "--workers", "1", "--db",
-         str(tmp_path / "runs.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        [pairs_script(), "work", "--executor", "ray", "--workers", "1", "--db", str(tmp_path / "runs.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     seen: set[tuple[str, str]] = set()
     while process.poll() is None:
         seen |= listening_sockets(process.pid)

@@ -18,16 +18,22 @@ from tests.conftest import tiny
 # 600 digits per pool.
 def load_mirrored(data_dir):
     train, test = load_sample_pools()
-    return tuple(DigitPool(np.ascontiguousarray(p.images[:600, :, ::-1]), p.classes[:600])
-                 for p in (train, test))
+    return tuple(DigitPool(np.ascontiguousarray(p.images[:600, :, ::-1]), p.classes[:600]) for p in (train, test))
 
 
 @pytest.fixture
 def mirrored():
     # Step 2: the registry entry (in core/sources.py).
-    entry = sources.register(sources.DataSource(
-        "mirrored", load_mirrored, pool_sizes=(600, 600), description="the sample, mirrored",
-        report="the embedded sample mirrored left to right", larger="sample"))
+    entry = sources.register(
+        sources.DataSource(
+            "mirrored",
+            load_mirrored,
+            pool_sizes=(600, 600),
+            description="the sample, mirrored",
+            report="the embedded sample mirrored left to right",
+            larger="sample",
+        )
+    )
     yield entry
     sources.unregister(entry.name)
 
@@ -54,7 +60,7 @@ def test_the_registered_source_trains_the_same_on_both_paths(mirrored):
     group = run_group(config, [0, 1], on_epoch=lambda rep, m, _: both.setdefault(rep, []).append(m))
     for rep, test in zip((0, 1), tests):
         assert len(both[rep]) == config.epochs
-        for a, b in zip(one[rep * config.epochs:(rep + 1) * config.epochs], both[rep]):
+        for a, b in zip(one[rep * config.epochs : (rep + 1) * config.epochs], both[rep]):
             assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
             assert a.val_acc == pytest.approx(b.val_acc)
         assert test.test_acc == pytest.approx(group[rep].test_acc)
@@ -72,5 +78,7 @@ def test_the_registry_is_torch_free():
     import sys
 
     code = "import sys, core.sources, core.config; print('torch' in sys.modules, 'numpy' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.split() == ["False", "False"]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == [
+        "False",
+        "False",
+    ]

@@ -54,8 +54,7 @@ def sql_in(source: str) -> list[tuple[int, str]]:
                 found.append((node.lineno, f".{func.attr}(...)"))
             elif func.attr == "query" and _is_store_db(func.value):
                 found.append((node.lineno, ".db.query(...)"))
-            elif func.attr == "connect" and isinstance(func.value, ast.Name) \
-                    and func.value.id == "sqlite3":
+            elif func.attr == "connect" and isinstance(func.value, ast.Name) and func.value.id == "sqlite3":
                 found.append((node.lineno, "sqlite3.connect(...)"))
         elif isinstance(node, ast.Subscript) and _is_store_db(node.value):
             found.append((node.lineno, ".db[table]"))
@@ -75,15 +74,23 @@ def f(store, sqlite3, app):
     return "select a setup (pairs queue)"  # lower-case prose: not SQL
 '''
     assert sorted(sql_in(source)) == [
-        (4, ".db.query(...)"), (4, "SQL text 'SELECT'"),
-        (5, ".execute(...)"), (5, "SQL text 'UPDATE runs SET'"),
-        (6, ".db[table]"), (7, "sqlite3.connect(...)"), (8, "SQL text 'INSERT INTO'"),
+        (4, ".db.query(...)"),
+        (4, "SQL text 'SELECT'"),
+        (5, ".execute(...)"),
+        (5, "SQL text 'UPDATE runs SET'"),
+        (6, ".db[table]"),
+        (7, "sqlite3.connect(...)"),
+        (8, "SQL text 'INSERT INTO'"),
     ]
 
 
 def test_no_module_outside_the_store_holds_sql():
-    files = [path for folder in ("core", "tui") for path in sorted((ROOT / folder).rglob("*.py"))
-             if STORE not in path.parents]
+    files = [
+        path
+        for folder in ("core", "tui")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if STORE not in path.parents
+    ]
     assert len(files) > 20  # the walk found the modules
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: {what}"
@@ -94,8 +101,7 @@ def test_no_module_outside_the_store_holds_sql():
 
 
 def test_the_store_package_is_where_the_sql_is():
-    found = [what for path in sorted(STORE.glob("*.py"))
-             for _, what in sql_in(path.read_text(encoding="utf-8"))]
+    found = [what for path in sorted(STORE.glob("*.py")) for _, what in sql_in(path.read_text(encoding="utf-8"))]
     assert any("SELECT" in what for what in found) and any("UPDATE" in what for what in found)
 
 
@@ -105,10 +111,12 @@ def test_a_column_name_from_a_caller_is_never_sql(tmp_path):
     with Store(tmp_path / "runs.db") as store:
         assert store.distinct_config_values("arch") == []
         assert store.row_count("epochs") == 0
-        for call in (lambda: store.distinct_config_values("arch FROM configs; DROP TABLE runs --"),
-                     lambda: store.done_value_counts("1; DELETE FROM runs"),
-                     lambda: store.row_count("sqlite_master"),
-                     lambda: store.setup_aggregates(("test_acc) --",))):
+        for call in (
+            lambda: store.distinct_config_values("arch FROM configs; DROP TABLE runs --"),
+            lambda: store.done_value_counts("1; DELETE FROM runs"),
+            lambda: store.row_count("sqlite_master"),
+            lambda: store.setup_aggregates(("test_acc) --",)),
+        ):
             with pytest.raises(ValueError, match="not"):
                 call()
         assert store.row_count("runs") == 0 and "runs" in store.db.table_names()

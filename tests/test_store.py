@@ -12,8 +12,17 @@ from core.config import training_cost
 from core.store import SCHEMA_VERSION, LostClaim, Store, StoreError, run_id
 from tests.conftest import tiny
 
-METRICS = dict(train_loss=0.5, train_main_loss=0.5, train_acc=0.8, val_loss=0.6,
-               val_main_loss=0.6, val_acc=0.7, val_digit_acc=None, lr=0.01, seconds=0.1)
+METRICS = dict(
+    train_loss=0.5,
+    train_main_loss=0.5,
+    train_acc=0.8,
+    val_loss=0.6,
+    val_main_loss=0.6,
+    val_acc=0.7,
+    val_digit_acc=None,
+    lr=0.01,
+    seconds=0.1,
+)
 
 
 def test_wal_busy_timeout_and_schema_version(store):

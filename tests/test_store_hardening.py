@@ -95,8 +95,11 @@ def test_pairs_work_stops_with_one_line_when_its_file_is_deleted_or_replaced(tmp
     store_module.copy_database(db, backup)
     before = dump(backup)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--db", str(db)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tui.cli", "work", "--workers", "1", "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for_epochs(db, process)
@@ -143,28 +146,47 @@ def test_a_dropped_table_is_named(tmp_path, built_db, table, argv):
 
 FIRST_RUN = "(SELECT min(id) FROM runs)"
 EDITS = [
-    ("bad options JSON", "UPDATE configs SET options = '{oops' WHERE rowid = 1",
-     "table configs, row", "column options"),
-    ("options a list", "UPDATE configs SET options = '[1,2]' WHERE rowid = 1",
-     "table configs, row", "column options"),
-    ("text in test_acc", f"UPDATE runs SET test_acc = 'high' WHERE id = {FIRST_RUN}",
-     "table runs, row", "column test_acc"),
-    ("NULL attempts", f"UPDATE runs SET attempts = NULL WHERE id = {FIRST_RUN}",
-     "table runs, row", "column attempts"),
-    ("text in created_at", "UPDATE configs SET created_at = 'yesterday' WHERE rowid = 1",
-     "table configs, row", "column created_at"),
-    ("text in heartbeat_at", f"UPDATE runs SET heartbeat_at = 'now' WHERE id = {FIRST_RUN}",
-     "table runs, row", "column heartbeat_at"),
-    ("unknown status", f"UPDATE runs SET status = 'paused' WHERE id = {FIRST_RUN}",
-     "table runs, row", "column status"),
-    ("text in an epoch metric", "UPDATE epochs SET val_acc = 'x' WHERE rowid = 1",
-     "table epochs, row", "column val_acc"),
-    ("unknown arch", "UPDATE configs SET arch = 'A9' WHERE rowid = 1",
-     "table configs, row", "column arch"),
-    ("text in epochs", "UPDATE configs SET epochs = 'thirty' WHERE rowid = 1",
-     "table configs, row", "column epochs"),
-    ("bad option value", "UPDATE configs SET options = '{\"dropout\": 7}' WHERE rowid = 1",
-     "table configs, row", "column options.dropout"),
+    (
+        "bad options JSON",
+        "UPDATE configs SET options = '{oops' WHERE rowid = 1",
+        "table configs, row",
+        "column options",
+    ),
+    ("options a list", "UPDATE configs SET options = '[1,2]' WHERE rowid = 1", "table configs, row", "column options"),
+    (
+        "text in test_acc",
+        f"UPDATE runs SET test_acc = 'high' WHERE id = {FIRST_RUN}",
+        "table runs, row",
+        "column test_acc",
+    ),
+    ("NULL attempts", f"UPDATE runs SET attempts = NULL WHERE id = {FIRST_RUN}", "table runs, row", "column attempts"),
+    (
+        "text in created_at",
+        "UPDATE configs SET created_at = 'yesterday' WHERE rowid = 1",
+        "table configs, row",
+        "column created_at",
+    ),
+    (
+        "text in heartbeat_at",
+        f"UPDATE runs SET heartbeat_at = 'now' WHERE id = {FIRST_RUN}",
+        "table runs, row",
+        "column heartbeat_at",
+    ),
+    ("unknown status", f"UPDATE runs SET status = 'paused' WHERE id = {FIRST_RUN}", "table runs, row", "column status"),
+    (
+        "text in an epoch metric",
+        "UPDATE epochs SET val_acc = 'x' WHERE rowid = 1",
+        "table epochs, row",
+        "column val_acc",
+    ),
+    ("unknown arch", "UPDATE configs SET arch = 'A9' WHERE rowid = 1", "table configs, row", "column arch"),
+    ("text in epochs", "UPDATE configs SET epochs = 'thirty' WHERE rowid = 1", "table configs, row", "column epochs"),
+    (
+        "bad option value",
+        "UPDATE configs SET options = '{\"dropout\": 7}' WHERE rowid = 1",
+        "table configs, row",
+        "column options.dropout",
+    ),
 ]
 
 
@@ -184,19 +206,21 @@ def test_a_valid_database_opens_and_its_check_reads_every_table(built_db):
 
 # -- --db paths that are not files --------------------------------------------------------------
 PATHS = {
-    "a symlink loop": (lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop",
-                       "symbolic link loop"),
-    "a dangling link": (lambda d: (d / "dangling").symlink_to(d / "nowhere" / "x.db")
-                        or d / "dangling", "which does not exist"),
-    "a file as a folder": (lambda d: (d / "file.txt").write_text("x") and d / "file.txt" / "runs.db",
-                           "which is a file, not a folder"),
+    "a symlink loop": (lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop", "symbolic link loop"),
+    "a dangling link": (
+        lambda d: (d / "dangling").symlink_to(d / "nowhere" / "x.db") or d / "dangling",
+        "which does not exist",
+    ),
+    "a file as a folder": (
+        lambda d: (d / "file.txt").write_text("x") and d / "file.txt" / "runs.db",
+        "which is a file, not a folder",
+    ),
     "a name too long": (lambda d: d / ("n" * 300 + ".db"), "name too long"),
 }
 
 
 @pytest.mark.parametrize("case", list(PATHS), ids=list(PATHS))
-@pytest.mark.parametrize("argv", READS + WRITES + [["run", "--epochs", "1", "--reps", "1"]],
-                         ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("argv", READS + WRITES + [["run", "--epochs", "1", "--reps", "1"]], ids=lambda a: " ".join(a))
 def test_a_path_that_is_no_file_is_named(tmp_path, case, argv):
     make, message = PATHS[case]
     db = make(tmp_path)
@@ -206,8 +230,13 @@ def test_a_path_that_is_no_file_is_named(tmp_path, case, argv):
     assert lines[-1].startswith("error: ") and message in lines[-1], err
     assert "read-only" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # nothing created
-        {"a symlink loop": ["loop"], "a dangling link": ["dangling"],
-         "a file as a folder": ["file.txt"], "a name too long": []}[case])
+        {
+            "a symlink loop": ["loop"],
+            "a dangling link": ["dangling"],
+            "a file as a folder": ["file.txt"],
+            "a name too long": [],
+        }[case]
+    )
 
 
 # -- one setup, one id ------------------------------------------------------------------------
@@ -216,8 +245,10 @@ def test_a_path_that_is_no_file_is_named(tmp_path, case, argv):
 GRID_IDS = {
     "paper": ("ad28adf4d1358ff6", {}),
     "beyond": ("1db47f0eaa490cb4", {}),
-    "paper-quick": ("cad67a2e1c623489", {"epochs": ["2"], "optimizer": ["adam"], "lr": ["0.001"],
-                                         "aux_weight": ["0.5"]}),
+    "paper-quick": (
+        "cad67a2e1c623489",
+        {"epochs": ["2"], "optimizer": ["adam"], "lr": ["0.001"], "aux_weight": ["0.5"]},
+    ),
 }
 
 
@@ -240,13 +271,21 @@ def test_the_ids_of_the_committed_databases_are_unchanged(path):
     assert [RunConfig.from_dict(row).id for row in rows] == [row["id"] for row in rows]
 
 
-@pytest.mark.parametrize("spellings", [
-    {"aux_weight": [0.0, -0.0, 0]}, {"aux_weight": [1.0, 1]}, {"lr": [0.01, 1e-2]},
-    {"lr_gamma": [0.1, 1e-1]}, {"dropout": [0.0, -0.0, 0]}, {"rotate": [10, 10.0]},
-    {"momentum": [0.0, -0.0]}, {"weight_decay": [0, 0.0, -0.0]},
-])
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        {"aux_weight": [0.0, -0.0, 0]},
+        {"aux_weight": [1.0, 1]},
+        {"lr": [0.01, 1e-2]},
+        {"lr_gamma": [0.1, 1e-1]},
+        {"dropout": [0.0, -0.0, 0]},
+        {"rotate": [10, 10.0]},
+        {"momentum": [0.0, -0.0]},
+        {"weight_decay": [0, 0.0, -0.0]},
+    ],
+)
 def test_one_setup_has_one_id_however_its_values_are_spelled(spellings):
-    (name, values), = spellings.items()
+    ((name, values),) = spellings.items()
     assert len({RunConfig(**{name: v}).id for v in values}) == 1
 
 
@@ -258,11 +297,22 @@ def test_the_command_line_queues_one_configuration_for_one_aux_weight(store, tex
     assert len(parse_grid({"aux_weight": [",".join(texts)]})) == 1
 
 
-@pytest.mark.parametrize("field, value", [
-    ("aux_weight", True), ("lr", False), ("dropout", True), ("kernel", 5.0), ("epochs", 2.0),
-    ("seed", True), ("aux_weight", 10**400), ("lr", 10**400), ("aux_weight", "1"),
-    ("batch_norm", 1), ("swap", 0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("aux_weight", True),
+        ("lr", False),
+        ("dropout", True),
+        ("kernel", 5.0),
+        ("epochs", 2.0),
+        ("seed", True),
+        ("aux_weight", 10**400),
+        ("lr", 10**400),
+        ("aux_weight", "1"),
+        ("batch_norm", 1),
+        ("swap", 0),
+    ],
+)
 def test_a_value_of_the_wrong_type_is_refused(field, value):
     with pytest.raises(ConfigError, match=field.replace("_", "-")):
         RunConfig(**{field: value})
@@ -311,12 +361,12 @@ async def test_the_console_shows_a_banner_when_its_file_is_deleted_and_refuses_t
         selection = queue.query_one("#q-arch", SelectionList)
         selection.deselect_all()
         selection.select("A4")
-        for name, value in dict(reps=2, epochs=2, train_pairs=100, val_pairs=10,
-                                test_pairs=100).items():
+        for name, value in dict(reps=2, epochs=2, train_pairs=100, val_pairs=10, test_pairs=100).items():
             queue.query_one(f"#q-{name}", Input).value = str(value)
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: any("not queued" in n.message and "was deleted" in n.message
-                                          for n in app._notifications))
+        await wait_for(
+            pilot, lambda: any("not queued" in n.message and "was deleted" in n.message for n in app._notifications)
+        )
         assert not any(n.message.startswith("queued") for n in app._notifications)
         assert "was deleted" in str(app.screen.query_one("DbBanner").render())
         await pilot.press("1", "4", "1")

@@ -44,20 +44,37 @@ def difference_forward(model, params, x):
 def difference_layers(kit):
     tower = kit.tower("tower")
     features = tower[-1].shape[0]
-    return [*tower, kit.Layer("comparison head", "difference", (features,), 0),
-            *kit.dense("comparison head", features, 2)]
+    return [
+        *tower,
+        kit.Layer("comparison head", "difference", (features,), 0),
+        *kit.dense("comparison head", features, 2),
+    ]
 
 
 @pytest.fixture
 def toy():
     # Step 4: the registry entry (in core/structures.py).
-    entry = structures.register(structures.Structure(
-        "shared-diff", SharedDifference, digit_logits=False, towers=1,
-        description="shared tower, comparison from the features' difference",
-        layers=difference_layers, grouped=difference_forward))
-    slow = structures.register(structures.Structure(
-        "shared-diff-slow", SharedDifference, digit_logits=False, towers=1,
-        description="the same without a grouped forward", layers=difference_layers))
+    entry = structures.register(
+        structures.Structure(
+            "shared-diff",
+            SharedDifference,
+            digit_logits=False,
+            towers=1,
+            description="shared tower, comparison from the features' difference",
+            layers=difference_layers,
+            grouped=difference_forward,
+        )
+    )
+    slow = structures.register(
+        structures.Structure(
+            "shared-diff-slow",
+            SharedDifference,
+            digit_logits=False,
+            towers=1,
+            description="the same without a grouped forward",
+            layers=difference_layers,
+        )
+    )
     yield entry, slow
     structures.unregister(entry.name)
     structures.unregister(slow.name)
@@ -74,7 +91,8 @@ def test_every_entry_declares_what_its_module_does(toy):
             assert (digits is not None) == entry.digit_logits
             assert sum(layer.params for layer in model_layers(config)) == torch_parameter_count(model)
     assert parameter_count("shared-diff", "A1", 3) == torch_parameter_count(
-        build_model(RunConfig(structure="shared-diff", arch="A1", kernel=3)))
+        build_model(RunConfig(structure="shared-diff", arch="A1", kernel=3))
+    )
 
 
 def test_a_registered_structure_is_a_structure_everywhere(toy):
@@ -108,7 +126,7 @@ def test_the_toy_structure_trains_the_same_on_both_paths(toy):
     both = {}
     group = run_group(config, [0, 1], on_epoch=lambda rep, m, _: both.setdefault(rep, []).append(m))
     for rep, test in zip((0, 1), tests):
-        for a, b in zip(one[2 * rep: 2 * rep + 2], both[rep]):
+        for a, b in zip(one[2 * rep : 2 * rep + 2], both[rep]):
             assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
             assert a.val_acc == pytest.approx(b.val_acc)
         assert test.test_acc == pytest.approx(group[rep].test_acc)
@@ -139,8 +157,10 @@ def test_the_registry_is_torch_free_and_its_import_paths_resolve():
     import sys
 
     code = "import sys, core.structures, core.config; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
     for entry in structures.entries():
         assert callable(entry.grouped_forward()) and isinstance(entry.builder, str)
         assert isinstance(build_model(RunConfig(structure=entry.name, arch="A1", kernel=3)), nn.Module)

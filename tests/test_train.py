@@ -51,9 +51,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run():
 
     final = run_training(config, 0, data=data, on_epoch=record)
     resumed = []
-    final_resumed = run_training(
-        config, 0, data=data, checkpoint=states[2], on_epoch=lambda m, _: resumed.append(m)
-    )
+    final_resumed = run_training(config, 0, data=data, checkpoint=states[2], on_epoch=lambda m, _: resumed.append(m))
     assert [m.epoch for m in resumed] == [3, 4]
     for a, b in zip(full[2:], resumed):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-6)
@@ -65,8 +63,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run():
 def test_stop_request_interrupts_between_epochs():
     calls = []
     with pytest.raises(RunInterrupted):
-        run_training(tiny(epochs=3), 0, on_epoch=lambda m, _: calls.append(m),
-                     should_stop=lambda: len(calls) >= 1)
+        run_training(tiny(epochs=3), 0, on_epoch=lambda m, _: calls.append(m), should_stop=lambda: len(calls) >= 1)
     assert len(calls) == 1
 
 
@@ -92,8 +89,7 @@ def test_evaluation_in_batches_gives_the_metrics_of_one_batch(monkeypatch):
     from core.vectorized import VectorizedRuns, _stack
 
     config = tiny(structure="shared-aux", test_pairs=100)
-    data = [draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs)
-            for rep in (0, 1)]
+    data = [draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs) for rep in (0, 1)]
     torch.manual_seed(0)
     model = build_model(config)
     group = VectorizedRuns(config, [0, 1], "cpu", [None, None])
@@ -102,8 +98,7 @@ def test_evaluation_in_batches_gives_the_metrics_of_one_batch(monkeypatch):
     for batch in (1000, 7):
         monkeypatch.setattr(core.train, "EVAL_BATCH", batch)
         monkeypatch.setattr(core.vectorized, "EVAL_BATCH", batch)
-        results.append((core.train.evaluate(model, data[0].test, aux_weight=config.aux_weight),
-                        group.evaluate(test)))
+        results.append((core.train.evaluate(model, data[0].test, aux_weight=config.aux_weight), group.evaluate(test)))
     (single, grouped), (single_batched, grouped_batched) = results
     assert single_batched == pytest.approx(single, rel=1e-5)
     for name, values in grouped.items():

@@ -34,8 +34,7 @@ def test_the_stacked_objective_is_each_runs_own(digits):
     total, main = objective(logits, digit_logits, target, classes, 0.5)
     assert total.shape == main.shape == (r,)
     for i in range(r):
-        one_total, one_main = objective(logits[i], digit_logits[i] if digits else None, target[i],
-                                        classes[i], 0.5)
+        one_total, one_main = objective(logits[i], digit_logits[i] if digits else None, target[i], classes[i], 0.5)
         assert one_total.dim() == 0
         assert total[i].item() == pytest.approx(one_total.item(), rel=1e-6)
         assert main[i].item() == pytest.approx(one_main.item(), rel=1e-6)

@@ -64,8 +64,7 @@ async def open_queue(pilot) -> QueueScreen:
     return await settle(pilot, QueueScreen)
 
 
-def fill_form(screen: QueueScreen, *, structures=("shared",), archs=("A1",), kernels=(3,),
-              **fields) -> None:
+def fill_form(screen: QueueScreen, *, structures=("shared",), archs=("A1",), kernels=(3,), **fields) -> None:
     for name, values in (("structure", structures), ("arch", archs), ("kernel", kernels)):
         selection = screen.query_one(f"#q-{name}", SelectionList)
         selection.deselect_all()
@@ -79,6 +78,7 @@ TINY_FIELDS = dict(reps=2, epochs=2, train_pairs=100, val_pairs=10, test_pairs=1
 
 
 # -- experiments ---------------------------------------------------------------------------------
+
 
 async def test_experiments_lists_configurations_with_progress(tmp_path):
     db = build_fixture_db(tmp_path / "runs.db")
@@ -145,6 +145,7 @@ async def test_enter_opens_plots_of_the_highlighted_configuration(tmp_path):
 
 # -- live updates --------------------------------------------------------------------------------
 
+
 async def test_new_epoch_rows_update_plot_and_list_without_a_key(fresh_db):
     with api.open_store(fresh_db) as store:
         api.queue(store, [TINY], 2)
@@ -204,6 +205,7 @@ def test_watcher_coalesces_changes(fresh_db):
 
 # -- database problems ---------------------------------------------------------------------------
 
+
 async def test_missing_database_message_then_created_by_first_queue(tmp_path):
     db = tmp_path / "new.db"
     app = make_app(db, workers=2)
@@ -223,16 +225,20 @@ async def test_missing_database_message_then_created_by_first_queue(tmp_path):
 
         await wait_for(pilot, lambda: queued() == 2)
         await pilot.press("1")
-        await wait_for(pilot, lambda: app.db_error is None
-                       and app.screen.query_one("#exp-table", DataTable).row_count == 1)
+        await wait_for(
+            pilot, lambda: app.db_error is None and app.screen.query_one("#exp-table", DataTable).row_count == 1
+        )
         assert not app.screen.query_one("DbBanner").has_class("-shown")
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("garbage", "is not an SQLite database"),
-    ("newer", "newer than this pairs understands"),
-    ("foreign", "another program"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("garbage", "is not an SQLite database"),
+        ("newer", "newer than this pairs understands"),
+        ("foreign", "another program"),
+    ],
+)
 async def test_unusable_database_shows_a_message(tmp_path, damage, expected):
     db = tmp_path / "runs.db"
     if damage == "garbage":
@@ -259,12 +265,12 @@ async def test_unusable_database_shows_a_message(tmp_path, damage, expected):
 
 # -- queue form ----------------------------------------------------------------------------------
 
+
 async def test_queue_form_queues_the_product(fresh_db):
     app = make_app(fresh_db, workers=2)
     async with app.run_test(size=SIZE) as pilot:
         queue = await open_queue(pilot)
-        fill_form(queue, structures=("independent", "shared-aux"), archs=("A1", "A2"),
-                  **TINY_FIELDS)
+        fill_form(queue, structures=("independent", "shared-aux"), archs=("A1", "A2"), **TINY_FIELDS)
         await wait_for(pilot, lambda: "adds [b]8[/b] new run(s)" in queue.preview_text)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: len(runs_in(fresh_db)) == 8)
@@ -272,9 +278,9 @@ async def test_queue_form_queues_the_product(fresh_db):
     with api.open_store(fresh_db) as store:
         configs = {store.config(r["config_id"]) for r in store.run_rows()}
     assert {(c.structure, c.arch, c.kernel) for c in configs} == {
-        (s, a, 3) for s in ("independent", "shared-aux") for a in ("A1", "A2")}
-    assert {(c.epochs, c.train_pairs, c.val_pairs, c.lr) for c in configs} == {
-        (2, 100, 10, api.base_config().lr)}
+        (s, a, 3) for s in ("independent", "shared-aux") for a in ("A1", "A2")
+    }
+    assert {(c.epochs, c.train_pairs, c.val_pairs, c.lr) for c in configs} == {(2, 100, 10, api.base_config().lr)}
 
 
 async def test_typed_values_and_several_values_per_field(fresh_db):
@@ -295,8 +301,7 @@ async def test_invalid_values_are_marked_and_never_sent(fresh_db):
     app = make_app(fresh_db, workers=2)
     async with app.run_test(size=SIZE) as pilot:
         queue = await open_queue(pilot)
-        fill_form(queue, archs=(), epochs="two", lr="-1", optimizer="adamw", reps="0",
-                  val_pairs="5000")
+        fill_form(queue, archs=(), epochs="two", lr="-1", optimizer="adamw", reps="0", val_pairs="5000")
         await pilot.pause()
         for name in ("epochs", "lr", "optimizer", "reps", "val_pairs"):
             assert queue.query_one(f"#q-{name}").has_class("invalid-field"), name
@@ -335,14 +340,20 @@ async def test_paper_preset_is_one_key(fresh_db):
         queue = await open_queue(pilot)
         queue.query_one("#q-reps", Input).value = "2"
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "36 configuration(s) (the paper's grid) x 2 reps"
-                       in queue.preview_text and "adds [b]72[/b]" in queue.preview_text)
+        await wait_for(
+            pilot,
+            lambda: (
+                "36 configuration(s) (the paper's grid) x 2 reps" in queue.preview_text
+                and "adds [b]72[/b]" in queue.preview_text
+            ),
+        )
         assert queue.plan.configs == api.plan_preset("paper", {}, api.base_config(), 2)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: len(runs_in(fresh_db)) == 72)
 
 
 # -- tables --------------------------------------------------------------------------------------
+
 
 async def open_tables(pilot, tab: str):
     from tui.screens.tables import TablesScreen
@@ -361,8 +372,7 @@ async def test_tables_show_known_mean_std_and_bold_the_best(tmp_path):
         screen = await open_tables(pilot, "shared")
         table = screen.query_one("#table-shared", DataTable)
         a1, a2 = table.get_row_at(0), table.get_row_at(1)
-        assert [plain(c) for c in a1] == ["A1", "3", "0.3000 ± 0.0000", "0.6000 ± 0.1000",
-                                          "82.00 ± 2.00", "3/3"]
+        assert [plain(c) for c in a1] == ["A1", "3", "0.3000 ± 0.0000", "0.6000 ± 0.1000", "82.00 ± 2.00", "3/3"]
         assert [plain(c) for c in a2][3:5] == ["0.4500 ± 0.0500", "92.00 ± 2.00"]
         assert "bold" in str(a2[3].style) and "bold" in str(a2[4].style)
         assert "bold" not in str(a1[3].style) and "bold" not in str(a1[4].style)
@@ -373,8 +383,7 @@ async def test_tables_show_known_mean_std_and_bold_the_best(tmp_path):
         assert "yellow" in str(independent.get_row_at(0)[5].style)
 
         best = table_texts(screen.query_one("#table-best", DataTable))
-        assert [r[:3] for r in best] == [["independent", "A1", "3"], ["shared", "A2", "3"],
-                                         ["shared-aux", "A1", "3"]]
+        assert [r[:3] for r in best] == [["independent", "A1", "3"], ["shared", "A2", "3"], ["shared-aux", "A1", "3"]]
         assert best[1][5] == "93.00 ± 2.00"
         notes = str(screen.query_one("#notes-best", Static).render())
         assert "independent vs shared: p = " in notes
@@ -390,15 +399,13 @@ async def test_export_writes_the_table_on_screen(tmp_path, monkeypatch):
         await pilot.pause()
         markdown = (tmp_path / "pairs-table-III-shared.md").read_text()
         assert markdown == to_markdown([screen.data.tables["shared"]])
-        assert "| A2 | 3 | 0.2000 ± 0.0000 | **0.4500 ± 0.0500** | **92.00 ± 2.00** | 3/3 |" \
-            in markdown
+        assert "| A2 | 3 | 0.2000 ± 0.0000 | **0.4500 ± 0.0500** | **92.00 ± 2.00** | 3/3 |" in markdown
         latex = (tmp_path / "pairs-table-III-shared.tex").read_text()
         assert r"\textbf{92.00 $\pm$ 2.00}" in latex
         csv_lines = (tmp_path / "pairs-table-III-shared.csv").read_text().splitlines()
         assert csv_lines[0].startswith("protocol,protocol_id,structure,arch,kernel")
         protocol = screen.data.current.protocol
-        assert len(csv_lines) == 3 and csv_lines[2].startswith(
-            f"{protocol.label},{protocol.id},shared,A2,3")
+        assert len(csv_lines) == 3 and csv_lines[2].startswith(f"{protocol.label},{protocol.id},shared,A2,3")
         screen.query_one("#tables-tabs").active = "tab-best"
         await pilot.pause()
         await pilot.press("c")
@@ -409,6 +416,7 @@ async def test_export_writes_the_table_on_screen(tmp_path, monkeypatch):
 
 
 # -- everywhere ----------------------------------------------------------------------------------
+
 
 async def test_help_theme_palette_and_small_terminal(tmp_path):
     db = build_fixture_db(tmp_path / "runs.db")
@@ -465,8 +473,7 @@ def test_importing_the_app_never_loads_torch_pandas_nor_numpy():
         heavy = ("torch", "torchvision", "pandas", "numpy")  # start-up time (core/store/_sqlite_utils.py)
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     """)
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -483,8 +490,7 @@ FAKE_WORK = textwrap.dedent("""
 @pytest.fixture
 def fake_work(monkeypatch):
     """``pairs work`` replaced by a sleeper that exits 130 on SIGINT, like the real driver."""
-    monkeypatch.setattr(pool_module, "work_command",
-                        lambda db, n: [sys.executable, "-c", FAKE_WORK])
+    monkeypatch.setattr(pool_module, "work_command", lambda db, n: [sys.executable, "-c", FAKE_WORK])
 
 
 @pytest.mark.parametrize("choice", ["stop", "keep", "cancel"])

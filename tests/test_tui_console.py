@@ -89,8 +89,7 @@ async def test_queue_has_the_focus_on_entry_and_boxes_differ_by_glyph(tmp_path):
 
 @pytest.mark.parametrize("key", ["1", "2", "3", "4"])
 async def test_footers_fit_80_columns(tmp_path, key):
-    screen_type = {"1": ExperimentsScreen, "2": QueueScreen, "3": PlotsScreen,
-                   "4": TablesScreen}[key]
+    screen_type = {"1": ExperimentsScreen, "2": QueueScreen, "3": PlotsScreen, "4": TablesScreen}[key]
     db = build_fixture_db(tmp_path / "runs.db")
     console = make_app(db, workers=2)
     async with console.run_test(size=(80, 24)) as pilot:
@@ -102,8 +101,7 @@ async def test_footers_fit_80_columns(tmp_path, key):
             return list(console.screen.query_one("Footer").query("FooterKey"))
 
         # laid out (a busy machine may take longer than any fixed pause)
-        await wait_for(pilot, lambda: footer_keys() and all(k.region.width > 0
-                                                            for k in footer_keys()))
+        await wait_for(pilot, lambda: footer_keys() and all(k.region.width > 0 for k in footer_keys()))
         keys = footer_keys()
         assert keys and sum(k.outer_size.width for k in keys) <= 80
         assert keys[-1].region.right <= 80 and keys[-1].region.width > 0

@@ -31,8 +31,9 @@ def steps(ticks: list[float]) -> set[float]:
     return {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
 
 
-@pytest.mark.parametrize(("low", "high"), [(51.9, 88.4), (0.31, 0.72), (0.05, 2.3), (70, 70),
-                                            (0.0012, 0.0019), (-3, 250)])
+@pytest.mark.parametrize(
+    ("low", "high"), [(51.9, 88.4), (0.31, 0.72), (0.05, 2.3), (70, 70), (0.0012, 0.0019), (-3, 250)]
+)
 def test_ticks_are_even_1_2_5_steps_covering_the_data(low, high):
     ticks = nice_ticks(low, high)
     assert ticks[0] <= low and ticks[-1] >= high
@@ -54,8 +55,7 @@ def test_log_ticks_are_1_2_5_per_decade():
     assert wide[0] <= 1e-4 and wide[-1] >= 3 and len(wide) <= 8
 
 
-@pytest.mark.parametrize(("low", "high"), [(51.9, 88.4), (0.31, 0.95), (0.002, 2.3), (70, 70),
-                                            (-3, 250)])
+@pytest.mark.parametrize(("low", "high"), [(51.9, 88.4), (0.31, 0.95), (0.002, 2.3), (70, 70), (-3, 250)])
 @pytest.mark.parametrize("log", [False, True])
 def test_y_axis_puts_at_most_one_tick_every_other_row(low, high, log):
     """The one y axis of ``pairs plot``, the Plots and the Compare screens: from 3 rows up the
@@ -103,8 +103,7 @@ def test_legend_omits_the_lr_step_when_there_is_none(stepped):
 
 def test_plot_log_option_labels_the_log_panels(stepped):
     store, _ = stepped
-    args = ["plot", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--db",
-            str(store.path)]
+    args = ["plot", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--db", str(store.path)]
     result = CliRunner().invoke(cli_app, [*args, "--log"])
     assert result.exit_code == 0, result.output
     assert "Train loss (log)" in result.output and "Validation loss (log)" in result.output

@@ -30,8 +30,9 @@ def shown(key: str | None, ready=lambda screen: screen.loads >= 1):
         await wait_for(pilot, lambda: app.screen.id == "experiments" and app.screen.loads >= 1)
         if key:
             await pilot.press(key)
-        await wait_for(pilot, lambda: getattr(app.screen, "loads", 0) >= 1 and ready(app.screen)
-                       and app.focused is not None)
+        await wait_for(
+            pilot, lambda: getattr(app.screen, "loads", 0) >= 1 and ready(app.screen) and app.focused is not None
+        )
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.2)
 

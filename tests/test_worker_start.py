@@ -23,8 +23,11 @@ def test_a_bad_start_method_is_one_line_before_anything_is_queued(tmp_path, monk
     for command in ("run", "work"):
         result = subprocess.run(
             [str(Path(sys.executable).with_name("pairs")), command, "--db", str(db)],
-            capture_output=True, text=True, timeout=120,
-            env={**os.environ, "PAIRS_START_METHOD": "fork"})
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PAIRS_START_METHOD": "fork"},
+        )
         assert result.returncode == 2, result.stderr
         assert "PAIRS_START_METHOD='fork' is not a start method" in result.stderr
         assert "forkserver or spawn" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -93,8 +93,7 @@ class Database:
                 raise
             except sqlite3.Error as exc:
                 self._close()
-                raise StoreError(f"{self.path} cannot be read ({exc}): "
-                                 "check the file or choose another --db") from None
+                raise StoreError(f"{self.path} cannot be read ({exc}): check the file or choose another --db") from None
 
     def _close(self) -> None:
         self._store = close_quietly(self._store)
@@ -158,8 +157,7 @@ class PairsApp(App[None]):
     #: Why the database cannot be used right now (shown in a banner), or None.
     db_error: reactive[str | None] = reactive(None)
 
-    def __init__(self, db_path: Path, *, workers: int | None = None,
-                 poll_interval: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, db_path: Path, *, workers: int | None = None, poll_interval: float = POLL_INTERVAL_S) -> None:
         super().__init__()
         self.db_path = Path(db_path)
         self.db = Database(self.db_path)
@@ -173,8 +171,7 @@ class PairsApp(App[None]):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
-        self.run_worker(self._watch, thread=True, group="watcher", name="db-watcher",
-                        exit_on_error=False)
+        self.run_worker(self._watch, thread=True, group="watcher", name="db-watcher", exit_on_error=False)
         self.set_interval(0.5, self.check_pool)
 
     def _watch(self) -> None:
@@ -220,22 +217,23 @@ class PairsApp(App[None]):
             self.notify("nothing to train: queue runs first (2)", severity="warning")
             return
         if self.db_error:  # the workers would only exit on it: say it here
-            self.notify(clean_block(f"cannot start workers: {self.db_error}"), severity="error",
-                        markup=False)
+            self.notify(clean_block(f"cannot start workers: {self.db_error}"), severity="error", markup=False)
             return
         try:
             process = self.pool.start(workers)
         except (OSError, RuntimeError, ValueError) as exc:
             self.notify(clean(f"cannot start workers: {exc}"), severity="error", markup=False)
             return
-        self.notify(clean(f"started {workers} worker(s): pairs work, pid {process.pid}; "
-                          f"log in {self.pool.log_path.name}"), title="Workers", markup=False)
+        self.notify(
+            clean(f"started {workers} worker(s): pairs work, pid {process.pid}; log in {self.pool.log_path.name}"),
+            title="Workers",
+            markup=False,
+        )
         self.refresh_pool()
 
     def stop_workers(self) -> None:
         if self.pool.stop():
-            self.notify("stopping after the current epoch; unfinished runs go back to the queue",
-                        title="Workers")
+            self.notify("stopping after the current epoch; unfinished runs go back to the queue", title="Workers")
         else:
             self.notify("no workers started here are running", severity="warning")
         self.refresh_pool()
@@ -245,9 +243,13 @@ class PairsApp(App[None]):
         if code is not None:
             meaning = EXIT_MEANINGS.get(code, f"exited with status {code}")
             detail = self.pool.last_log_line() if code not in (0, 130) else ""
-            self.notify(clean(f"workers {meaning}" + (f": {detail}" if detail else "")),
-                        title="Workers", severity="information" if code in (0, 130) else "error",
-                        timeout=10, markup=False)
+            self.notify(
+                clean(f"workers {meaning}" + (f": {detail}" if detail else "")),
+                title="Workers",
+                severity="information" if code in (0, 130) else "error",
+                timeout=10,
+                markup=False,
+            )
             self.refresh_pool()
 
     def refresh_pool(self) -> None:
@@ -282,9 +284,7 @@ class PairsApp(App[None]):
             return
         from tui.screens.dialogs import QuitScreen
 
-        self.push_screen(
-            QuitScreen(f"{self.pool.workers} started here, pid {self.pool.pid}"), self._quit_with
-        )
+        self.push_screen(QuitScreen(f"{self.pool.workers} started here, pid {self.pool.pid}"), self._quit_with)
 
     def _quit_with(self, choice: str | None) -> None:
         if choice == "stop":
@@ -297,33 +297,40 @@ class PairsApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for mode, title in (("experiments", "Experiments"), ("queue", "Queue"),
-                            ("plots", "Plots"), ("tables", "Tables"), ("compare", "Compare")):
-            yield SystemCommand(f"Go to {title}", f"Switch to the {title} screen",
-                                lambda mode=mode: self.switch_mode(mode))
+        for mode, title in (
+            ("experiments", "Experiments"),
+            ("queue", "Queue"),
+            ("plots", "Plots"),
+            ("tables", "Tables"),
+            ("compare", "Compare"),
+        ):
+            yield SystemCommand(
+                f"Go to {title}", f"Switch to the {title} screen", lambda mode=mode: self.switch_mode(mode)
+            )
         yield SystemCommand("Help", "Screens and keys", self.action_help)
-        yield SystemCommand("Dark / light", "Toggle the dark and light themes",
-                            self.action_toggle_dark)
-        yield SystemCommand("Start workers", "pairs work in a subprocess, as many as chosen",
-                            lambda: self.start_workers(self.default_workers))
-        yield SystemCommand("Stop workers", "After the current epoch; runs go back to the queue",
-                            self.stop_workers)
-        yield SystemCommand("Retry failed runs", "Queue every failed run again",
-                            self.retry_failed)
-        yield SystemCommand("Paper grid", "Queue form with the paper's 3 x 6 x 2 grid",
-                            self._paper_preset)
+        yield SystemCommand("Dark / light", "Toggle the dark and light themes", self.action_toggle_dark)
+        yield SystemCommand(
+            "Start workers",
+            "pairs work in a subprocess, as many as chosen",
+            lambda: self.start_workers(self.default_workers),
+        )
+        yield SystemCommand("Stop workers", "After the current epoch; runs go back to the queue", self.stop_workers)
+        yield SystemCommand("Retry failed runs", "Queue every failed run again", self.retry_failed)
+        yield SystemCommand("Paper grid", "Queue form with the paper's 3 x 6 x 2 grid", self._paper_preset)
         if screen.id == "tables":
             for fmt in ("markdown", "latex", "csv"):
-                yield SystemCommand(f"Export {fmt}", f"Write the table on screen as {fmt}",
-                                    lambda fmt=fmt: screen.action_export(fmt))
+                yield SystemCommand(
+                    f"Export {fmt}", f"Write the table on screen as {fmt}", lambda fmt=fmt: screen.action_export(fmt)
+                )
 
     async def _paper_preset(self) -> None:
         await self.switch_mode("queue")
         self.screen.action_paper_preset()
 
 
-def make_app(db_path: str | Path | None = None, *, workers: int | None = None,
-             poll_interval: float = POLL_INTERVAL_S) -> PairsApp:
+def make_app(
+    db_path: str | Path | None = None, *, workers: int | None = None, poll_interval: float = POLL_INTERVAL_S
+) -> PairsApp:
     """The app for ``--db`` (``$PAIRS_DB``, then ``./runs.db``); used by ``main`` and tests."""
     return PairsApp(resolve_db_path(db_path), workers=workers, poll_interval=poll_interval)
 
@@ -332,12 +339,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="pairs-tui",
         description="Terminal console of the pairs study: queue configurations, start workers, "
-                    "watch live curves, browse the mean ± std tables.",
+        "watch live curves, browse the mean ± std tables.",
     )
-    parser.add_argument("--db", metavar="PATH",
-                        help="SQLite database (default: $PAIRS_DB, else ./runs.db)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="worker processes the Start button proposes (default: CPU cores)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite database (default: $PAIRS_DB, else ./runs.db)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes the Start button proposes (default: CPU cores)"
+    )
     parser.add_argument("--version", action="version", version=f"pairs-tui {__version__}")
     args = parser.parse_args(argv)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:

@@ -39,8 +39,7 @@ def flag_table(config: type[RunConfig] = RunConfig) -> str:
         if hp.param.preset:
             several += ", also in `pairs grid`"
         what = hp.help + (" *Beyond the paper.*" if hp.param.extension else "")
-        lines.append(f"| `{hp.flag}` | `{hp.shown_default}` | {_cell(_allowed(hp))} | {several} "
-                     f"| {_cell(what)} |")
+        lines.append(f"| `{hp.flag}` | `{hp.shown_default}` | {_cell(_allowed(hp))} | {several} | {_cell(what)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -45,8 +45,7 @@ class DbWatcher:
     ``run()``.
     """
 
-    def __init__(self, path: Path, post: Callable[[Message], object],
-                 interval: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, path: Path, post: Callable[[Message], object], interval: float = POLL_INTERVAL_S) -> None:
         self.path = Path(path)
         self.post = post
         self.interval = interval

@@ -40,9 +40,13 @@ def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def retry_busy(action: Callable[[], T], *, attempts: int | None = None,
-               seconds: float | None = None,
-               may_retry: Callable[[], bool] | None = None) -> T:
+def retry_busy(
+    action: Callable[[], T],
+    *,
+    attempts: int | None = None,
+    seconds: float | None = None,
+    may_retry: Callable[[], bool] | None = None,
+) -> T:
     """``action()``, run again with jittered exponential backoff while SQLite reports a lock.
 
     It gives up (the lock error propagates) after ``attempts`` tries or ``seconds`` seconds, or at
@@ -85,8 +89,7 @@ def retrying(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, 
             return not self.db.conn.in_transaction
 
         try:
-            return retry_busy(lambda: method(self, *args, **kwargs), seconds=WRITE_RETRY_S,
-                              may_retry=outside)
+            return retry_busy(lambda: method(self, *args, **kwargs), seconds=WRITE_RETRY_S, may_retry=outside)
         except sqlite3.OperationalError as exc:
             if _is_busy(exc) and outside():
                 raise DatabaseUnusable(_explain(self.path, exc)) from None

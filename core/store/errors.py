@@ -19,10 +19,7 @@ class StoreError(RuntimeError):
 
 
 def _one_line(text: str) -> str:
-    return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class DatabaseUnusable(StoreError, sqlite3.DatabaseError):
@@ -46,8 +43,16 @@ class LostClaim(RuntimeError):
 
 
 #: Fragments of SQLite messages that mean the database itself is unusable.
-_FATAL = ("malformed", "not a database", "disk i/o error", "disk is full", "readonly",
-          "unable to open", "file is not", "corrupt")
+_FATAL = (
+    "malformed",
+    "not a database",
+    "disk i/o error",
+    "disk is full",
+    "readonly",
+    "unable to open",
+    "file is not",
+    "corrupt",
+)
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -69,20 +74,22 @@ def _path_problem(path: Path) -> str | None:
         return None
     except FileNotFoundError:
         if os.path.islink(path):
-            return (f"--db {path} is a symbolic link to {os.readlink(path)}, which does not "
-                    "exist: fix the link or give the database's own path")
+            return (
+                f"--db {path} is a symbolic link to {os.readlink(path)}, which does not "
+                "exist: fix the link or give the database's own path"
+            )
         return None  # simply not there (yet)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return (f"--db {path} is a symbolic link loop (it never reaches a file): fix the "
-                    "link or give the database's own path")
+            return (
+                f"--db {path} is a symbolic link loop (it never reaches a file): fix the "
+                "link or give the database's own path"
+            )
         if exc.errno == errno.ENOTDIR:
             parent = next((p for p in reversed(path.parents) if p.is_file()), path.parent)
-            return (f"--db {path} goes through {parent}, which is a file, not a folder: "
-                    "choose a path in a folder")
+            return f"--db {path} goes through {parent}, which is a file, not a folder: choose a path in a folder"
         if exc.errno == errno.ENAMETOOLONG:
-            return (f"--db {str(path)[:60]}... has a name too long for this file system: "
-                    "choose a shorter path")
+            return f"--db {str(path)[:60]}... has a name too long for this file system: choose a shorter path"
         return f"--db {path} cannot be used ({exc.strerror}): choose another path"
 
 
@@ -101,8 +108,10 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
             return problem
         folder = path.parent
         if path.exists() and not os.access(folder, os.W_OK):
-            return (f"{path} cannot be written: its folder {folder} is read-only and SQLite needs "
-                    f"to create {path.name}-wal and {path.name}-shm there; choose another --db")
+            return (
+                f"{path} cannot be written: its folder {folder} is read-only and SQLite needs "
+                f"to create {path.name}-wal and {path.name}-shm there; choose another --db"
+            )
         return f"{path} is read-only: make it writable (chmod u+w) or choose another --db"
     if "disk is full" in lower:
         return f"{path} cannot be written: the disk is full; free some space and run again"

@@ -78,13 +78,13 @@ class Connection:
                 # A database in a read-only folder (a shipped result, a read-only mount) that no
                 # one has open: SQLite cannot create its -wal/-shm there, so read it as immutable.
                 conn = sqlite3.connect(
-                    f"file:{urllib.parse.quote(str(self.path.resolve()))}?immutable=1", uri=True,
-                    timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                    f"file:{urllib.parse.quote(str(self.path.resolve()))}?immutable=1",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    check_same_thread=False,
                 )
             else:
-                conn = sqlite3.connect(
-                    str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-                )
+                conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             self.db = _Database(conn)
             self.db.path = self.path
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -114,10 +114,7 @@ class Connection:
                     "pass the --db of one made by pairs, or queue runs to start one"
                 )
             if self.db.table_names():
-                raise StoreError(
-                    f"{self.path} is an SQLite file of another program: "
-                    "choose a new path with --db"
-                )
+                raise StoreError(f"{self.path} is an SQLite file of another program: choose a new path with --db")
             self.db.enable_wal()
             with self.transaction():
                 # Another process may have created it since the check above (under no lock).
@@ -290,13 +287,10 @@ def _check_file(path: Path, *, create: bool) -> None:
     if not path.exists():
         if not create:
             raise StoreError(
-                f"no database at {path}: queue runs first (pairs run / pairs queue) "
-                "or pass --db PATH (or set PAIRS_DB)"
+                f"no database at {path}: queue runs first (pairs run / pairs queue) or pass --db PATH (or set PAIRS_DB)"
             )
         if not path.parent.exists():
-            raise StoreError(
-                f"the folder {path.parent} of --db {path} does not exist: create it first"
-            )
+            raise StoreError(f"the folder {path.parent} of --db {path} does not exist: create it first")
         if not os.access(path.parent, os.W_OK):
             raise StoreError(f"cannot create {path}: its folder is not writable; choose another --db")
         return

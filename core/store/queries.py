@@ -87,12 +87,14 @@ class Queries(Connection):
 
     def run_progress(self, config_ids: list[str]) -> list[dict]:
         """The runs of some configurations: id, status, worker, error and last recorded epoch."""
-        return list(self.db.query(
-            f"SELECT r.id, r.status, r.worker, r.error, (SELECT max(e.epoch) FROM epochs e "
-            f"WHERE e.run_id = r.id) AS epoch FROM runs r "
-            f"WHERE r.config_id IN ({_marks(config_ids)})",
-            list(config_ids),
-        ))
+        return list(
+            self.db.query(
+                f"SELECT r.id, r.status, r.worker, r.error, (SELECT max(e.epoch) FROM epochs e "
+                f"WHERE e.run_id = r.id) AS epoch FROM runs r "
+                f"WHERE r.config_id IN ({_marks(config_ids)})",
+                list(config_ids),
+            )
+        )
 
     # -- configurations ----------------------------------------------------------------------
     def config(self, config_id: str) -> RunConfig:
@@ -104,27 +106,35 @@ class Queries(Connection):
 
     def setup_configs(self, structure: str, arch: str, kernel: int) -> list[dict]:
         """The configurations of one setup, each with its number of runs (``total``)."""
-        return list(self.db.query(
-            "SELECT c.*, (SELECT count(*) FROM runs r WHERE r.config_id = c.id) AS total "
-            "FROM configs c WHERE structure = ? AND arch = ? AND kernel = ?",
-            [structure, arch, kernel]))
+        return list(
+            self.db.query(
+                "SELECT c.*, (SELECT count(*) FROM runs r WHERE r.config_id = c.id) AS total "
+                "FROM configs c WHERE structure = ? AND arch = ? AND kernel = ?",
+                [structure, arch, kernel],
+            )
+        )
 
     def setup_run_counts(self) -> dict[tuple[str, str, int], int]:
         """How many runs each setup (structure, arch, kernel) has, of every configuration."""
-        return {(r["structure"], r["arch"], r["kernel"]): r["n"] for r in self.db.query(
-            "SELECT c.structure, c.arch, c.kernel, count(r.id) AS n FROM configs c "
-            "JOIN runs r ON r.config_id = c.id GROUP BY 1, 2, 3")}
+        return {
+            (r["structure"], r["arch"], r["kernel"]): r["n"]
+            for r in self.db.query(
+                "SELECT c.structure, c.arch, c.kernel, count(r.id) AS n FROM configs c "
+                "JOIN runs r ON r.config_id = c.id GROUP BY 1, 2, 3"
+            )
+        }
 
     def distinct_config_values(self, column: str) -> list:
         """The distinct values of a column of ``configs``, sorted."""
         name = _column(column, CONFIG_COLUMNS, "configs")
-        return [r[name] for r in self.db.query(
-            f"SELECT DISTINCT {name} FROM configs ORDER BY {name}")]
+        return [r[name] for r in self.db.query(f"SELECT DISTINCT {name} FROM configs ORDER BY {name}")]
 
     def distinct_option_values(self, name: str) -> list:
         """The distinct values of one ``configs.options`` key (None where a row lacks it)."""
-        return [r["value"] for r in self.db.query(
-            "SELECT DISTINCT json_extract(options, ?) AS value FROM configs", [f"$.{name}"])]
+        return [
+            r["value"]
+            for r in self.db.query("SELECT DISTINCT json_extract(options, ?) AS value FROM configs", [f"$.{name}"])
+        ]
 
     def data_sources(self) -> list[str]:
         """The digit sources (``configs.data``) of the database, sorted."""
@@ -181,9 +191,9 @@ class Queries(Connection):
 
     def done_tests(self, config_id: str) -> list[dict]:
         """``test_loss`` and ``test_acc`` of a configuration's done runs."""
-        return list(self.db.query(
-            "SELECT test_loss, test_acc FROM runs WHERE config_id = ? AND status = 'done'",
-            [config_id]))
+        return list(
+            self.db.query("SELECT test_loss, test_acc FROM runs WHERE config_id = ? AND status = 'done'", [config_id])
+        )
 
     def setup_aggregates(self, metrics: Sequence[str] = FINAL_METRICS) -> list[dict]:
         """One row per configuration: its fields, ``total``/``done``/``failed`` runs, ``n`` (done
@@ -201,11 +211,9 @@ class Queries(Connection):
             f"WHERE e.run_id = r.id AND e.epoch = c.epochs)) END AS {m}"
             for m in metrics
         )
-        sums = ", ".join(
-            f"sum(finals.{m}) AS {m}_sum, sum(finals.{m} * finals.{m}) AS {m}_sq"
-            for m in metrics
-        )
-        return list(self.db.query(f"""
+        sums = ", ".join(f"sum(finals.{m}) AS {m}_sum, sum(finals.{m} * finals.{m}) AS {m}_sq" for m in metrics)
+        return list(
+            self.db.query(f"""
             WITH finals AS (
                 SELECT r.config_id, r.status, {finals}
                 FROM runs r JOIN configs c ON c.id = r.config_id
@@ -217,7 +225,8 @@ class Queries(Connection):
             )
             SELECT c.*, agg.*
             FROM configs c JOIN agg ON agg.config_id = c.id
-        """))
+        """)
+        )
 
     def code_version_counts(self, config_ids: list[str] | None, unknown: str) -> dict[str, int]:
         """Done runs per ``code_version`` (NULL counted as ``unknown``), of some configurations
@@ -230,24 +239,29 @@ class Queries(Connection):
                 clause += f" AND config_id IN ({_marks(chunk)})"
                 params.extend(chunk)
             for version, n in self.db.execute(
-                    f"SELECT coalesce(code_version, ?), count(*) FROM runs WHERE {clause} "
-                    "GROUP BY 1", params):
+                f"SELECT coalesce(code_version, ?), count(*) FROM runs WHERE {clause} GROUP BY 1", params
+            ):
                 counts[version] = counts.get(version, 0) + n
         return counts
 
     def done_totals(self) -> tuple:
         """(sum of seconds, first start, last finish, count) of the done runs."""
-        return tuple(self.db.execute(
-            "SELECT sum(seconds), min(started_at), max(finished_at), count(*) FROM runs "
-            "WHERE status = 'done'").fetchone())
+        return tuple(
+            self.db.execute(
+                "SELECT sum(seconds), min(started_at), max(finished_at), count(*) FROM runs WHERE status = 'done'"
+            ).fetchone()
+        )
 
     def done_value_counts(self, column: str) -> list[dict]:
         """``value`` and ``n``: the done runs per value of a ``runs`` column (NULL left out),
         the most common first."""
         name = _column(column, RUN_COLUMNS, "runs")
-        return list(self.db.query(
-            f"SELECT {name} AS value, count(*) AS n FROM runs WHERE status = 'done' "
-            f"AND {name} IS NOT NULL GROUP BY {name} ORDER BY n DESC"))
+        return list(
+            self.db.query(
+                f"SELECT {name} AS value, count(*) AS n FROM runs WHERE status = 'done' "
+                f"AND {name} IS NOT NULL GROUP BY {name} ORDER BY n DESC"
+            )
+        )
 
     # -- the database as a whole -------------------------------------------------------------
     def row_count(self, table: str) -> int:

@@ -53,8 +53,7 @@ class RunLifecycle(Connection):
         host = socket.gethostname()
         try:
             rows = self.db.execute("SELECT worker FROM runs WHERE status = 'running'").fetchall()
-            if any(worker_host(worker) == host and not _pid_alive(worker)
-                   for (worker,) in rows):
+            if any(worker_host(worker) == host and not _pid_alive(worker) for (worker,) in rows):
                 self.requeue_stale(float("inf"), host=host)
         except (sqlite3.OperationalError, StoreError):
             pass  # read-only or busy: `pairs work` requeues them when it starts
@@ -72,14 +71,16 @@ class RunLifecycle(Connection):
         configs = list(configs)
         with self.transaction() as db:
             before = db.execute("SELECT count(*) FROM runs").fetchone()[0]
-            db["configs"].insert_all(
-                [_config_row(c, now) for c in configs], ignore=True
-            )
+            db["configs"].insert_all([_config_row(c, now) for c in configs], ignore=True)
             db["runs"].insert_all(
                 [
                     {
-                        "id": run_id(c, rep), "config_id": c.id, "rep": rep,
-                        "seed": run_seed(c, rep), "status": "queued", "attempts": 0,
+                        "id": run_id(c, rep),
+                        "config_id": c.id,
+                        "rep": rep,
+                        "seed": run_seed(c, rep),
+                        "status": "queued",
+                        "attempts": 0,
                         "queued_at": now,
                     }
                     for c in configs
@@ -96,9 +97,7 @@ class RunLifecycle(Connection):
         existing = 0
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            existing += self.db.execute(
-                f"SELECT count(*) FROM runs WHERE id IN ({marks})", chunk
-            ).fetchone()[0]
+            existing += self.db.execute(f"SELECT count(*) FROM runs WHERE id IN ({marks})", chunk).fetchone()[0]
         return len(ids) - existing
 
     @retrying
@@ -106,16 +105,14 @@ class RunLifecycle(Connection):
         """Queue every failed run again; returns how many."""
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, "
-                "queued_at = ? WHERE status = 'failed'",
+                "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, queued_at = ? WHERE status = 'failed'",
                 [time.time()],
             )
             return cursor.rowcount
 
     # -- claiming and reporting (one driver is the writer of its runs) -----------------------
     @retrying
-    def claim(self, worker: str, limit: int = 1,
-              config_ids: list[str] | None = None) -> list[ClaimedRun]:
+    def claim(self, worker: str, limit: int = 1, config_ids: list[str] | None = None) -> list[ClaimedRun]:
         """Atomically mark up to ``limit`` queued runs of ONE configuration as running for ``worker``.
 
         The configuration: among those with the lowest queued repetition, the costliest to train
@@ -155,8 +152,9 @@ class RunLifecycle(Connection):
                     [worker, host, now, now, row["id"]],
                 )
         return [
-            ClaimedRun(id=row["id"], config=config, rep=row["rep"], checkpoint=row["state"],
-                       attempts=row["attempts"] + 1)
+            ClaimedRun(
+                id=row["id"], config=config, rep=row["rep"], checkpoint=row["state"], attempts=row["attempts"] + 1
+            )
             for row in rows
         ]
 
@@ -168,8 +166,7 @@ class RunLifecycle(Connection):
         marks = ",".join("?" * len(ids))
         with self.transaction() as db:
             db.execute(
-                f"UPDATE runs SET heartbeat_at = ? WHERE worker = ? AND status = 'running' "
-                f"AND id IN ({marks})",
+                f"UPDATE runs SET heartbeat_at = ? WHERE worker = ? AND status = 'running' AND id IN ({marks})",
                 [time.time(), worker, *ids],
             )
 
@@ -179,11 +176,9 @@ class RunLifecycle(Connection):
         now = time.time()
         with self.transaction() as db:
             self._own(db, run_id_, worker, now)
-            db["epochs"].upsert({"run_id": run_id_, **metrics, "recorded_at": now},
-                                pk=("run_id", "epoch"))
+            db["epochs"].upsert({"run_id": run_id_, **metrics, "recorded_at": now}, pk=("run_id", "epoch"))
             db["checkpoints"].upsert(
-                {"run_id": run_id_, "epoch": metrics["epoch"], "state": checkpoint,
-                 "saved_at": now},
+                {"run_id": run_id_, "epoch": metrics["epoch"], "state": checkpoint, "saved_at": now},
                 pk="run_id",
             )
 
@@ -193,8 +188,7 @@ class RunLifecycle(Connection):
         now = time.time()
         with self.transaction() as db:
             self._own(db, run_id_, worker, now)
-            db["runs"].update(run_id_, {**results, "status": "done", "finished_at": now,
-                                        "error": None})
+            db["runs"].update(run_id_, {**results, "status": "done", "finished_at": now, "error": None})
             copy_final_metrics(db, "id = ?", [run_id_])
             db.execute("DELETE FROM checkpoints WHERE run_id = ?", [run_id_])
 
@@ -220,8 +214,7 @@ class RunLifecycle(Connection):
         """Put a run this worker holds back in the queue (interrupted; resumes from checkpoint)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET status = 'queued', worker = NULL WHERE id = ? AND worker = ? "
-                "AND status = 'running'",
+                "UPDATE runs SET status = 'queued', worker = NULL WHERE id = ? AND worker = ? AND status = 'running'",
                 [run_id_, worker],
             )
 
@@ -246,9 +239,7 @@ class RunLifecycle(Connection):
         now = time.time()
         with self.transaction() as db:
             stale = []
-            for row in db.query(
-                "SELECT id, worker, host, heartbeat_at FROM runs WHERE status = 'running'"
-            ):
+            for row in db.query("SELECT id, worker, host, heartbeat_at FROM runs WHERE status = 'running'"):
                 if row["worker"] == me:
                     continue
                 old = (row["heartbeat_at"] or 0) < now - timeout_s
@@ -266,8 +257,9 @@ class RunLifecycle(Connection):
     def set_host(self, run_id_: str, worker: str, host: str) -> None:
         """Record the machine that trains a run (a Ray node), while this worker holds it."""
         with self.transaction() as db:
-            db.execute("UPDATE runs SET host = ? WHERE id = ? AND worker = ? AND status = 'running'",
-                       [host, run_id_, worker])
+            db.execute(
+                "UPDATE runs SET host = ? WHERE id = ? AND worker = ? AND status = 'running'", [host, run_id_, worker]
+            )
 
 
 def _config_row(config: RunConfig, now: float) -> dict:

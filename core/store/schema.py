@@ -13,24 +13,66 @@ SCHEMA_VERSION = 2
 STATUSES = ("queued", "running", "done", "failed")
 
 CONFIG_COLUMNS = {
-    "id": str, "structure": str, "arch": str, "kernel": int, "epochs": int, "lr": float,
-    "lr_step": int, "lr_gamma": float, "optimizer": str, "batch_size": int, "aux_weight": float,
-    "data": str, "train_pairs": int, "val_pairs": int, "test_pairs": int, "seed": int,
-    "precision": str, "options": str, "created_at": float,
+    "id": str,
+    "structure": str,
+    "arch": str,
+    "kernel": int,
+    "epochs": int,
+    "lr": float,
+    "lr_step": int,
+    "lr_gamma": float,
+    "optimizer": str,
+    "batch_size": int,
+    "aux_weight": float,
+    "data": str,
+    "train_pairs": int,
+    "val_pairs": int,
+    "test_pairs": int,
+    "seed": int,
+    "precision": str,
+    "options": str,
+    "created_at": float,
 }
 RUN_COLUMNS = {
-    "id": str, "config_id": str, "rep": int, "seed": int, "status": str, "attempts": int,
-    "worker": str, "host": str, "heartbeat_at": float, "queued_at": float, "started_at": float,
-    "finished_at": float, "error": str, "test_loss": float, "test_main_loss": float,
-    "test_acc": float, "test_digit_acc": float, "seconds": float, "device": str,
-    "torch_version": str, "code_version": str,
+    "id": str,
+    "config_id": str,
+    "rep": int,
+    "seed": int,
+    "status": str,
+    "attempts": int,
+    "worker": str,
+    "host": str,
+    "heartbeat_at": float,
+    "queued_at": float,
+    "started_at": float,
+    "finished_at": float,
+    "error": str,
+    "test_loss": float,
+    "test_main_loss": float,
+    "test_acc": float,
+    "test_digit_acc": float,
+    "seconds": float,
+    "device": str,
+    "torch_version": str,
+    "code_version": str,
     # the final epoch's metrics, copied when the run is done (fast tables on huge grids)
-    "final_train_loss": float, "final_val_loss": float, "final_val_acc": float,
+    "final_train_loss": float,
+    "final_val_loss": float,
+    "final_val_acc": float,
 }
 EPOCH_COLUMNS = {
-    "run_id": str, "epoch": int, "train_loss": float, "train_main_loss": float,
-    "train_acc": float, "val_loss": float, "val_main_loss": float, "val_acc": float,
-    "val_digit_acc": float, "lr": float, "seconds": float, "recorded_at": float,
+    "run_id": str,
+    "epoch": int,
+    "train_loss": float,
+    "train_main_loss": float,
+    "train_acc": float,
+    "val_loss": float,
+    "val_main_loss": float,
+    "val_acc": float,
+    "val_digit_acc": float,
+    "lr": float,
+    "seconds": float,
+    "recorded_at": float,
 }
 
 #: Tables every pairs database has.
@@ -47,27 +89,27 @@ def schema_version(db: sqlite_utils.Database, path: Path) -> int | None:
     try:
         return int(row[0])
     except ValueError:
-        raise StoreError(
-            f"{path} has an unreadable schema_version {row[0]!r}: restore a backup"
-        ) from None
+        raise StoreError(f"{path} has an unreadable schema_version {row[0]!r}: restore a backup") from None
 
 
 def create_schema(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["configs"].create(CONFIG_COLUMNS, pk="id", not_null={"structure", "arch", "kernel"})
     db["runs"].create(
-        RUN_COLUMNS, pk="id", foreign_keys=[("config_id", "configs", "id")],
-        not_null={"config_id", "rep", "status"}, defaults={"attempts": 0},
+        RUN_COLUMNS,
+        pk="id",
+        foreign_keys=[("config_id", "configs", "id")],
+        not_null={"config_id", "rep", "status"},
+        defaults={"attempts": 0},
     )
     db["runs"].create_index(["config_id", "rep"], unique=True)
     db["runs"].create_index(["status"])
     db["runs"].create_index(["config_id", "status"])
-    db["epochs"].create(
-        EPOCH_COLUMNS, pk=("run_id", "epoch"), foreign_keys=[("run_id", "runs", "id")]
-    )
+    db["epochs"].create(EPOCH_COLUMNS, pk=("run_id", "epoch"), foreign_keys=[("run_id", "runs", "id")])
     db["checkpoints"].create(
         {"run_id": str, "epoch": int, "state": bytes, "saved_at": float},
-        pk="run_id", foreign_keys=[("run_id", "runs", "id")],
+        pk="run_id",
+        foreign_keys=[("run_id", "runs", "id")],
     )
     from core import __version__
 
@@ -116,7 +158,8 @@ def _add_final_metrics(db: sqlite_utils.Database) -> None:
 
 #: Upgrades from version N to N + 1, each a callable(db) run inside the upgrade's transaction.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    0: _add_precision, 1: _add_final_metrics,
+    0: _add_precision,
+    1: _add_final_metrics,
 }
 
 

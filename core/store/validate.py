@@ -72,8 +72,7 @@ def check_rows(db: sqlite_utils.Database, path: Path) -> None:
         checks = [(name, rule) for name, rule in columns.items() if name in present]
         if not checks:
             continue
-        cases = " ".join(f"WHEN NOT ({rule.format(c=_quote(name))}) THEN ?"
-                         for name, rule in checks)
+        cases = " ".join(f"WHEN NOT ({rule.format(c=_quote(name))}) THEN ?" for name, rule in checks)
         conditions = " OR ".join(f"NOT ({rule.format(c=_quote(name))})" for name, rule in checks)
         row = db.execute(
             f"SELECT {key}, CASE {cases} END FROM {table} WHERE {conditions} LIMIT 1",
@@ -81,9 +80,7 @@ def check_rows(db: sqlite_utils.Database, path: Path) -> None:
         ).fetchone()
         if row is not None:
             ident, column = row
-            value = db.execute(
-                f"SELECT {_quote(column)} FROM {table} WHERE {key} = ?", [ident]
-            ).fetchone()
+            value = db.execute(f"SELECT {_quote(column)} FROM {table} WHERE {key} = ?", [ident]).fetchone()
             raise StoreError(
                 f"{path}: table {table}, row {ident!r}, column {column} holds "
                 f"{_shown(value[0] if value else None)}, which pairs cannot read "
@@ -113,26 +110,57 @@ def _rules(columns: dict, **special: str) -> dict[str, str]:
 
 #: (table, key expression, {column: SQL condition a valid value meets}).
 _ROW_RULES: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("runs", "id", _rules(
-        RUN_COLUMNS, id=_TEXT_NOT_NULL, config_id=_TEXT_NOT_NULL, rep=_INT_NOT_NULL,
-        attempts=_INT_NOT_NULL,
-        status="{c} IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")",
-    )),
-    ("epochs", "run_id || ' epoch ' || epoch", _rules(
-        EPOCH_COLUMNS, run_id=_TEXT_NOT_NULL, epoch=_INT_NOT_NULL,
-    )),
-    ("checkpoints", "run_id", {"run_id": _TEXT_NOT_NULL, "epoch": _INT_NOT_NULL,
-                               "state": "typeof({c}) IN ('blob', 'null')",
-                               "saved_at": _REAL}),
-    ("configs", "id", {"id": _TEXT_NOT_NULL, "created_at": _REAL,
-                       "options": "{c} IS NULL OR (json_valid({c}) AND json_type({c}) = 'object')"}),
+    (
+        "runs",
+        "id",
+        _rules(
+            RUN_COLUMNS,
+            id=_TEXT_NOT_NULL,
+            config_id=_TEXT_NOT_NULL,
+            rep=_INT_NOT_NULL,
+            attempts=_INT_NOT_NULL,
+            status="{c} IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")",
+        ),
+    ),
+    (
+        "epochs",
+        "run_id || ' epoch ' || epoch",
+        _rules(
+            EPOCH_COLUMNS,
+            run_id=_TEXT_NOT_NULL,
+            epoch=_INT_NOT_NULL,
+        ),
+    ),
+    (
+        "checkpoints",
+        "run_id",
+        {
+            "run_id": _TEXT_NOT_NULL,
+            "epoch": _INT_NOT_NULL,
+            "state": "typeof({c}) IN ('blob', 'null')",
+            "saved_at": _REAL,
+        },
+    ),
+    (
+        "configs",
+        "id",
+        {
+            "id": _TEXT_NOT_NULL,
+            "created_at": _REAL,
+            "options": "{c} IS NULL OR (json_valid({c}) AND json_type({c}) = 'object')",
+        },
+    ),
 )
-_RULE_WORDS = {"status": f"one of {', '.join(STATUSES)}", "attempts": "an integer, never NULL",
-               "rep": "an integer", "epoch": "an integer", "options": "a JSON object",
-               "state": "checkpoint bytes"}
+_RULE_WORDS = {
+    "status": f"one of {', '.join(STATUSES)}",
+    "attempts": "an integer, never NULL",
+    "rep": "an integer",
+    "epoch": "an integer",
+    "options": "a JSON object",
+    "state": "checkpoint bytes",
+}
 for _name, _kind in {**RUN_COLUMNS, **EPOCH_COLUMNS}.items():
-    _RULE_WORDS.setdefault(_name, {float: "a number or NULL", str: "text or NULL",
-                                   int: "an integer or NULL"}[_kind])
+    _RULE_WORDS.setdefault(_name, {float: "a number or NULL", str: "text or NULL", int: "an integer or NULL"}[_kind])
 
 
 def _quote(name: str) -> str:
@@ -156,9 +184,14 @@ def _config_problem(row: dict) -> tuple[str, str] | None:
         RunConfig.from_dict(row)
     except ConfigError as exc:
         text = str(exc)
-        column = next((name for name in (*CONFIG_COLUMNS, *options)
-                       if text.startswith((name, name.replace("_", "-"),
-                                           f"unknown {name} "))), "?")
+        column = next(
+            (
+                name
+                for name in (*CONFIG_COLUMNS, *options)
+                if text.startswith((name, name.replace("_", "-"), f"unknown {name} "))
+            ),
+            "?",
+        )
         if column in options:
             column = f"options.{column}"
         return column, text

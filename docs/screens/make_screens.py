@@ -41,25 +41,44 @@ def build(path: Path) -> None:
                     shape = 1 - math.exp(-epoch / 5)
                     acc = min(0.999, 0.5 + (level - 0.5 + noise) * shape)
                     loss = 0.7 * math.exp(-epoch / 6) + 0.15 + rng.gauss(0, 0.01)
-                    epochs.append({
-                        "run_id": run_id(config, rep), "epoch": epoch, "train_loss": loss * 0.8,
-                        "train_main_loss": loss * 0.8, "train_acc": acc + 0.03,
-                        "val_loss": loss, "val_main_loss": loss, "val_acc": acc,
-                        "val_digit_acc": 0.95, "lr": config.lr, "seconds": 2.0,
-                        "recorded_at": FIXED,
-                    })
+                    epochs.append(
+                        {
+                            "run_id": run_id(config, rep),
+                            "epoch": epoch,
+                            "train_loss": loss * 0.8,
+                            "train_main_loss": loss * 0.8,
+                            "train_acc": acc + 0.03,
+                            "val_loss": loss,
+                            "val_main_loss": loss,
+                            "val_acc": acc,
+                            "val_digit_acc": 0.95,
+                            "lr": config.lr,
+                            "seconds": 2.0,
+                            "recorded_at": FIXED,
+                        }
+                    )
                 status = "done" if rep < done else "running"
-                updates.append((status, level + noise + rng.gauss(0, 0.01),
-                                0.2 + rng.random() * 0.05, "here:1", run_id(config, rep)))
+                updates.append(
+                    (
+                        status,
+                        level + noise + rng.gauss(0, 0.01),
+                        0.2 + rng.random() * 0.05,
+                        "here:1",
+                        run_id(config, rep),
+                    )
+                )
         with store.transaction() as db:
             db["epochs"].insert_all(epochs, batch_size=2000)
             db.conn.executemany(
                 "UPDATE runs SET status = ?, test_acc = ?, test_loss = ?, worker = ?, "
-                "started_at = 1.7e9, finished_at = 1.7e9, attempts = 1 WHERE id = ?", updates)
+                "started_at = 1.7e9, finished_at = 1.7e9, attempts = 1 WHERE id = ?",
+                updates,
+            )
             failed = run_id(configs[35], 0)
-            db.execute("UPDATE runs SET status = 'failed', attempts = 1, error = ? WHERE id = ?",
-                       ["Traceback (most recent call last): ...\nRuntimeError: CUDA out of memory",
-                        failed])
+            db.execute(
+                "UPDATE runs SET status = 'failed', attempts = 1, error = ? WHERE id = ?",
+                ["Traceback (most recent call last): ...\nRuntimeError: CUDA out of memory", failed],
+            )
             db.execute("UPDATE configs SET created_at = ?", [FIXED])
             db.execute("UPDATE runs SET queued_at = ?", [FIXED])
 
@@ -69,6 +88,7 @@ async def shoot() -> None:
 
     app = make_app("runs.db", workers=4)
     async with app.run_test(size=SIZE) as pilot:
+
         async def ready(check) -> None:
             for _ in range(200):
                 if check():
@@ -87,8 +107,13 @@ async def shoot() -> None:
         app.screen.query_one("#exp-table").focus()
         app.selected_config = api.base_config(structure="shared-aux", arch="A4", kernel=5).id
         await pilot.press("3")
-        await ready(lambda: app.screen.id == "plots" and app.screen.curves is not None
-                    and app.screen.curves["config_id"] == app.selected_config)
+        await ready(
+            lambda: (
+                app.screen.id == "plots"
+                and app.screen.curves is not None
+                and app.screen.curves["config_id"] == app.selected_config
+            )
+        )
         app.save_screenshot("plots.svg", str(HERE))
         await pilot.press("1")
         await ready(lambda: app.screen.id == "experiments")
@@ -99,8 +124,14 @@ async def shoot() -> None:
         await pilot.press("escape")
         await ready(lambda: app.screen.id == "experiments")
         await pilot.press("c")  # nothing marked: the best setup of each structure
-        await ready(lambda: app.screen.id == "compare" and app.screen.data is not None
-                    and app.screen.data.best and app.screen.source == "best")
+        await ready(
+            lambda: (
+                app.screen.id == "compare"
+                and app.screen.data is not None
+                and app.screen.data.best
+                and app.screen.source == "best"
+            )
+        )
         await pilot.pause(1.0)
         app.save_screenshot("compare.svg", str(HERE))
         await pilot.press("escape")

@@ -31,8 +31,19 @@ from tui.cli.options import (
 from tui.cli.output import err, out
 from tui.literal import clean_block, literal
 
-__all__ = ["DbOption", "app", "build_app", "complete_arch", "complete_format", "complete_protocol",
-           "complete_structure", "err", "main", "out", "protocol_choice"]
+__all__ = [
+    "DbOption",
+    "app",
+    "build_app",
+    "complete_arch",
+    "complete_format",
+    "complete_protocol",
+    "complete_structure",
+    "err",
+    "main",
+    "out",
+    "protocol_choice",
+]
 
 
 def _version(value: bool) -> None:
@@ -42,8 +53,9 @@ def _version(value: bool) -> None:
 
 
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """pairs: queue, train, watch and tabulate the digit-comparison study."""
 

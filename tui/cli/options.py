@@ -24,8 +24,7 @@ from core.report import FORMATS
 
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="SQLite database (default: $PAIRS_DB, else ./runs.db).",
-                 show_default=False),
+    typer.Option("--db", help="SQLite database (default: $PAIRS_DB, else ./runs.db).", show_default=False),
 ]
 Multi = list[str] | None
 
@@ -54,8 +53,7 @@ def _completion(hp: Hp):
     """Completion of a text field with choices (``--structure``, ``--arch``, ``--optimizer``)."""
     if hp.type is not str or hp.param.choices is None:
         return None
-    return {"structure": complete_structure, "arch": complete_arch}.get(
-        hp.name) or _completer(hp.param.choices)
+    return {"structure": complete_structure, "arch": complete_arch}.get(hp.name) or _completer(hp.param.choices)
 
 
 def _multi_help(hp: Hp) -> str:
@@ -66,8 +64,7 @@ def _multi_help(hp: Hp) -> str:
 def multi_option(hp: Hp) -> Any:
     """A flag taking several values (repeated or comma-separated), as text: ``--lr 0.1,0.01``."""
     decls = [hp.flag] if hp.param.flag else []
-    info = typer.Option(*decls, help=_multi_help(hp), show_default=False,
-                        autocompletion=_completion(hp))
+    info = typer.Option(*decls, help=_multi_help(hp), show_default=False, autocompletion=_completion(hp))
     if callable(hp.param.help):  # live text (a structure registered later is listed)
         structures.on_change(lambda: setattr(info, "help", _multi_help(hp)))
     return Annotated[Multi, info]
@@ -99,10 +96,10 @@ class Flags:
 
     def parameter(self, hp: Hp) -> inspect.Parameter:
         if self.group == "base":
-            return inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=hp.default,
-                                     annotation=single_option(hp))
-        return inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                 annotation=multi_option(hp))
+            return inspect.Parameter(
+                hp.name, inspect.Parameter.KEYWORD_ONLY, default=hp.default, annotation=single_option(hp)
+            )
+        return inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=multi_option(hp))
 
 
 Setup = Annotated[dict, Flags("setup")]
@@ -132,8 +129,7 @@ def config_flags(config: type[RunConfig] = RunConfig):
             parameters += [flags.parameter(hp) for hp in chosen]
         names = [p.name for p in parameters]
         if len(set(names)) != len(names):
-            raise TypeError(f"{command.__name__}: a RunConfig field has the name of one of its "
-                            "own parameters")
+            raise TypeError(f"{command.__name__}: a RunConfig field has the name of one of its own parameters")
 
         @functools.wraps(command)
         def wrapper(**kwargs):
@@ -169,10 +165,17 @@ def complete_protocol(ctx: typer.Context, incomplete: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w.lower().startswith(incomplete.lower())]
 
 
-ProtocolOpt = Annotated[str | None, typer.Option(
-    "--protocol", help="Show one protocol: its label (`paper`, `2ep sgd b4 lr .01/15x.1`) or its "
-                       "id (or the id's first digits), as the tables' headings show them.",
-    show_default=False, autocompletion=complete_protocol, rich_help_panel=PROTOCOL_PANEL)]
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol",
+        help="Show one protocol: its label (`paper`, `2ep sgd b4 lr .01/15x.1`) or its "
+        "id (or the id's first digits), as the tables' headings show them.",
+        show_default=False,
+        autocompletion=complete_protocol,
+        rich_help_panel=PROTOCOL_PANEL,
+    ),
+]
 
 
 def _filter(hp: Hp) -> Any:
@@ -185,20 +188,21 @@ def _filter(hp: Hp) -> Any:
 
 
 #: The protocol flags: the several-valued ones of ``pairs queue``, then its one-valued ones.
-PROTOCOL_FILTERS = [hp for hp in PROTOCOL_PARAMS.values() if hp.param.grid] + \
-    [hp for hp in PROTOCOL_PARAMS.values() if not hp.param.grid]
+PROTOCOL_FILTERS = [hp for hp in PROTOCOL_PARAMS.values() if hp.param.grid] + [
+    hp for hp in PROTOCOL_PARAMS.values() if not hp.param.grid
+]
 
 
 def protocol_choice(command):
     """Give a report command the protocol flags of ``pairs queue`` and ``--protocol``; the
     command receives them as one ``choice: ProtocolChoice`` argument."""
     signature = inspect.signature(command, eval_str=True)
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in signature.parameters.values() if p.name != "choice"]
-    extra = [inspect.Parameter("protocol", inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=ProtocolOpt)]
-    extra += [inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                annotation=_filter(hp)) for hp in PROTOCOL_FILTERS]
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values() if p.name != "choice"]
+    extra = [inspect.Parameter("protocol", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ProtocolOpt)]
+    extra += [
+        inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_filter(hp))
+        for hp in PROTOCOL_FILTERS
+    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
@@ -215,30 +219,57 @@ def protocol_choice(command):
 # -- the other options --------------------------------------------------------------------
 StructureOpt = multi_option(_hp("structure"))
 RepsOpt = Annotated[int, typer.Option(help="Repetitions (new weights and new data each).")]
-DataDirOpt = Annotated[Path | None, typer.Option(help="Where full MNIST lives (default: "
-                                                      "$PYTORCH_DATA_DIR, else ./data).",
-                                                 show_default=False)]
-WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: one per core, "
-                                                     "at most one per queued run).",
-                                                show_default=False)]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Where full MNIST lives (default: $PYTORCH_DATA_DIR, else ./data).", show_default=False),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="Worker processes (default: one per core, at most one per queued run).", show_default=False),
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
-VectorizeOpt = Annotated[bool, typer.Option(help="Train a configuration's repetitions together as one "
-                                                 "vectorised model (same numbers, faster).")]
+VectorizeOpt = Annotated[
+    bool,
+    typer.Option(help="Train a configuration's repetitions together as one vectorised model (same numbers, faster)."),
+]
 #: --executor's choices: the executors of core.execution.EXECUTORS, when this module is imported
 Executor = Enum("Executor", {name: name for name in api.EXECUTORS}, type=str)  # type: ignore[misc]
 _EXECUTOR_HELP = [f"{spec.name} ({spec.help})" for spec in api.EXECUTORS.values()]
-ExecutorOpt = Annotated[Executor, typer.Option(help=(" or ".join([", ".join(_EXECUTOR_HELP[:-1]), _EXECUTOR_HELP[-1]])
-                                                     if len(_EXECUTOR_HELP) > 1 else _EXECUTOR_HELP[0]) + ".")]
-AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a "
-                                                     "local Ray instance).", show_default=False)]
-StallTimeoutOpt = Annotated[float, typer.Option(min=1, max=86_400, help="Seconds without progress "
-                                                 "after which a worker is taken for hung, killed and "
-                                                 "its runs resumed from their checkpoints (or ten times "
-                                                 "its longest pause between batches if longer; five "
-                                                 "times both before a task's first batch). Local "
-                                                 "executor.")]
-MaxRetriesOpt = Annotated[int, typer.Option(min=0, help="Times a run whose worker (or node) is lost is "
-                                                        "tried again from its last checkpoint before it "
-                                                        "fails.")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.",
-                                         autocompletion=complete_format)]
+ExecutorOpt = Annotated[
+    Executor,
+    typer.Option(
+        help=(
+            " or ".join([", ".join(_EXECUTOR_HELP[:-1]), _EXECUTOR_HELP[-1]])
+            if len(_EXECUTOR_HELP) > 1
+            else _EXECUTOR_HELP[0]
+        )
+        + "."
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).", show_default=False),
+]
+StallTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=1,
+        max=86_400,
+        help="Seconds without progress "
+        "after which a worker is taken for hung, killed and "
+        "its runs resumed from their checkpoints (or ten times "
+        "its longest pause between batches if longer; five "
+        "times both before a task's first batch). Local "
+        "executor.",
+    ),
+]
+MaxRetriesOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Times a run whose worker (or node) is lost is tried again from its last checkpoint before it fails.",
+    ),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.", autocompletion=complete_format)
+]

@@ -36,9 +36,11 @@ def print_tables(tables: list[Table]) -> None:
 
 
 def rich_table(t: Table) -> RichTable:
-    table = RichTable(title=literal(t.title) if t.title else None,
-                      caption=Text("\n").join(map(literal, t.notes)) if t.notes else None,
-                      min_width=len(t.title) + 2)  # the title on one line (Table IV's is long)
+    table = RichTable(
+        title=literal(t.title) if t.title else None,
+        caption=Text("\n").join(map(literal, t.notes)) if t.notes else None,
+        min_width=len(t.title) + 2,
+    )  # the title on one line (Table IV's is long)
     for column in t.columns:
         table.add_column(literal(column))
     for row in t.rows:

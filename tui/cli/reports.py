@@ -44,12 +44,18 @@ DEFAULTS = RunConfig()
 def table(
     structure: StructureOpt = None,
     format: FormatOpt = "rich",
-    compare: Annotated[str | None, typer.Option(help="`paper`: beside each cell the paper's mean ± std "
-                                                     "and the difference in paper σ (runs of the "
-                                                     "paper's protocol, unless --protocol or a "
-                                                     "protocol flag chooses others).",
-                                                show_default=False)] = None,
-    db: DbOption = None, choice: ProtocolChoice | None = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="`paper`: beside each cell the paper's mean ± std "
+            "and the difference in paper σ (runs of the "
+            "paper's protocol, unless --protocol or a "
+            "protocol flag chooses others).",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+    choice: ProtocolChoice | None = None,
 ) -> None:
     """Final-epoch mean ± std per setup, in the layout of the paper's Tables II-IV: one table
     per structure and protocol (rows of two protocols are never ranked or bolded together)."""
@@ -74,8 +80,7 @@ def table(
             out.print("no configurations in this database yet")
         notes([], mixed, fmt)
     else:
-        sys.stdout.write(clean_block(api.render_comparison(rows, fmt) if compare
-                                     else api.render_rows(rows, fmt)))
+        sys.stdout.write(clean_block(api.render_comparison(rows, fmt) if compare else api.render_rows(rows, fmt)))
         notes(caveats, mixed, fmt)
 
 
@@ -83,7 +88,8 @@ def table(
 @protocol_choice
 def best(
     format: FormatOpt = "rich",
-    db: DbOption = None, choice: ProtocolChoice | None = None,
+    db: DbOption = None,
+    choice: ProtocolChoice | None = None,
 ) -> None:
     """The best setup of each structure on the test set, with Welch p-values between structures,
     per protocol (a best setup is never chosen, nor a p-value computed, across protocols)."""
@@ -103,10 +109,15 @@ def best(
 
 @app.command()
 def models(
-    layers: Annotated[tuple[str, str, int] | None, typer.Option(
-        "--layers", metavar="STRUCTURE ARCH KERNEL",
-        help="Draw one setup's layers (Figs 1-3): each layer's output shape and parameters.",
-        show_default=False)] = None,
+    layers: Annotated[
+        tuple[str, str, int] | None,
+        typer.Option(
+            "--layers",
+            metavar="STRUCTURE ARCH KERNEL",
+            help="Draw one setup's layers (Figs 1-3): each layer's output shape and parameters.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Every structure x architecture x kernel with its parameter count (with --db: and how
@@ -126,42 +137,59 @@ def models(
     columns = ["structure", "arch", "channels", "kernel", "parameters"]
     table = RichTable(*columns, *(["runs in --db"] if counts is not None else []))
     for row in api.model_catalog():
-        extra = [] if counts is None else [
-            str(counts.get((row["structure"], row["arch"], row["kernel"]), 0))]
-        table.add_row(row["structure"], row["arch"], row["channels"], str(row["kernel"]),
-                      f"{row['parameters']:,}", *extra)
+        extra = [] if counts is None else [str(counts.get((row["structure"], row["arch"], row["kernel"]), 0))]
+        table.add_row(
+            row["structure"], row["arch"], row["channels"], str(row["kernel"]), f"{row['parameters']:,}", *extra
+        )
     out.print(table)
 
 
-PlotStructure = Annotated[str, typer.Option(help="A structure: " + ", ".join(STRUCTURES) + ".",
-                                            autocompletion=complete_structure)]
-PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.",
-                                       autocompletion=complete_arch)]
+PlotStructure = Annotated[
+    str, typer.Option(help="A structure: " + ", ".join(STRUCTURES) + ".", autocompletion=complete_structure)
+]
+PlotArch = Annotated[str, typer.Option(help="Table I architecture A1-A6.", autocompletion=complete_arch)]
 PlotKernel = Annotated[int, typer.Option(help="Convolution kernel, 3 or 5.")]
 FigureOutput = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write a figure file (.png, .svg or .pdf) instead of "
-                                        "plotting in the terminal.", show_default=False),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write a figure file (.png, .svg or .pdf) instead of plotting in the terminal.",
+        show_default=False,
+    ),
 ]
 
-CompareOpt = Annotated[list[str] | None, typer.Option(
-    "--compare", metavar="SETUP",
-    help="Overlay setups, each STRUCTURE:ARCH:KERNEL (e.g. shared:A5:5), or best (the best "
-         "setup of each structure on validation, as pairs best); repeat for several.",
-    show_default=False)]
-AcrossOpt = Annotated[bool, typer.Option(
-    "--across-protocols", help="With --compare: overlay setups of several protocols (the "
-                               "legend names each one's protocol).")]
+CompareOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--compare",
+        metavar="SETUP",
+        help="Overlay setups, each STRUCTURE:ARCH:KERNEL (e.g. shared:A5:5), or best (the best "
+        "setup of each structure on validation, as pairs best); repeat for several.",
+        show_default=False,
+    ),
+]
+AcrossOpt = Annotated[
+    bool,
+    typer.Option(
+        "--across-protocols",
+        help="With --compare: overlay setups of several protocols (the legend names each one's protocol).",
+    ),
+]
 
 
 @app.command()
 @protocol_choice
 def plot(
-    structure: PlotStructure = DEFAULTS.structure, arch: PlotArch = DEFAULTS.arch,
-    kernel: PlotKernel = DEFAULTS.kernel, output: FigureOutput = None,
+    structure: PlotStructure = DEFAULTS.structure,
+    arch: PlotArch = DEFAULTS.arch,
+    kernel: PlotKernel = DEFAULTS.kernel,
+    output: FigureOutput = None,
     log: Annotated[bool, typer.Option("--log", help="The losses on a log scale (terminal).")] = False,
-    compare_setups: CompareOpt = None, across_protocols: AcrossOpt = False,
-    db: DbOption = None, choice: ProtocolChoice | None = None,
+    compare_setups: CompareOpt = None,
+    across_protocols: AcrossOpt = False,
+    db: DbOption = None,
+    choice: ProtocolChoice | None = None,
 ) -> None:
     """Train loss, val loss and val accuracy per epoch: mean ± std over runs (Figs 4-6) of one
     setup under one protocol (with several in the database, choose one); with --compare,
@@ -169,8 +197,7 @@ def plot(
     if output is not None:
         check_figure_path(output)
     if across_protocols and not compare_setups:
-        raise api.ConfigError("--across-protocols is for --compare: give the setups to overlay "
-                              "(e.g. --compare best)")
+        raise api.ConfigError("--across-protocols is for --compare: give the setups to overlay (e.g. --compare best)")
     if compare_setups:
         _plot_compare(compare_setups, output, log, across_protocols, db, choice)
         return
@@ -183,20 +210,25 @@ def plot(
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
         color = sys.stdout.isatty()  # the plot's own colours: clean the data, not the output
-        plotted = terminal_plot({**curves, "label": clean(curves["label"])}, width=width,
-                                color=color, log=log)
+        plotted = terminal_plot({**curves, "label": clean(curves["label"])}, width=width, color=color, log=log)
         sys.stdout.write(plotted if color else clean_block(plotted))
     else:
         config = curves["config"]
-        reference = compare.paper_final(config.structure, config.arch, config.kernel,
-                                        config.epochs) if protocol.is_paper else None
+        reference = (
+            compare.paper_final(config.structure, config.arch, config.kernel, config.epochs)
+            if protocol.is_paper
+            else None
+        )
         save_figure(curves, output, reference)
-        out.print(literal(f"wrote {output} ({curves['label']}, protocol {protocol.label}, "
-                          f"{len(curves['reps'])} run(s))"), soft_wrap=True)
+        out.print(
+            literal(f"wrote {output} ({curves['label']}, protocol {protocol.label}, {len(curves['reps'])} run(s))"),
+            soft_wrap=True,
+        )
 
 
-def _plot_compare(specs: list[str], output: Path | None, log: bool, across: bool, db,
-                  choice: ProtocolChoice | None) -> None:
+def _plot_compare(
+    specs: list[str], output: Path | None, log: bool, across: bool, db, choice: ProtocolChoice | None
+) -> None:
     from core.overlay import overlay_curves, resolve_setups, save_overlay_figure, terminal_overlay
 
     with api.open_store(db, create=False) as store:
@@ -205,12 +237,10 @@ def _plot_compare(specs: list[str], output: Path | None, log: bool, across: bool
             check_has_epochs(curves, store)
     if output is None:
         width = shutil.get_terminal_size((100, 40)).columns
-        sys.stdout.write(terminal_overlay(overlaid, width=width, color=sys.stdout.isatty(),
-                                          log=log))
+        sys.stdout.write(terminal_overlay(overlaid, width=width, color=sys.stdout.isatty(), log=log))
     else:
         save_overlay_figure(overlaid, output)
-        out.print(f"wrote {output} ({', '.join(c['label'] for c in overlaid)})", soft_wrap=True,
-                  markup=False)
+        out.print(f"wrote {output} ({', '.join(c['label'] for c in overlaid)})", soft_wrap=True, markup=False)
 
 
 def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
@@ -229,16 +259,19 @@ def _one_protocol(store, config_id: str, choice: ProtocolChoice | None) -> str:
     if len(chosen) > 1:
         raise api.ConfigError(
             f"{config.label} has runs of {len(chosen)} protocols: choose one with --protocol "
-            f"(or the protocol flags, e.g. --epochs); available: {available_line(chosen)}")
+            f"(or the protocol flags, e.g. --epochs); available: {available_line(chosen)}"
+        )
     return candidates[chosen[0].id][1]
 
 
 @app.command()
 @protocol_choice
 def report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.md and its "
-                                                                "figures.")] = Path("report"),
-    db: DbOption = None, choice: ProtocolChoice | None = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.md and its figures.")] = Path(
+        "report"
+    ),
+    db: DbOption = None,
+    choice: ProtocolChoice | None = None,
 ) -> None:
     """One Markdown reproduction report of one protocol (the paper's by default): Tables II-IV
     vs the paper, tests, Figs 4-6."""

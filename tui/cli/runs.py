@@ -38,8 +38,7 @@ from tui.cli.options import (
 from tui.cli.output import err, out
 from tui.literal import join, literal, literal_block
 
-PresetName = Annotated[str, typer.Argument(
-    help=f"Preset: {'; '.join(f'{k} = {v}' for k, v in PRESETS.items())}.")]
+PresetName = Annotated[str, typer.Argument(help=f"Preset: {'; '.join(f'{k} = {v}' for k, v in PRESETS.items())}.")]
 
 
 def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
@@ -50,11 +49,20 @@ def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
     @app.command()
     @flags
     def run(
-        *, setup: Setup, reps: RepsOpt = DEFAULT_REPS, protocol: Grid,
-        data_dir: DataDirOpt = None, base: Base,
-        workers: WorkersOpt = None, device: DeviceOpt = "auto", vectorize: VectorizeOpt = True,
-        executor: ExecutorOpt = Executor("local"), address: AddressOpt = None,
-        max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
+        *,
+        setup: Setup,
+        reps: RepsOpt = DEFAULT_REPS,
+        protocol: Grid,
+        data_dir: DataDirOpt = None,
+        base: Base,
+        workers: WorkersOpt = None,
+        device: DeviceOpt = "auto",
+        vectorize: VectorizeOpt = True,
+        executor: ExecutorOpt = Executor("local"),
+        address: AddressOpt = None,
+        max_retries: MaxRetriesOpt = 4,
+        stall_timeout: StallTimeoutOpt = 60.0,
+        db: DbOption = None,
     ) -> None:
         """Queue a configuration and train it in the foreground (Ctrl-C stops after the epoch)."""
         configs = api.plan(grid_options({**setup, **protocol}), _base(config, base), reps)
@@ -67,34 +75,48 @@ def make_app(config: type[RunConfig] = RunConfig) -> typer.Typer:
         with api.open_store(db) as store:
             added = api.queue(store, configs, reps)
             err.print(literal(f"queued {added} new run(s) of {len(configs)} configuration(s) in {store.path}"))
-            summary = _work_with_progress(store, configs, workers, device, data_dir, vectorize,
-                                          executor=executor.value, address=address, max_retries=max_retries,
-                                          stall_timeout_s=stall_timeout, follow=True)
+            summary = _work_with_progress(
+                store,
+                configs,
+                workers,
+                device,
+                data_dir,
+                vectorize,
+                executor=executor.value,
+                address=address,
+                max_retries=max_retries,
+                stall_timeout_s=stall_timeout,
+                follow=True,
+            )
             for line in api.run_summary(store, configs):
                 out.print(literal(line))
         _exit_for(summary)
 
     @app.command()
     @flags
-    def queue(*, setup: Setup, reps: RepsOpt = DEFAULT_REPS, protocol: Grid, base: Base,
-              db: DbOption = None) -> None:
+    def queue(*, setup: Setup, reps: RepsOpt = DEFAULT_REPS, protocol: Grid, base: Base, db: DbOption = None) -> None:
         """Queue the product of the given values (run them with `pairs work`)."""
         configs = api.plan(grid_options({**setup, **protocol}), _base(config, base), reps)
         with api.open_store(db) as store:
             added = api.queue(store, configs, reps)
-        out.print(f"queued {added} new run(s) ({len(configs)} configuration(s) x {reps} reps; "
-                  f"{len(configs) * reps - added} already there)")
+        out.print(
+            f"queued {added} new run(s) ({len(configs)} configuration(s) x {reps} reps; "
+            f"{len(configs) * reps - added} already there)"
+        )
 
     @app.command()
     @flags
-    def grid(name: PresetName, *, reps: RepsOpt = DEFAULT_REPS, protocol: Preset, base: Base,
-             db: DbOption = None) -> None:
+    def grid(
+        name: PresetName, *, reps: RepsOpt = DEFAULT_REPS, protocol: Preset, base: Base, db: DbOption = None
+    ) -> None:
         """Queue a named grid, e.g. `pairs grid paper` (3 x 6 x 2 setups x 10 reps = 360 runs)."""
         configs = api.plan_preset(name, grid_options(protocol), _base(config, base), reps)
         with api.open_store(db) as store:
             added = api.queue(store, configs, reps)
-        out.print(f"queued {added} new run(s) of grid {name!r} ({len(configs)} configurations x "
-                  f"{reps} reps); run them with: pairs work")
+        out.print(
+            f"queued {added} new run(s) of grid {name!r} ({len(configs)} configurations x "
+            f"{reps} reps); run them with: pairs work"
+        )
 
     app.command()(work)
     app.command()(status)
@@ -111,9 +133,15 @@ def _base(config: type[RunConfig], values: dict) -> RunConfig:
 
 
 def work(
-    workers: WorkersOpt = None, device: DeviceOpt = "auto", data_dir: DataDirOpt = None,
-    vectorize: VectorizeOpt = True, executor: ExecutorOpt = Executor("local"), address: AddressOpt = None,
-    max_retries: MaxRetriesOpt = 4, stall_timeout: StallTimeoutOpt = 60.0, db: DbOption = None,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    vectorize: VectorizeOpt = True,
+    executor: ExecutorOpt = Executor("local"),
+    address: AddressOpt = None,
+    max_retries: MaxRetriesOpt = 4,
+    stall_timeout: StallTimeoutOpt = 60.0,
+    db: DbOption = None,
 ) -> None:
     """Run the queue until it is empty, here or on a Ray cluster (Ctrl-C stops after the epoch)."""
     api.check_workers(workers)
@@ -124,14 +152,25 @@ def work(
         if counts["queued"] + counts["running"] == 0:  # running: maybe left by a killed driver
             out.print("nothing queued: add runs with pairs queue, pairs grid or pairs run")
             return
-        summary = _work_with_progress(store, None, workers, device, data_dir, vectorize,
-                                      executor=executor.value, address=address, max_retries=max_retries,
-                                      stall_timeout_s=stall_timeout)
+        summary = _work_with_progress(
+            store,
+            None,
+            workers,
+            device,
+            data_dir,
+            vectorize,
+            executor=executor.value,
+            address=address,
+            max_retries=max_retries,
+            stall_timeout_s=stall_timeout,
+        )
         elsewhere = store.status_counts()["running"]
     out.print(f"{summary.done} run(s) done, {summary.failed} failed")
     if elsewhere and not summary.interrupted:  # held by other drivers: theirs to finish
-        out.print(f"{elsewhere} run(s) are held by another pairs: pairs status shows them (a "
-                  "dead one's runs are queued again after 60 s without its heartbeat)")
+        out.print(
+            f"{elsewhere} run(s) are held by another pairs: pairs status shows them (a "
+            "dead one's runs are queued again after 60 s without its heartbeat)"
+        )
     _exit_for(summary)
 
 
@@ -144,14 +183,29 @@ def status(db: DbOption = None) -> None:
         if running:
             table = RichTable("run", "setup", "rep", "epoch", "host", "driver", title="running")
             for r in running:
-                table.add_row(*map(literal, (
-                    r["id"], f"{r['structure']} {r['arch']} k{r['kernel']}", r["rep"],
-                    f"{r['epoch'] or 0}/{r['epochs']}", r["host"] or "", r["worker"] or "")))
+                table.add_row(
+                    *map(
+                        literal,
+                        (
+                            r["id"],
+                            f"{r['structure']} {r['arch']} k{r['kernel']}",
+                            r["rep"],
+                            f"{r['epoch'] or 0}/{r['epochs']}",
+                            r["host"] or "",
+                            r["worker"] or "",
+                        ),
+                    )
+                )
             out.print(table)
         for f in store.failures():
-            out.print(join(Text("failed", style="red"), f" {f['structure']} {f['arch']} "
-                           f"k{f['kernel']} rep {f['rep']}: ", literal_block(f["error"])),
-                      soft_wrap=True)
+            out.print(
+                join(
+                    Text("failed", style="red"),
+                    f" {f['structure']} {f['arch']} k{f['kernel']} rep {f['rep']}: ",
+                    literal_block(f["error"]),
+                ),
+                soft_wrap=True,
+            )
         mixed = api.code_version_note(store, None)
         if mixed:
             out.print(literal(mixed, "bold yellow"))
@@ -169,8 +223,13 @@ def retry(db: DbOption = None) -> None:
 
 def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **executor):
     total_epochs = api.pending_epochs(store, configs)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("eta"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=err, transient=False) as progress:
         runs_task = progress.add_task("runs  ", total=api.pending_runs(store, configs))
         epochs_task = progress.add_task("epochs", total=total_epochs)
@@ -182,12 +241,14 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
                 case Done() | Failed() | Followed(what="done" | "failed"):
                     progress.advance(runs_task)
                 case Following(count=count, holders=holders):  # asked for, held by another driver
-                    progress.console.print(f"{count} run(s) are held by another pairs ({', '.join(holders)}): "
-                                           "following them here (Ctrl-C leaves them to it)",
-                                           markup=False, highlight=False)
+                    progress.console.print(
+                        f"{count} run(s) are held by another pairs ({', '.join(holders)}): "
+                        "following them here (Ctrl-C leaves them to it)",
+                        markup=False,
+                        highlight=False,
+                    )
                 case Lost(run_id=run, reason=str(reason)):  # e.g. a hung worker, killed
-                    progress.console.print(f"run {run}: its worker was lost: {reason}",
-                                           markup=False, highlight=False)
+                    progress.console.print(f"run {run}: its worker was lost: {reason}", markup=False, highlight=False)
                 case Restarted(run_id=run, reason=reason, epochs_lost=lost):  # its epochs train again
                     progress.console.print(f"run {run}: {reason}", markup=False, highlight=False)
                     if lost:
@@ -198,18 +259,26 @@ def _work_with_progress(store, configs, workers, device, data_dir, vectorize, **
         for _ in _EARLY_SIGNALS:  # Ctrl-C before the driver's handlers: stop (twice: at once)
             stop()
         _EARLY_SIGNALS.clear()
-        summary = api.work(store, workers=workers, device=device, data_dir=data_dir,
-                           configs=configs, on_event=on_event, vectorize=vectorize, stop=stop,
-                           **executor)
+        summary = api.work(
+            store,
+            workers=workers,
+            device=device,
+            data_dir=data_dir,
+            configs=configs,
+            on_event=on_event,
+            vectorize=vectorize,
+            stop=stop,
+            **executor,
+        )
     return summary
 
 
 def _exit_for(summary) -> None:
     if summary.interrupted:
-        left = (f"; {summary.left} run(s) held by another pairs are left to it"
-                if getattr(summary, "left", 0) else "")
-        err.print("interrupted: unfinished runs are queued again; "
-                  f"run the same command to resume from their last epoch{left}")
+        left = f"; {summary.left} run(s) held by another pairs are left to it" if getattr(summary, "left", 0) else ""
+        err.print(
+            f"interrupted: unfinished runs are queued again; run the same command to resume from their last epoch{left}"
+        )
         raise typer.Exit(130)
     if summary.failed:
         err.print(f"{summary.failed} run(s) failed: see pairs status; pairs retry queues them again")

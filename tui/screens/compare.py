@@ -119,8 +119,7 @@ class CompareScreen(PairsScreen):
         self.query_one("#compare-top", Static).update(self.top_line(candidates, protocols))
         entries = overlay_legend(self.shown, with_protocol=self.across and len(protocols) > 1)
         width = self.query_one("#compare-legend").size.width or self.app.size.width
-        self.query_one("#compare-legend", Static).update(
-            legend_text(entries, width, lr_line(self.shown)))
+        self.query_one("#compare-legend", Static).update(legend_text(entries, width, lr_line(self.shown)))
 
     def top_line(self, candidates: list[dict], protocols: list) -> Text:
         text = Text()
@@ -130,9 +129,11 @@ class CompareScreen(PairsScreen):
         else:
             text.append(f"{len(candidates)} marked setup(s)", style="bold")
         if not candidates:
-            text.append(": none yet: mark setups on Experiments (1, Space) or press b for the "
-                        "best of each structure" if self.source == "marked" else
-                        ": no setup has done runs yet")
+            text.append(
+                ": none yet: mark setups on Experiments (1, Space) or press b for the best of each structure"
+                if self.source == "marked"
+                else ": no setup has done runs yet"
+            )
             return text
         if self.across and len(protocols) > 1:
             text.append(f" · {len(protocols)} protocols overlaid (the legend names each)")
@@ -143,8 +144,7 @@ class CompareScreen(PairsScreen):
         text.append(f" (id {current.id[:8]})")
         hidden = len(candidates) - len(self.shown)
         if hidden:
-            text.append(f" · {hidden} of other protocols not shown (p: next, a: overlay all)",
-                        style="yellow")
+            text.append(f" · {hidden} of other protocols not shown (p: next, a: overlay all)", style="yellow")
         return text
 
     # -- actions -----------------------------------------------------------------------------
@@ -153,8 +153,12 @@ class CompareScreen(PairsScreen):
 
     def action_toggle_across(self) -> None:
         self.across = not self.across
-        self.notify("setups of every protocol overlaid (the legend names each)" if self.across
-                    else "one protocol at a time (p: the next)", title="Compare")
+        self.notify(
+            "setups of every protocol overlaid (the legend names each)"
+            if self.across
+            else "one protocol at a time (p: the next)",
+            title="Compare",
+        )
         if self.data is not None:
             self.show_data(self.data)
 

@@ -69,10 +69,7 @@ def matches(row: dict, terms: list[str]) -> bool:
     """Every term is in a word of what the row shows; a structure's name is that structure
     (``shared`` is not ``shared-aux``)."""
     words = f"{setup_label(row)} {protocol_label(row)} {status_words(row)}".lower().split()
-    return all(
-        term in words if term in STRUCTURES else any(term in word for word in words)
-        for term in terms
-    )
+    return all(term in words if term in STRUCTURES else any(term in word for word in words) for term in terms)
 
 
 class SetupTable(DataTable):
@@ -112,14 +109,12 @@ class ExperimentsScreen(PairsScreen):
         yield Header()
         yield DbBanner()
         with Horizontal(id="exp-top"):
-            yield Input(placeholder="filter: e.g. shared A5 k3 running", id="exp-filter",
-                        compact=True)
+            yield Input(placeholder="filter: e.g. shared A5 k3 running", id="exp-filter", compact=True)
             yield Static("", id="exp-counts")
         # the setup column stays in sight when the table scrolls sideways
         yield SetupTable(id="exp-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
         with Vertical(id="exp-failures"):
-            yield Label("Failures (Enter: the whole error; r: queue them again)",
-                        classes="section-title")
+            yield Label("Failures (Enter: the whole error; r: queue them again)", classes="section-title")
             yield DataTable(id="exp-failure-table", cursor_type="row")
         yield PoolPanel(self.app.default_workers, id="pool")
         yield Footer(compact=True, show_command_palette=False)  # ^p still opens it
@@ -130,8 +125,7 @@ class ExperimentsScreen(PairsScreen):
         for key, header, _ in COLUMNS:  # room for the sort arrow, so it is never cut off
             table.add_column(Text(header + "  "), key=key)
         failures = self.query_one("#exp-failure-table", DataTable)
-        for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"),
-                            ("error", "Error")):
+        for key, header in (("setup", "Setup"), ("rep", "Rep"), ("tries", "Tries"), ("error", "Error")):
             failures.add_column(header, key=key)
         self.query_one("#exp-failures").display = False  # until failures are read
         self.show_pool()
@@ -193,9 +187,7 @@ class ExperimentsScreen(PairsScreen):
             if selected in cells:
                 table.move_cursor(row=list(cells).index(selected), animate=False)
         if table.row_count and self.app.selected_config not in cells:
-            self.app.selected_config = table.coordinate_to_cell_key(
-                table.cursor_coordinate
-            ).row_key.value
+            self.app.selected_config = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         for key, header, _ in COLUMNS:
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else "  "
             table.columns[key].label = Text(header + arrow)
@@ -234,8 +226,13 @@ class ExperimentsScreen(PairsScreen):
         table.clear()
         for f in failures:
             error = (f["error"] or "").strip().splitlines()
-            table.add_row(literal(setup_label(f)), literal(f["rep"]), literal(f["attempts"]),
-                          literal(error[-1] if error else ""), key=f["id"])
+            table.add_row(
+                literal(setup_label(f)),
+                literal(f["rep"]),
+                literal(f["attempts"]),
+                literal(error[-1] if error else ""),
+                key=f["id"],
+            )
 
     def show_pool(self) -> None:
         counts = self.snapshot.counts if self.snapshot else {"running": 0, "queued": 0}
@@ -256,12 +253,15 @@ class ExperimentsScreen(PairsScreen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "exp-failure-table" and self.snapshot is not None:
-            failure = next((f for f in self.snapshot.failures if f["id"] == event.row_key.value),
-                           None)
+            failure = next((f for f in self.snapshot.failures if f["id"] == event.row_key.value), None)
             if failure is not None:
-                self.notify(clean_block(failure["error"] or "no error recorded"), severity="error",
-                            title=clean(f"{setup_label(failure)} rep {failure['rep']}"), timeout=20,
-                            markup=False)
+                self.notify(
+                    clean_block(failure["error"] or "no error recorded"),
+                    severity="error",
+                    title=clean(f"{setup_label(failure)} rep {failure['rep']}"),
+                    timeout=20,
+                    markup=False,
+                )
             return
         if event.data_table.id == "exp-table" and event.row_key is not None:
             self.app.selected_config = event.row_key.value
@@ -313,8 +313,9 @@ class ExperimentsScreen(PairsScreen):
         """The highlighted setup's layers (the Model view)."""
         from tui.screens.model import ModelScreen
 
-        row = next((r for r in (self.snapshot.progress if self.snapshot else ())
-                    if r["id"] == self.app.selected_config), None)
+        row = next(
+            (r for r in (self.snapshot.progress if self.snapshot else ()) if r["id"] == self.app.selected_config), None
+        )
         if row is None:
             self.notify("no configuration highlighted: queue some (2)", severity="warning")
             return

@@ -73,8 +73,9 @@ class PlotsScreen(PairsScreen):
 
         def read(store):
             configs = store.config_progress()
-            chosen = config_id if any(c["id"] == config_id for c in configs) else (
-                configs[0]["id"] if configs else None)
+            chosen = (
+                config_id if any(c["id"] == config_id for c in configs) else (configs[0]["id"] if configs else None)
+            )
             return PlotData(configs, chosen, epoch_curves(store, chosen) if chosen else None)
 
         return self.app.db.read(read)
@@ -83,8 +84,7 @@ class PlotsScreen(PairsScreen):
         self.configs = data.configs
         self.curves = data.curves
         select = self.query_one("#plots-config", Select)
-        options = [(literal(f"{setup_label(c)} · {protocol_label(c)}"), c["id"])
-                   for c in data.configs]
+        options = [(literal(f"{setup_label(c)} · {protocol_label(c)}"), c["id"]) for c in data.configs]
         if [value for _, value in options] != self.option_ids:
             self.option_ids = [value for _, value in options]
             with self.prevent(Select.Changed):
@@ -107,8 +107,10 @@ class PlotsScreen(PairsScreen):
             return "no configurations yet: queue some (2)"
         reps = len(curves["reps"]) if curves else 0
         epoch = curves["epochs"][-1] if curves and curves["epochs"] else 0
-        return (f"{config['done'] or 0}/{config['total']} done · {config['running'] or 0} "
-                f"running · {reps} plotted · epoch {epoch}/{config['epochs']}")
+        return (
+            f"{config['done'] or 0}/{config['total']} done · {config['running'] or 0} "
+            f"running · {reps} plotted · epoch {epoch}/{config['epochs']}"
+        )
 
     # -- events ------------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:

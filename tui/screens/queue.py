@@ -54,8 +54,10 @@ def form_params(config: type[RunConfig] = RunConfig) -> list[Hyperparameter]:
 def scalar_fields(config: type[RunConfig] = RunConfig) -> tuple[tuple[str, str, str], ...]:
     """Text fields of the form: (name, label, default). Grid fields accept comma-separated
     values."""
-    return (("reps", "Repetitions", str(DEFAULT_REPS)),
-            *((hp.name, hp.param.label, hp.form_default) for hp in form_params(config)))
+    return (
+        ("reps", "Repetitions", str(DEFAULT_REPS)),
+        *((hp.name, hp.param.label, hp.form_default) for hp in form_params(config)),
+    )
 
 
 #: Text fields of RunConfig's form: (name, label, default).
@@ -82,8 +84,7 @@ def _base_config(config: type[RunConfig], fields: dict) -> RunConfig:
     return base
 
 
-def _base(values: dict[str, str], errors: dict[str, str],
-          config: type[RunConfig] = RunConfig) -> RunConfig:
+def _base(values: dict[str, str], errors: dict[str, str], config: type[RunConfig] = RunConfig) -> RunConfig:
     """The base configuration (data and pair counts: the one-valued fields); problems go to
     ``errors`` by field."""
     fields = {}
@@ -109,8 +110,7 @@ def _base(values: dict[str, str], errors: dict[str, str],
         return config()
 
 
-def make_plan(values: dict[str, str], lists: dict[str, list],
-              config: type[RunConfig] = RunConfig) -> Plan:
+def make_plan(values: dict[str, str], lists: dict[str, list], config: type[RunConfig] = RunConfig) -> Plan:
     """Validate every field on its own (to mark it), then the whole form."""
     plan = Plan()
     try:
@@ -134,15 +134,19 @@ def make_plan(values: dict[str, str], lists: dict[str, list],
         return plan
     options = {name: values[name] for name in grid_scalars}
     everything = set(lists["structure"]) == set(PAPER_STRUCTURES) and all(
-        len(lists[n]) == len(all_values) for n, all_values in
-        (("arch", ARCHITECTURES), ("kernel", KERNELS)))
+        len(lists[n]) == len(all_values) for n, all_values in (("arch", ARCHITECTURES), ("kernel", KERNELS))
+    )
     try:
         if everything:
             plan.preset = "paper"
             plan.configs = api.plan_preset("paper", options, base, plan.reps)
         else:
-            grid = {**options, "structure": lists["structure"], "arch": lists["arch"],
-                    "kernel": [str(k) for k in lists["kernel"]]}
+            grid = {
+                **options,
+                "structure": lists["structure"],
+                "arch": lists["arch"],
+                "kernel": [str(k) for k in lists["kernel"]],
+            }
             plan.configs = api.plan(grid, base, plan.reps)
     except INVALID as exc:
         plan.errors["form"] = str(exc)
@@ -193,22 +197,23 @@ class QueueScreen(PairsScreen):
             with Horizontal(id="queue-lists"):
                 yield ChoiceList(
                     *((s, s, s == DEFAULTS.structure) for s in STRUCTURES),
-                    id="q-structure", classes="choice",
+                    id="q-structure",
+                    classes="choice",
                 )
                 yield ChoiceList(
-                    *((f"{a} {'-'.join(map(str, ch))}", a, a == DEFAULTS.arch)
-                      for a, ch in ARCHITECTURES.items()),
-                    id="q-arch", classes="choice",
+                    *((f"{a} {'-'.join(map(str, ch))}", a, a == DEFAULTS.arch) for a, ch in ARCHITECTURES.items()),
+                    id="q-arch",
+                    classes="choice",
                 )
                 yield ChoiceList(
                     *((f"{k}x{k}", k, k == DEFAULTS.kernel) for k in KERNELS),
-                    id="q-kernel", classes="choice",
+                    id="q-kernel",
+                    classes="choice",
                 )
             with Grid(id="queue-fields"):
                 for name, label, default in self.form_fields:
                     yield Label(label, classes="field-label")
-                    yield Input(default, id=f"q-{name}", compact=True, validate_on=[],
-                                classes="field")
+                    yield Input(default, id=f"q-{name}", compact=True, validate_on=[], classes="field")
         with Vertical(id="queue-bar"):  # below the scrolling form: always in sight
             yield Static("", id="queue-preview")
             yield Static("", id="queue-errors")
@@ -230,8 +235,7 @@ class QueueScreen(PairsScreen):
         return {name: self.query_one(f"#q-{name}", Input).value for name, *_ in self.form_fields}
 
     def lists(self) -> dict[str, list]:
-        return {name: list(self.query_one(f"#q-{name}", SelectionList).selected)
-                for name in LISTS}
+        return {name: list(self.query_one(f"#q-{name}", SelectionList).selected) for name in LISTS}
 
     def set_value(self, name: str, value: str) -> None:
         self.query_one(f"#q-{name}", Input).value = value
@@ -279,8 +283,10 @@ class QueueScreen(PairsScreen):
                 note = ""
             else:
                 new, note = total, " (creates the database)"
-            text = (f"{self.describe(plan)} = {total} runs: adds [b]{new}[/b] new run(s)"
-                    f"{note}; {total - new} already in the database")
+            text = (
+                f"{self.describe(plan)} = {total} runs: adds [b]{new}[/b] new run(s)"
+                f"{note}; {total - new} already in the database"
+            )
         except StoreError as exc:
             text = literal(f"cannot count: {exc}")
         if not worker.is_cancelled:
@@ -298,8 +304,11 @@ class QueueScreen(PairsScreen):
         self.update_preview()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {"queue-go": self.action_queue, "queue-paper": self.action_paper_preset,
-                   "queue-reset": self.action_reset}
+        actions = {
+            "queue-go": self.action_queue,
+            "queue-paper": self.action_paper_preset,
+            "queue-reset": self.action_reset,
+        }
         if event.button.id in actions:
             actions[event.button.id]()
 
@@ -323,8 +332,7 @@ class QueueScreen(PairsScreen):
     def action_reset(self) -> None:
         for name, _, default in self.form_fields:
             self.set_value(name, default)
-        defaults = {"structure": DEFAULTS.structure, "arch": DEFAULTS.arch,
-                    "kernel": DEFAULTS.kernel}
+        defaults = {"structure": DEFAULTS.structure, "arch": DEFAULTS.arch, "kernel": DEFAULTS.kernel}
         for name, value in defaults.items():
             selection = self.query_one(f"#q-{name}", SelectionList)
             selection.deselect_all()
@@ -345,13 +353,13 @@ class QueueScreen(PairsScreen):
         try:
             added = self.app.db.write(lambda s: api.queue(s, plan.configs, plan.reps))
         except StoreError as exc:
-            self.app.call_from_thread(self.notify, clean(f"not queued: {exc}"), severity="error",
-                                      markup=False)
+            self.app.call_from_thread(self.notify, clean(f"not queued: {exc}"), severity="error", markup=False)
             return
         total = len(plan.configs) * plan.reps
         self.app.call_from_thread(
-            self.queued, f"queued {added} new run(s) ({total - added} already there); "
-                         "start workers on the Experiments screen (1, then w)"
+            self.queued,
+            f"queued {added} new run(s) ({total - added} already there); "
+            "start workers on the Experiments screen (1, then w)",
         )
 
     def queued(self, message: str) -> None:

@@ -93,8 +93,7 @@ def table_cells(row: list) -> list[Text]:
         style = "bold" if cell.bold else ""
         if "unfinished" in cell.text:
             style = "italic yellow"
-        cells.append(Text(clean(cell.text), style=style,
-                          justify="right" if "±" in cell.text else "left"))
+        cells.append(Text(clean(cell.text), style=style, justify="right" if "±" in cell.text else "left"))
     return cells
 
 
@@ -147,15 +146,13 @@ class TablesScreen(PairsScreen):
     def query_db(self) -> TableData:
         def read(store):
             rows = api.table_rows(store)
-            return [(protocol, group, best_setups(store, group))
-                    for protocol, group in group_by_protocol(rows)]
+            return [(protocol, group, best_setups(store, group)) for protocol, group in group_by_protocol(rows)]
 
         protocols = []
         for protocol, rows, comparison in self.app.db.read(read):
             tables = {t_rows[0].structure: table for t_rows, table in self._by_structure(rows)}
             tables["best"] = api.best_table(comparison)
-            protocols.append(ProtocolData(protocol, rows, tables, comparison,
-                                          paper_tables(rows, comparison)))
+            protocols.append(ProtocolData(protocol, rows, tables, comparison, paper_tables(rows, comparison)))
         ids = [p.protocol.id for p in protocols]
         return TableData(protocols, ids.index(self.protocol_id) if self.protocol_id in ids else 0)
 
@@ -179,8 +176,9 @@ class TablesScreen(PairsScreen):
         if data.current is not None:
             self.protocol_id = data.current.protocol.id
         indicator = protocol_indicator(data)
-        indicator.append("  ·  v: " + ("without" if self.with_paper else "beside")
-                         + " the paper's numbers", style="dim")
+        indicator.append(
+            "  ·  v: " + ("without" if self.with_paper else "beside") + " the paper's numbers", style="dim"
+        )
         self.query_one("#tables-protocol", Static).update(indicator)
         paper = self.query_one("#tables-paper", Static)
         paper.display = self.with_paper and data.current is not None
@@ -205,8 +203,7 @@ class TablesScreen(PairsScreen):
             if any("unfinished" in c.text for row in table.rows for c in row):
                 lines.append("n = done / queued runs; (unfinished) rows may still change.")
             if tab != "best":
-                lines.append("Bold: best mean validation loss and accuracy of this structure "
-                             "under this protocol.")
+                lines.append("Bold: best mean validation loss and accuracy of this structure under this protocol.")
             notes.update(literal_block("\n".join(lines)))
 
     def shown_tables(self) -> dict[str, Table]:
@@ -248,7 +245,6 @@ class TablesScreen(PairsScreen):
         try:
             path.write_text(self.export_text(tab, fmt), encoding="utf-8")
         except OSError as exc:
-            self.notify(clean(f"cannot write {path}: {exc.strerror}"), severity="error",
-                        markup=False)
+            self.notify(clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False)
             return
         self.notify(clean(f"wrote {path}"), title=f"Exported {fmt}", markup=False)

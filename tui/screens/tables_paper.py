@@ -22,8 +22,7 @@ def paper_tables(rows: list[SetupRow], comparison: BestComparison) -> dict[str, 
     tables: dict[str, Table] = {}
     structures = list(dict.fromkeys(r.structure for r in rows))
     for structure, table in zip(structures, compare_tables(rows), strict=True):
-        table.notes = [n for n in table.notes
-                       if not n.startswith("Overall: ") and not n.lower().startswith("caveat: ")]
+        table.notes = [n for n in table.notes if not n.startswith("Overall: ") and not n.lower().startswith("caveat: ")]
         tables[structure] = table
     tables["best"] = compare_best_table(comparison)
     return tables
@@ -36,11 +35,14 @@ def paper_line(protocol: Protocol, rows: list[SetupRow]) -> Text:
     text.append("vs the paper: ", style="bold")
     if rows:
         s = summary(rows)
-        text.append(f"{s.within} of {s.cells} cells with done runs within {WITHIN:g}σ of the "
-                    "paper on mean validation accuracy")
+        text.append(
+            f"{s.within} of {s.cells} cells with done runs within {WITHIN:g}σ of the paper on mean validation accuracy"
+        )
         if s.missing:
-            text.append(f" ({len(s.missing)} of the paper's {s.cells + len(s.missing)} cells "
-                        "have no done runs here)", style="dim")
+            text.append(
+                f" ({len(s.missing)} of the paper's {s.cells + len(s.missing)} cells have no done runs here)",
+                style="dim",
+            )
     else:
         text.append("no configurations of this protocol")
     line = caveat(protocol)

@@ -67,7 +67,13 @@ class CurvePlot(PlotextPlot):
     def render(self):
         plt = self.plt
         plt.clear_figure()  # ticks and limits too: each draw sets them anew
-        draw_metric(plt, self.curves, self.metric, last=self.max_epoch, log=self.log_scale,
-                    title=self.title + (" (log)" if self.log_scale else ""),
-                    rows=self.size.height - 5)
+        draw_metric(
+            plt,
+            self.curves,
+            self.metric,
+            last=self.max_epoch,
+            log=self.log_scale,
+            title=self.title + (" (log)" if self.log_scale else ""),
+            rows=self.size.height - 5,
+        )
         return super().render()

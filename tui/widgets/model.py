@@ -21,9 +21,15 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 def _row(layer: Layer) -> Text:
     params = f"{layer.params:,}" if layer.params else "-"
-    return Text.assemble(" ", (f"{layer.name:<{NAME}.{NAME}}", "bold" if layer.params else ""),
-                         " ", (f"{shape_text(layer.shape):>{SHAPE}}", "cyan"), " ",
-                         (f"{params:>{PARAMS}}", "yellow" if layer.params else "dim"), " ")
+    return Text.assemble(
+        " ",
+        (f"{layer.name:<{NAME}.{NAME}}", "bold" if layer.params else ""),
+        " ",
+        (f"{shape_text(layer.shape):>{SHAPE}}", "cyan"),
+        " ",
+        (f"{params:>{PARAMS}}", "yellow" if layer.params else "dim"),
+        " ",
+    )
 
 
 def _box(title: str, layers: list[Layer], note: str = "") -> list[Text]:
@@ -64,8 +70,14 @@ def model_diagram(config: RunConfig, *, width: int = 80) -> Text:
             lines.append(Text(f"{'│':^{WIDTH}}  {'│':^{WIDTH}}"))
             lines.append(Text(" " * (WIDTH // 2) + "└" + "─" * (WIDTH + 1) + "┘"))
         else:  # too narrow for the two side by side: one under the other
-            lines += [_centered(f"image 1 ({image[6:]})", WIDTH), _centered("│", WIDTH), *left,
-                      _centered(f"image 2 ({image[6:]})", WIDTH), _centered("│", WIDTH), *right]
+            lines += [
+                _centered(f"image 1 ({image[6:]})", WIDTH),
+                _centered("│", WIDTH),
+                *left,
+                _centered(f"image 2 ({image[6:]})", WIDTH),
+                _centered("│", WIDTH),
+                *right,
+            ]
     else:
         lines.append(_centered("image 1, image 2 (1x14x14 each)", WIDTH))
         lines.append(_centered("│ │", WIDTH))
@@ -80,6 +92,9 @@ def model_diagram(config: RunConfig, *, width: int = 80) -> Text:
                 box = [Text(pad) + line for line in box]
             lines += box
     total = sum(layer.params for layer in layers)
-    lines.append(Text.assemble(("total ", "bold"), (f"{total:,}", "bold yellow"),
-                               " trainable parameters (as pairs models counts them)"))
+    lines.append(
+        Text.assemble(
+            ("total ", "bold"), (f"{total:,}", "bold yellow"), " trainable parameters (as pairs models counts them)"
+        )
+    )
     return Text("\n").join(lines)

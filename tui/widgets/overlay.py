@@ -35,8 +35,7 @@ def legend_text(entries: list[LegendEntry], width: int = 80, lr: str | None = No
             text.append(e.protocol, style="italic")
         text.append("\n")
     text.append("┈┈ ", style=_style(dim(entries[0].color)))
-    text.append("dimmer: mean ± std · values at the final epoch",
-                style="dim")
+    text.append("dimmer: mean ± std · values at the final epoch", style="dim")
     if lr:
         text.append("  │ ", style=_style(LR_COLOR))
         text.append(lr, style="dim")
@@ -63,6 +62,5 @@ class OverlayPlot(PlotextPlot):
     def render(self):
         plt = self.plt
         plt.clear_figure()
-        draw_overlay(plt, self.overlaid, self.metric, log=self.log_scale,
-                     rows=self.size.height - 5)
+        draw_overlay(plt, self.overlaid, self.metric, log=self.log_scale, rows=self.size.height - 5)
         return super().render()

@@ -83,8 +83,12 @@ class WorkerPool:
             log.write(f"\n--- {time.ctime()}: {workers} worker(s)\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                work_command(self.db_path, workers), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd(),
+                work_command(self.db_path, workers),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=os.getcwd(),
                 env=safe_env(),
             )
         self.workers = workers
@@ -139,8 +143,13 @@ class PoolPanel(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("Workers", classes="pool-title")
-        yield Input(str(self.initial_workers), type="integer", id="pool-n", compact=True,
-                    tooltip="How many worker processes to start")
+        yield Input(
+            str(self.initial_workers),
+            type="integer",
+            id="pool-n",
+            compact=True,
+            tooltip="How many worker processes to start",
+        )
         yield Button("Start", id="pool-start", variant="success", compact=True)
         yield Button("Stop", id="pool-stop", variant="error", compact=True, disabled=True)
         yield Static("", id="pool-state")
@@ -160,8 +169,7 @@ class PoolPanel(Horizontal):
             n = self.requested_workers
             if n is None:
                 self.query_one("#pool-n", Input).add_class("-invalid")
-                self.app.notify(f"workers: enter a whole number from 1 to {MAX_WORKERS}",
-                                severity="error")
+                self.app.notify(f"workers: enter a whole number from 1 to {MAX_WORKERS}", severity="error")
                 return
             self.query_one("#pool-n", Input).remove_class("-invalid")
             self.post_message(self.StartRequested(n))
@@ -178,6 +186,4 @@ class PoolPanel(Horizontal):
             state = f"{pool.workers} running here (pid {pool.pid})"
         else:
             state = "none here"
-        self.query_one("#pool-state", Static).update(
-            f"{state} · {running_runs} run(s) training, {queued_runs} queued"
-        )
+        self.query_one("#pool-state", Static).update(f"{state} · {running_runs} run(s) training, {queued_runs} queued")
