@@ -16,10 +16,10 @@ def test_lr_schedule_is_the_papers():
 
 
 def test_loss_falls_on_a_tiny_set():
-    config = tiny(structure="shared", epochs=6, train_pairs=200, val_pairs=20)
+    config = tiny(structure="shared", epochs=3, val_pairs=20)  # 0.89 -> 0.80 -> 0.62
     epochs = []
     run_training(config, 0, on_epoch=lambda m, _: epochs.append(m))
-    assert [m.epoch for m in epochs] == list(range(1, 7))
+    assert [m.epoch for m in epochs] == list(range(1, 4))
     assert epochs[-1].train_loss < epochs[0].train_loss
 
 
