@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -118,6 +119,7 @@ def call(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     """``pairs ARGV`` in this process: (exit code, stdout, stderr). Any other exception escapes."""
     out, err = io.StringIO(), io.StringIO()
     before = os.getcwd()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     os.chdir(cwd)
     try:
         with (
@@ -132,6 +134,8 @@ def call(argv: list[str], cwd: Path) -> tuple[int, str, str]:
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
         os.chdir(before)
+        for sig, handler in handlers.items():  # main() takes the signals over (as pairs does)
+            signal.signal(sig, handler)
     return code, out.getvalue(), err.getvalue()
 
 

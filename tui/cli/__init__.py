@@ -119,6 +119,8 @@ def main() -> None:
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
             err.print(literal(f"error: {exc.format_message()}{hint}"))
             code = 2
+    for sig in (signal.SIGINT, signal.SIGTERM):  # done: a signal from now on changes nothing, and
+        signal.signal(sig, signal.SIG_IGN)  # must not kill the interpreter's exit (with -2)
     if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
         err.print("interrupted")
         code = 130
