@@ -153,11 +153,8 @@ def _checkpoint_epoch(state: bytes | None) -> int:
 
 def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     """Train one group; False when interrupted."""
-    import torch
 
-    from core.provenance import code_version
-    from core.train import RunInterrupted, run_training
-    from core.training_common import failure_reason
+    from core.train import run_training
     from core.vectorized import run_group
 
     ids = {rep: run_id for run_id, rep, _ in group}
@@ -170,11 +167,10 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
         finished.add(ids[rep])
         emit(Failed(ids[rep], reason))
 
-    started = time.perf_counter()
-    try:
+    def train() -> dict:
         if len(group) == 1:
             run_id, rep, state = group[0]
-            results = {
+            return {
                 rep: run_training(
                     config,
                     rep,
@@ -185,53 +181,25 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
                     should_stop=should_stop,
                 )
             }
-        else:
-            results = run_group(
-                config,
-                [rep for _, rep, _ in group],
-                device=task.device,
-                data_dir=task.data_dir,
-                checkpoints=[state for _, _, state in group],
-                on_epoch=epoch,
-                on_failed=failed,
-                should_stop=should_stop,
-            )
-    except RunInterrupted:
-        for run_id in ids.values():
-            if run_id not in finished:
-                emit(Interrupted(run_id))
-        return False
-    except Exception as exc:  # noqa: BLE001 - a training error fails these runs, not the grid
-        for run_id in ids.values():
-            if run_id not in finished:
-                emit(Failed(run_id, failure_reason(exc)))
-        return True
-    seconds = (time.perf_counter() - started) / len(group)
-    for rep, test in results.items():
-        emit(
-            Done(
-                ids[rep],
-                {
-                    **test.as_row(),
-                    "seconds": seconds,
-                    "device": task.device,
-                    "torch_version": torch.__version__,
-                    "code_version": code_version(),
-                },
-            )
+        return run_group(
+            config,
+            [rep for _, rep, _ in group],
+            device=task.device,
+            data_dir=task.data_dir,
+            checkpoints=[state for _, _, state in group],
+            on_epoch=epoch,
+            on_failed=failed,
+            should_stop=should_stop,
         )
-    return True
+
+    return _train_and_report(train, ids, finished, task, emit)
 
 
 def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
     """Train the runs of several configurations of one family as one fused model; False when
     interrupted. Events as ``_execute_group``'s, per run."""
-    import torch
 
     from core.fused import run_fused
-    from core.provenance import code_version
-    from core.train import RunInterrupted
-    from core.training_common import failure_reason
 
     ids = {(index, rep): run_id for index, (_, group) in enumerate(members) for run_id, rep, _ in group}
     finished: set[str] = set()
@@ -243,9 +211,8 @@ def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
         finished.add(ids[index, rep])
         emit(Failed(ids[index, rep], reason))
 
-    started = time.perf_counter()
-    try:
-        results = run_fused(
+    def train() -> dict:
+        return run_fused(
             [(config, [rep for _, rep, _ in group], [state for _, _, state in group]) for config, group in members],
             device=task.device,
             data_dir=task.data_dir,
@@ -253,6 +220,23 @@ def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
             on_failed=failed,
             should_stop=should_stop,
         )
+
+    return _train_and_report(train, ids, finished, task, emit)
+
+
+def _train_and_report(train, ids: dict, finished: set[str], task: Task, emit) -> bool:
+    """``train()`` (its results keyed as ``ids``), then each run's outcome emitted: ``Done``
+    with its test row, or ``Interrupted`` / ``Failed`` for the runs not finished yet; False
+    when interrupted."""
+    import torch
+
+    from core.provenance import code_version
+    from core.train import RunInterrupted
+    from core.training_common import failure_reason
+
+    started = time.perf_counter()
+    try:
+        results = train()
     except RunInterrupted:
         for run_id in ids.values():
             if run_id not in finished:
