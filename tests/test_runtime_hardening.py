@@ -665,3 +665,24 @@ def test_pairs_work_says_which_runs_another_driver_holds(fresh_db):
     assert done.returncode == 0, done.stderr
     assert "0 run(s) done, 0 failed" in done.stdout
     assert "1 run(s) are held by another pairs" in done.stdout
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_a_finished_command_ignores_signals_so_the_interpreters_exit_cannot_die_of_one(monkeypatch, early):
+    """CPython's finalisation puts SIG_DFL back in place of a Python signal handler (SIG_IGN
+    stays): a second Ctrl-C while a finished ``pairs`` exits would kill it with -2 instead of 130."""
+    import tui.cli as cli
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(sys, "argv", ["pairs", "--version"])
+    if early:  # a Ctrl-C noted while the program started: it exits before the command runs
+        monkeypatch.setattr(cli, "_EARLY_SIGNALS", [signal.SIGINT])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+        handlers = {signal.getsignal(sig) for sig in saved}
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert exited.value.code == (130 if early else 0)
+    assert handlers == {signal.SIG_IGN}

@@ -84,11 +84,20 @@ def _started() -> None:
     are interrupted by Ctrl-C as usual."""
     if _EARLY_SIGNALS:
         err.print("interrupted: nothing was done")
+        _ignore_signals()
         sys.exit(130)
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     if command not in ("run", "work"):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _ignore_signals() -> None:
+    """The command is done: a signal from now on changes nothing, and must not kill the
+    interpreter's exit with -2 (its finalisation puts SIG_DFL back in place of a Python handler
+    such as ``tui._early``'s; SIG_IGN stays)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def main() -> None:
@@ -119,8 +128,7 @@ def main() -> None:
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
             err.print(literal(f"error: {exc.format_message()}{hint}"))
             code = 2
-    for sig in (signal.SIGINT, signal.SIGTERM):  # done: a signal from now on changes nothing, and
-        signal.signal(sig, signal.SIG_IGN)  # must not kill the interpreter's exit (with -2)
+    _ignore_signals()
     if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
         err.print("interrupted")
         code = 130
