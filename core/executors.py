@@ -17,11 +17,14 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
+from typing import TYPE_CHECKING
 
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.execution import TERMINAL, Done, Epoch, ExecutorEvent, Failed, Interrupted, Restarted
-from core.store import ClaimedRun
+
+if TYPE_CHECKING:  # the store (sqlite-utils, ~0.4 s) is the driver's: workers never import it
+    from core.store import ClaimedRun
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,20 @@ def test_tui_never_imports_torch(tui_modules):
     assert {"tui.cli", "tui.app", "tui.screens.plots", "tui.widgets.curves"} <= set(tui_modules)
     offenders = [name for name, added in tui_modules.items() if "torch" in added]
     assert not offenders, f"tui modules importing torch: {offenders}"
+
+
+@pytest.mark.slow
+def test_the_fork_servers_preload_leaves_the_store_to_the_driver():
+    """Workers never open the database (the driver writes it): what they are forked from imports
+    neither the store nor sqlite-utils, ~0.4 s of every short ``pairs run``'s start-up."""
+    from core.executors import PRELOAD
+
+    probe = (
+        "import importlib, json, sys\n"
+        "for name in sys.argv[1:]: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *PRELOAD], check=True, capture_output=True, text=True)
+    loaded = set(json.loads(out.stdout))
+    assert "core.executors" in loaded and "torch" in loaded
+    assert not {name for name in loaded if name.split(".")[0] == "sqlite_utils" or name.startswith("core.store")}
