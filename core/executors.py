@@ -156,7 +156,6 @@ def _checkpoint_epoch(state: bytes | None) -> int:
 
 def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
     """Train one group; False when interrupted."""
-
     from core.train import run_training
     from core.vectorized import run_group
 
@@ -201,7 +200,6 @@ def _execute_group(config, group: list, task: Task, emit, should_stop) -> bool:
 def _execute_fused(members: list, task: Task, emit, should_stop) -> bool:
     """Train the runs of several configurations of one family as one fused model; False when
     interrupted. Events as ``_execute_group``'s, per run."""
-
     from core.fused import run_fused
 
     ids = {(index, rep): run_id for index, (_, group) in enumerate(members) for run_id, rep, _ in group}
