@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core import sources
-from core.config import check_pair_counts
+from core.config import RunConfig, check_pair_counts
 from core.errors import DataError
 
 if TYPE_CHECKING:
@@ -286,6 +286,19 @@ def draw_pairs(
         train=split(train_images[:fit], train_classes[:fit]),
         val=split(train_images[fit:], train_classes[fit:]),
         test=split(test_images, test_classes),
+    )
+
+
+def draw_run_pairs(config: RunConfig, rep: int, data_dir: str | os.PathLike | None = None) -> PairData:
+    """The pairs of repetition ``rep`` of a ``RunConfig`` (its seed, pair counts and source)."""
+    return draw_pairs(
+        config.seed,
+        rep,
+        config.train_pairs,
+        config.val_pairs,
+        config.test_pairs,
+        source=config.data,
+        data_dir=data_dir,
     )
 
 

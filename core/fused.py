@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from core.config import RunConfig, lr_at, run_seed
-from core.data import PairData, draw_pairs
+from core.data import PairData, draw_run_pairs
 from core.families import family_key
 from core.grouped import Parts, fused_parts, tower_call
 from core.models import DIGIT_STRUCTURES
@@ -258,21 +258,7 @@ def run_fused(
     when ``should_stop()`` turns true before an epoch. ``data``: each member's PairData per rep.
     """
     if data is None:
-        data = [
-            [
-                draw_pairs(
-                    config.seed,
-                    rep,
-                    config.train_pairs,
-                    config.val_pairs,
-                    config.test_pairs,
-                    source=config.data,
-                    data_dir=data_dir,
-                )
-                for rep in reps
-            ]
-            for config, reps, _ in members
-        ]
+        data = [[draw_run_pairs(config, rep, data_dir) for rep in reps] for config, reps, _ in members]
     fused = FusedRuns(members, device)
     flat = [
         (index, rep, pairs)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from core.config import RunConfig, lr_at, run_seed
-from core.data import PairData, PairSplit, draw_pairs
+from core.data import PairData, PairSplit, draw_run_pairs
 from core.models import build_model
 from core.training_common import (  # noqa: F401 - EpochMetrics, TestMetrics, TrainingDiverged: re-exported
     CheckpointError,
@@ -200,15 +200,7 @@ def run_training(
     """
     seed = run_seed(config, rep)
     if data is None:
-        data = draw_pairs(
-            config.seed,
-            rep,
-            config.train_pairs,
-            config.val_pairs,
-            config.test_pairs,
-            source=config.data,
-            data_dir=data_dir,
-        )
+        data = draw_run_pairs(config, rep, data_dir)
     train, val, test = (_to(split, device) for split in (data.train, data.val, data.test))
     if config.augments:
         from core.augment import augment_generator, augment_split

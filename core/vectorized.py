@@ -22,7 +22,7 @@ from torch.func import stack_module_state
 
 from core import train as _train
 from core.config import RunConfig, lr_at, run_seed, vectorizable
-from core.data import PairData, draw_pairs
+from core.data import PairData, draw_run_pairs
 from core.grouped import grouped_forward
 from core.models import DIGIT_STRUCTURES, build_model
 from core.train import EVAL_BATCH, RunInterrupted, autocast, make_optimizer
@@ -196,18 +196,7 @@ def run_group(
     the others go on (their gradients do not depend on it).
     """
     if data is None:
-        data = [
-            draw_pairs(
-                config.seed,
-                rep,
-                config.train_pairs,
-                config.val_pairs,
-                config.test_pairs,
-                source=config.data,
-                data_dir=data_dir,
-            )
-            for rep in reps
-        ]
+        data = [draw_run_pairs(config, rep, data_dir) for rep in reps]
     group = VectorizedRuns(config, reps, device, checkpoints or [None] * len(reps))
     train = _stack([d.train for d in data], device)
     val = _stack([d.val for d in data], device)
