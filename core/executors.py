@@ -15,6 +15,7 @@ import select
 import signal
 import sys
 import time
+import types
 from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 from typing import TYPE_CHECKING
@@ -442,6 +443,23 @@ def _sigint_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+@contextlib.contextmanager
+def _driver_main_out_of_sight():
+    """Hide the driver's ``__main__`` from multiprocessing while a worker starts. A worker would
+    otherwise run the driver's main script again, as ``__mp_main__``, before its target: the
+    ``pairs`` entry point imports the whole CLI there (~0.5 s of every worker's start-up), and a
+    user's script that calls ``core.api.work`` without an ``if __name__ == "__main__"`` guard
+    would start workers from its workers. A worker needs nothing of the driver's script: its
+    target, its tasks and its events are core's."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class _Slot:
     """One worker process and its private pipes (tasks in, events out)."""
 
@@ -458,7 +476,7 @@ class _Slot:
         # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
         # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
         # is still importing torch. The worker ignores SIGINT, then unblocks it.
-        with _sigint_blocked():
+        with _sigint_blocked(), _driver_main_out_of_sight():
             self.process.start()
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()

@@ -82,3 +82,35 @@ def test_the_fork_servers_preload_leaves_the_store_to_the_driver():
     loaded = set(json.loads(out.stdout))
     assert "core.executors" in loaded and "torch" in loaded
     assert not {name for name in loaded if name.split(".")[0] == "sqlite_utils" or name.startswith("core.store")}
+
+
+_SCRIPT_WITHOUT_MAIN_GUARD = """
+import sys
+open(sys.argv[1], "a").write(__name__ + "\\n")
+from core import api
+from core.config import RunConfig
+tiny = RunConfig(structure="shared", arch="A1", kernel=3, epochs=2, train_pairs=100, val_pairs=10, test_pairs=100)
+with api.open_store(sys.argv[2]) as store:
+    api.queue(store, [tiny], 2)
+    print(api.work(store, workers=2).done, "done")
+"""
+
+
+@pytest.mark.slow
+def test_workers_never_run_the_drivers_script_again(tmp_path):
+    """A worker starts from core's code alone: the driver's main script (the ``pairs`` entry
+    point, which imports the whole CLI; a user's script without a main guard) is not run again in
+    it as ``__mp_main__``."""
+    marker, script = tmp_path / "imported-as", tmp_path / "no_main_guard.py"
+    script.write_text(_SCRIPT_WITHOUT_MAIN_GUARD)
+    result = subprocess.run(
+        [sys.executable, str(script), str(marker), str(tmp_path / "runs.db")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.split() == ["2", "done"]
+    assert marker.read_text().split() == ["__main__"]
