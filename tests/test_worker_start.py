@@ -147,3 +147,36 @@ def test_workers_take_the_sample_the_driver_parsed_instead_of_parsing_it_again(t
         queue(store, [tiny(structure="shared")], 2)
         summary = work(store, workers=1)
     assert (summary.done, summary.failed) == (2, 0), summary.errors
+
+
+def _fork_servers_of_session(session: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(stat[3]) == session and stat[0] != "Z" and b"forkserver" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("args", [["run", "--arch", "A9"], ["work", "--workers", "0"]])
+def test_a_training_command_that_fails_leaves_no_fork_server_behind(tmp_path, args):
+    """``pairs run`` / ``pairs work`` start the fork server before the CLI is imported; a command
+    that then fails stops it, rather than leave it importing torch after the error."""
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:
+        command = subprocess.Popen(
+            [str(Path(sys.executable).with_name("pairs")), *args, "--db", str(tmp_path / "runs.db")],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its session id is its pid, and its children's
+        )
+        code = command.wait(timeout=120)
+    assert code == 2 and len(errors.read_text().splitlines()) == 1, errors.read_text()
+    assert not _fork_servers_of_session(command.pid), "a fork server outlived the command"
+    assert not (tmp_path / "runs.db").exists()

@@ -18,6 +18,7 @@ import typer
 from core import __version__, api
 from core.config import RunConfig
 from tui._early import EARLY_SIGNALS as _EARLY_SIGNALS
+from tui._early import TRAINING_COMMANDS, command, stop_unused_fork_server
 from tui._early import defer_signals as _defer_signals
 from tui.cli import reports, runs
 from tui.cli.options import (
@@ -85,9 +86,9 @@ def _started() -> None:
     if _EARLY_SIGNALS:
         err.print("interrupted: nothing was done")
         _ignore_signals()
+        stop_unused_fork_server()
         sys.exit(130)
-    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
-    if command not in ("run", "work"):
+    if command() not in TRAINING_COMMANDS:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -129,6 +130,7 @@ def main() -> None:
             err.print(literal(f"error: {exc.format_message()}{hint}"))
             code = 2
     _ignore_signals()
+    stop_unused_fork_server()
     if _EARLY_SIGNALS and code in (0, None):  # noted after the driver stopped, before the end
         err.print("interrupted")
         code = 130
