@@ -20,7 +20,7 @@ import time
 import torch
 
 from core.config import RunConfig, parse_grid, vectorizable
-from core.data import PairData, draw_pairs
+from core.data import PairData, draw_run_pairs
 from core.train import run_training
 from core.vectorized import run_group
 
@@ -34,7 +34,7 @@ def candidate(text: str, seed: int) -> RunConfig:
 def evaluate(config: RunConfig, reps: list[int], vectorize: bool = True) -> dict:
     data = []
     for rep in reps:
-        d = draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs)
+        d = draw_run_pairs(config, rep)
         data.append(PairData(d.train, d.val, d.val))  # the test split is never read
     curves: dict[int, list[float]] = {rep: [] for rep in reps}
     last: dict[int, object] = {}

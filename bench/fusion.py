@@ -33,7 +33,7 @@ import torch
 
 from core.api import open_store, queue, work
 from core.config import RunConfig, parse_grid
-from core.data import draw_pairs
+from core.data import draw_run_pairs
 from core.families import FUSE_ENV, family_key
 from core.fused import run_fused
 from core.vectorized import run_group
@@ -55,9 +55,7 @@ def in_process(configs: list[RunConfig], reps: int) -> tuple[float, float]:
     os.environ[FUSE_ENV] = "all"
     try:
         rep_list = list(range(reps))
-        data = [
-            [draw_pairs(c.seed, rep, c.train_pairs, c.val_pairs, c.test_pairs) for rep in rep_list] for c in configs
-        ]
+        data = [[draw_run_pairs(c, rep) for rep in rep_list] for c in configs]
         warm = [c.replace(epochs=1, train_pairs=40, val_pairs=10, test_pairs=10) for c in configs]
         run_fused([(c, [0, 1], [None, None]) for c in warm])  # imports and first calls, untimed
         for config in warm:
@@ -104,7 +102,7 @@ def main() -> None:
     if args.paper:
         configs = parse_grid({"structure": ",".join(PAPER), "arch": "A1,A2,A3,A4,A5,A6", "kernel": "3,5"}, base)
         for config in configs:
-            draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
+            draw_run_pairs(config, 0)
         peak = matmul_peak()
         floor = sum(run_flops(c) for c in configs) * args.reps / peak
         print(f"paper grid: {len(configs)} setups; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, floor {floor:.1f} s")

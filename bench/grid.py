@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.api import open_store, queue, work
 from core.config import RunConfig, parse_grid
-from core.data import draw_pairs
+from core.data import draw_run_pairs
 from core.models import build_model
 from core.train import run_training
 from core.training_common import objective
@@ -120,7 +120,7 @@ def main() -> None:
     else:
         configs = parse_configs(args.configs, base)
     for config in configs:  # warm the data cache so neither path pays for loading
-        draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
+        draw_run_pairs(config, 0)
 
     cores = os.cpu_count()
     peak = matmul_peak()

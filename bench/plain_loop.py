@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from core.config import RunConfig, run_seed
-from core.data import draw_pairs
+from core.data import draw_run_pairs
 from core.models import build_model
 
 
@@ -56,7 +56,7 @@ def test(model, loader, aux_weight: float) -> tuple[float, float]:
 
 def plain_run(config: RunConfig, rep: int) -> float:
     """Train one run of ``config`` the plain way; returns its test accuracy."""
-    data = draw_pairs(config.seed, rep, config.train_pairs, config.val_pairs, config.test_pairs, source=config.data)
+    data = draw_run_pairs(config, rep)
     torch.manual_seed(run_seed(config, rep))
     model = build_model(config)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)

@@ -23,7 +23,7 @@ from grid import timed_work  # bench/grid.py, beside this script
 
 from core.api import open_store
 from core.config import RunConfig
-from core.data import draw_pairs
+from core.data import draw_run_pairs
 from core.stats import MeanStd
 
 DEFAULT_CONFIGS = "independent:A4:5,shared:A5:5,shared-aux:A6:5"
@@ -79,7 +79,7 @@ def main() -> None:
         for precision in PRECISIONS
     }
     for config in runs["fp32"]:  # warm the data cache so neither precision pays for loading
-        draw_pairs(config.seed, 0, config.train_pairs, config.val_pairs, config.test_pairs)
+        draw_run_pairs(config, 0)
     print(
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; "
         f"{args.reps} reps x {args.epochs} epochs per setup"
