@@ -449,21 +449,34 @@ def _sigint_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+#: Whether workers skip the driver's main script (``workers_skip_driver_main``).
+_SKIP_DRIVER_MAIN: list[bool] = []
+
+
+def workers_skip_driver_main() -> None:
+    """Workers started by this process from now on do not run its main script again.
+
+    By default multiprocessing runs a driver's main script again in every worker, as
+    ``__mp_main__``, before the worker's target (what a script's ``if __name__ == "__main__"``
+    guard is for; a script that registers its own structure or data source relies on it). The
+    ``pairs`` command needs nothing of it there, and its entry point imports the whole CLI
+    (typer, rich: ~0.5 s of every worker's start-up): ``tui._early`` calls this."""
+    _SKIP_DRIVER_MAIN[:] = [True]
+
+
 @contextlib.contextmanager
-def _driver_main_out_of_sight():
-    """Hide the driver's ``__main__`` from multiprocessing while a worker starts. A worker would
-    otherwise run the driver's main script again, as ``__mp_main__``, before its target: the
-    ``pairs`` entry point imports the whole CLI there (~0.5 s of every worker's start-up), and a
-    user's script that calls ``core.api.work`` without an ``if __name__ == "__main__"`` guard
-    would start workers from its workers. A worker needs nothing of the driver's script: its
-    target, its tasks and its events are core's."""
+def _driver_main_skipped():
+    """Hide the driver's ``__main__`` from multiprocessing while a worker starts, when
+    ``workers_skip_driver_main`` asked for it."""
     main = sys.modules.get("__main__")
+    if not _SKIP_DRIVER_MAIN or main is None:
+        yield
+        return
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         yield
     finally:
-        if main is not None:
-            sys.modules["__main__"] = main
+        sys.modules["__main__"] = main
 
 
 class _Slot:
@@ -484,7 +497,7 @@ class _Slot:
         # Born with SIGINT blocked (a mask survives fork and exec): a Ctrl-C of the terminal
         # reaches the whole process group, and must not raise KeyboardInterrupt in a worker that
         # is still importing torch. The worker ignores SIGINT, then unblocks it.
-        with _sigint_blocked(), _driver_main_out_of_sight():
+        with _sigint_blocked(), _driver_main_skipped():
             self.process.start()
         # The worker holds the other ends: closing ours makes a dead worker an end of file.
         task_out.close()

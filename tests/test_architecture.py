@@ -89,6 +89,8 @@ import sys
 open(sys.argv[1], "a").write(__name__ + "\\n")
 from core import api
 from core.config import RunConfig
+from core.executors import workers_skip_driver_main
+workers_skip_driver_main()  # what the pairs command does (tui._early)
 tiny = RunConfig(structure="shared", arch="A1", kernel=3, epochs=2, train_pairs=100, val_pairs=10, test_pairs=100)
 with api.open_store(sys.argv[2]) as store:
     api.queue(store, [tiny], 2)
@@ -97,10 +99,10 @@ with api.open_store(sys.argv[2]) as store:
 
 
 @pytest.mark.slow
-def test_workers_never_run_the_drivers_script_again(tmp_path):
-    """A worker starts from core's code alone: the driver's main script (the ``pairs`` entry
-    point, which imports the whole CLI; a user's script without a main guard) is not run again in
-    it as ``__mp_main__``."""
+def test_workers_of_the_pairs_command_never_run_its_script_again(tmp_path):
+    """The ``pairs`` command's workers start from core's code alone: its entry point (which
+    imports the whole CLI) is not run again in them as ``__mp_main__`` (here a script without a
+    main guard, which would start workers from its workers)."""
     marker, script = tmp_path / "imported-as", tmp_path / "no_main_guard.py"
     script.write_text(_SCRIPT_WITHOUT_MAIN_GUARD)
     result = subprocess.run(
@@ -114,3 +116,18 @@ def test_workers_never_run_the_drivers_script_again(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stdout.split() == ["2", "done"]
     assert marker.read_text().split() == ["__main__"]
+
+
+def test_the_pairs_training_commands_ask_their_workers_to_skip_its_script(monkeypatch):
+    import core.executors
+    from tui import _early
+
+    monkeypatch.setattr(core.executors, "_SKIP_DRIVER_MAIN", [])
+    monkeypatch.setattr(core.executors, "start_workers_early", lambda: None)
+    monkeypatch.setattr(_early, "FORK_SERVER_STARTED", [])
+    monkeypatch.setattr(sys, "argv", ["pairs", "table"])
+    _early.start_workers_early()
+    assert not core.executors._SKIP_DRIVER_MAIN  # trains nothing: nothing changes
+    monkeypatch.setattr(sys, "argv", ["pairs", "run", "--arch", "A1"])
+    _early.start_workers_early()
+    assert core.executors._SKIP_DRIVER_MAIN and _early.FORK_SERVER_STARTED

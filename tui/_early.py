@@ -57,7 +57,9 @@ def start_workers_early() -> None:
         return
     try:
         from core.executors import start_workers_early as start
+        from core.executors import workers_skip_driver_main
 
+        workers_skip_driver_main()  # the entry point would import the whole CLI in each worker
         start()
     except Exception:  # noqa: BLE001 - e.g. a bad PAIRS_START_METHOD: the command says it
         return
