@@ -276,17 +276,18 @@ STALL_FACTOR = 10.0
 STARTUP_FACTOR = 5.0
 
 
-#: The modules a worker needs before its first batch: torch (~1.5 s to import), and
-#: torch._dynamo, which torch.optim imports when the first optimizer is made (~1.5 s more).
-#: Under the ``forkserver`` start method the fork server imports them once, while the driver
-#: goes on, and every worker is forked from it with them loaded.
+#: The modules a worker needs before its first batch: torch (~1.5-2.5 s to import) and the
+#: training paths. Not torch._dynamo (1.2-1.7 s more), which any ``torch.optim.Optimizer``
+#: imports when it is made: SGD runs train with ``core.optim.SGD``, which does not (an Adam run
+#: imports it in its worker). Under the ``forkserver`` start method the fork server imports them
+#: once, while the driver goes on, and every worker is forked from it with them loaded.
 PRELOAD = (
     "torch",
-    "torch._dynamo",
     "core.executors",
     "core.train",
     "core.vectorized",
     "core.grouped",
+    "core.fused",
     "core.provenance",
     "core.fork_server",
 )
