@@ -38,11 +38,12 @@ from core.training_common import (
     EpochMetrics,
     Metrics,
     TestMetrics,
+    TrainingSums,
     divergence,
     failure_reason,
     objective,
 )
-from core.vectorized import VectorizedRuns, _run, _stack, _Stacked
+from core.vectorized import VectorizedRuns, _run, _stack, _Stacked, epoch_batches
 
 
 class _Joined(torch.autograd.Function):
@@ -184,22 +185,11 @@ class FusedRuns:
         for member in self.members:
             for group in member.runs.optimizer.param_groups:
                 group["lr"] = lr_at(member.config, epoch)
-        r, n = data.target.shape
-        orders = torch.stack(
-            [
-                torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(member.config, rep) + epoch))
-                for member in self.members
-                for rep in member.runs.reps
-            ]
-        ).to(self.device)
-        rows = torch.arange(r, device=self.device)[:, None]
-        sums = Metrics(r, self.device)
-        batch_size = self.config.batch_size
+        sums = TrainingSums()
+        seeds = [run_seed(member.config, rep) for member in self.members for rep in member.runs.reps]
         from core import train as _train
 
-        for start in range(0, n, batch_size):
-            index = orders[:, start : start + batch_size]
-            x, target, classes = data.x[rows, index], data.target[rows, index], data.classes[rows, index]
+        for x, target, classes in epoch_batches(data, seeds, epoch, self.config.batch_size):
             with autocast(self.device, self.config.precision):
                 outputs = self.forward(x)
             losses = self._losses(outputs, target, classes)
@@ -213,7 +203,7 @@ class FusedRuns:
                 loss, torch.cat([main for _, main in losses]), torch.cat([logits for logits, _ in outputs]), target
             )
             _train.progress_hook()
-        return sums.result(n)
+        return sums.result(data.target.shape[1])
 
     @torch.no_grad()
     def evaluate(self, data: _Stacked) -> list[dict]:

@@ -30,6 +30,7 @@ from core.training_common import (
     EpochMetrics,
     Metrics,
     TestMetrics,
+    TrainingSums,
     decode_checkpoint,
     divergence,
     encode_checkpoint,
@@ -53,6 +54,21 @@ def _stack(splits: list, device: str) -> _Stacked:
         torch.stack([s.target for s in splits]).to(device),
         torch.stack([s.classes for s in splits]).to(device),
     )
+
+
+def epoch_batches(data: _Stacked, seeds: list[int], epoch: int, batch_size: int):
+    """The batches of one training epoch of the runs stacked in ``data``, run i shuffled by
+    ``seeds[i] + epoch`` as ``core.train`` shuffles one run: (x, target, classes) per batch. The
+    epoch is gathered in its order once (one copy of the split), each batch is a view of it."""
+    n = data.target.shape[1]
+    orders = torch.stack(
+        [torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)) for seed in seeds]
+    ).to(data.x.device)
+    rows = torch.arange(len(seeds), device=data.x.device)[:, None]
+    x, target, classes = data.x[rows, orders], data.target[rows, orders], data.classes[rows, orders]
+    for start in range(0, n, batch_size):
+        end = start + batch_size
+        yield x[:, start:end], target[:, start:end], classes[:, start:end]
 
 
 class VectorizedRuns:
@@ -100,18 +116,9 @@ class VectorizedRuns:
         config = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, epoch)
-        r, n = data.target.shape
-        orders = torch.stack(
-            [
-                torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(config, rep) + epoch))
-                for rep in self.reps
-            ]
-        ).to(self.device)
-        rows = torch.arange(r, device=self.device)[:, None]
-        sums = Metrics(r, self.device)
-        for start in range(0, n, config.batch_size):
-            index = orders[:, start : start + config.batch_size]
-            x, target, classes = data.x[rows, index], data.target[rows, index], data.classes[rows, index]
+        sums = TrainingSums()
+        seeds = [run_seed(config, rep) for rep in self.reps]
+        for x, target, classes in epoch_batches(data, seeds, epoch, config.batch_size):
             with autocast(self.device, config.precision):
                 logits, digits = self.forward(x)
             loss, main = self.losses(logits, digits, target, classes)
@@ -120,7 +127,7 @@ class VectorizedRuns:
             self.optimizer.step()
             sums.add(loss, main, logits, target)
             _train.progress_hook()
-        return sums.result(n)
+        return sums.result(data.target.shape[1])
 
     @torch.no_grad()
     def evaluate(self, data: _Stacked) -> dict:

@@ -15,6 +15,7 @@ from core.training_common import (
     CheckpointError,
     Metrics,
     TrainingDiverged,
+    TrainingSums,
     check_finite,
     decode_checkpoint,
     encode_checkpoint,
@@ -106,3 +107,22 @@ def test_a_task_carries_a_run_config_and_pickles():
     assert Task(config.to_dict(), task.runs, "cpu", None) == task  # a dict is turned into its RunConfig
     again = pickle.loads(pickle.dumps(task))
     assert again == task and isinstance(again.config, RunConfig)
+
+
+def test_training_sums_give_what_metrics_give_for_the_same_batches():
+    """Reduced once per epoch (float64) instead of per batch (float32): the same figures to
+    float32 rounding, a last batch smaller than the others weighted by its size."""
+    g = torch.Generator().manual_seed(3)
+    r, sizes = 4, [4, 4, 4, 2]
+    metrics, sums = Metrics(r), TrainingSums()
+    for b in sizes:
+        loss, main = torch.rand(r, generator=g), torch.rand(r, generator=g)
+        logits, target = torch.randn(r, b, 2, generator=g), torch.randint(0, 2, (r, b), generator=g)
+        metrics.add(loss, main, logits, target)
+        sums.add(loss, main, logits, target)
+    expected, got = metrics.result(sum(sizes)), sums.result(sum(sizes))
+    assert got.keys() == expected.keys()
+    assert got["digit_acc"] == expected["digit_acc"] == [None] * r
+    for key in ("loss", "main_loss", "acc"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-6), key
+    assert any(0 < acc < 1 for acc in got["acc"])
