@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import connection as mp_connection
 from typing import TYPE_CHECKING
 
@@ -88,8 +88,14 @@ def execute_task(task: Task, emit, should_stop) -> None:
     """Train a task, reporting each run's events through ``emit``. Used by every executor.
 
     A task of several configurations (``Task.fused``) trains the runs of each checkpoint epoch
-    as one fused model (``core.fused``); a configuration alone at its epoch trains vectorised."""
+    as one fused model (``core.fused``); a configuration alone at its epoch trains vectorised.
+    A task on device ``auto`` trains on what ``core.train.resolve_device`` finds here."""
     from core.config import vectorizable
+
+    if task.device == "auto":
+        from core.train import resolve_device
+
+        task = replace(task, device=resolve_device("auto"))
 
     groups: list[tuple[list[tuple[RunConfig, list]], bool]] = []  # (members, fused)
     fused: dict[int, list[tuple[RunConfig, list]]] = {}
@@ -258,7 +264,7 @@ def _train_and_report(train, ids: dict, finished: set[str], task: Task, emit) ->
                     **test.as_row(),
                     "seconds": seconds,
                     "device": task.device,
-                    "torch_version": torch.__version__,
+                    "torch_version": str(torch.__version__),  # a plain str: a TorchVersion imports torch
                     "code_version": code_version(),
                 },
             )

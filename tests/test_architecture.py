@@ -131,3 +131,37 @@ def test_the_pairs_training_commands_ask_their_workers_to_skip_its_script(monkey
     monkeypatch.setattr(sys, "argv", ["pairs", "run", "--arch", "A1"])
     _early.start_workers_early()
     assert core.executors._SKIP_DRIVER_MAIN and _early.FORK_SERVER_STARTED
+
+
+_PAIRS_RUN_DRIVER = """
+import sys
+sys.argv = ["pairs", "run", "--structure", "shared", "--arch", "A1", "--kernel", "3", "--reps", "2",
+            "--epochs", "1", "--train-pairs", "100", "--val-pairs", "10", "--test-pairs", "100",
+            "--db", sys.argv[1]]
+from tui.cli import main
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("torch" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_the_driver_of_pairs_run_never_imports_torch(tmp_path):
+    """On the default device (auto) and the local executor the workers resolve the device and
+    send plain values back: the driver of ``pairs run`` trains without importing torch itself
+    (it took ~0.6 s of every short run's start-up, and again at its end)."""
+    import sqlite3
+
+    from core.train import resolve_device
+
+    db = tmp_path / "runs.db"
+    result = subprocess.run(
+        [sys.executable, "-c", _PAIRS_RUN_DRIVER, str(db)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    with sqlite3.connect(db) as connection:
+        devices = connection.execute("SELECT device, status FROM runs").fetchall()
+    assert devices == [(resolve_device("auto"), "done")] * 2

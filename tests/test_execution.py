@@ -150,3 +150,19 @@ def test_the_interface_imports_no_executor():
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     )
     assert not loaded & {"core.executors", "core.ray_executor", "ray", "torch"}
+
+
+def test_a_task_on_auto_trains_on_the_device_found_where_it_runs():
+    """``auto`` reaches the worker unresolved (the driver need not import torch for it); the
+    run records the device it trained on, and plain strings (unpickling torch's version type
+    would import torch in the driver)."""
+    from core.executors import Task
+    from core.train import resolve_device
+
+    events: list = []
+    execute_task(Task(tiny(), (("run-a", 0, None),), "auto", None), events.append, lambda: False)
+    done = [event for event in events if isinstance(event, Done)]
+    assert [event.run_id for event in done] == ["run-a"]
+    assert done[0].results["device"] == resolve_device("auto")
+    assert type(done[0].results["torch_version"]) is str
+    assert type(done[0].results["device"]) is str
