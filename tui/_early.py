@@ -1,4 +1,6 @@
-"""Signals that arrive while ``pairs`` starts: noted, never raised (stdlib only, imported first).
+"""What ``pairs`` does before anything else: signals that arrive while it starts are noted, never
+raised, and a training command starts its workers' fork server. Imported first, stdlib only at
+import time (``start_workers_early`` imports ``core.executors``, which has no torch, when it runs).
 
 Python turns SIGINT into KeyboardInterrupt wherever the program happens to be; raised inside an
 import or a C++ library call (torch's), it aborts the interpreter (``terminate called ...``,
