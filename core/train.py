@@ -28,6 +28,7 @@ from core.training_common import (  # noqa: F401 - EpochMetrics, TestMetrics, Tr
     encode_checkpoint,
     first_line,
     objective,
+    shuffle_generator,
 )
 
 #: Pairs per evaluation batch, over all the models evaluated together (a vectorised group splits
@@ -220,7 +221,7 @@ def run_training(
         lr = lr_at(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        generator = torch.Generator().manual_seed(seed + epoch)
+        generator = shuffle_generator(seed, epoch)
         seed_epoch(seed, epoch)
         pairs = train
         if config.augments:  # drawn on the CPU from (run seed, epoch), as the vectorised path

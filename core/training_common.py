@@ -176,6 +176,12 @@ class Metrics:
         return [{key: values[i] for key, values in result.items()} for i in range(self.reps)]
 
 
+def shuffle_generator(run_seed: int, epoch: int) -> torch.Generator:
+    """The generator that draws the shuffled order of 1-based ``epoch`` of a run: seeded by
+    (run seed + epoch) only, so a resumed run shuffles as an undisturbed one (both paths)."""
+    return torch.Generator().manual_seed(run_seed + epoch)
+
+
 class TrainingSums:
     """The training pass of R runs trained together, summed as ``Metrics`` sums it (loss, main
     loss, accuracy; ``result`` in its format) but with no arithmetic per batch: each batch's

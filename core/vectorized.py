@@ -36,6 +36,7 @@ from core.training_common import (
     encode_checkpoint,
     failure_reason,
     objective,
+    shuffle_generator,
 )
 
 
@@ -61,9 +62,9 @@ def epoch_batches(data: _Stacked, seeds: list[int], epoch: int, batch_size: int)
     ``seeds[i] + epoch`` as ``core.train`` shuffles one run: (x, target, classes) per batch. The
     epoch is gathered in its order once (one copy of the split), each batch is a view of it."""
     n = data.target.shape[1]
-    orders = torch.stack(
-        [torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)) for seed in seeds]
-    ).to(data.x.device)
+    orders = torch.stack([torch.randperm(n, generator=shuffle_generator(seed, epoch)) for seed in seeds]).to(
+        data.x.device
+    )
     rows = torch.arange(len(seeds), device=data.x.device)[:, None]
     x, target, classes = data.x[rows, orders], data.target[rows, orders], data.classes[rows, orders]
     for start in range(0, n, batch_size):
