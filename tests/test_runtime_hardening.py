@@ -113,7 +113,7 @@ def test_two_drivers_that_are_both_pid_1_of_their_namespace(tmp_path):
         queue(
             s,
             [
-                tiny(structure=structure, epochs=40, train_pairs=400, val_pairs=40)
+                tiny(structure=structure, epochs=120, train_pairs=400, val_pairs=40)
                 for structure in ("shared", "independent")
             ],
             1,
